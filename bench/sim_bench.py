@@ -1,0 +1,74 @@
+"""Speed of the simulated continuum: raw simulator steps/s, Gymnasium env steps/s, the control
+tick (observe + decide) on 4 hosts, and MaskablePPO training time for the paper's 5500 steps.
+
+    python bench/sim_bench.py            # all figures
+Goals (issue 2): raw simulator >= 50,000 steps/s; 5500 MaskablePPO steps <= 10 s on 2 cores;
+control tick <= 5 ms for 4 hosts.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from orchestrator.config import PAPER
+from orchestrator.controller import Controller
+from orchestrator.sim.continuum import SimulatedContinuum
+from strategies import rl
+from strategies.base import StrategyOptions, create
+from strategies.env import GreenWiseEnv
+from strategies.prediction import Predictor
+
+
+def rate(fn, n: int) -> float:
+    start = time.perf_counter()
+    fn(n)
+    return n / (time.perf_counter() - start)
+
+
+def raw_sim(n: int) -> None:
+    sim = SimulatedContinuum(PAPER, "train", seed=0)
+    for i in range(n):
+        sim.apply(i % 4 if i % 7 == 0 else None)
+        sim.current()
+        if sim.done:
+            sim.reset()
+
+
+def env_steps(n: int) -> None:
+    env = GreenWiseEnv(PAPER)
+    env.reset(seed=0)
+    for i in range(n):
+        if env.step(i % 5)[3]:
+            env.reset()
+
+
+def tick_ms(strategy: str, model_path: str | None = None, n: int = 500) -> float:
+    sim = SimulatedContinuum(PAPER.model_copy(update={"episode_steps": n + 1}), "test", seed=0)
+    opts = StrategyOptions(PAPER, model_path=model_path)
+    controller = Controller(sim, create(strategy, opts), Predictor(PAPER, model=sim.model))
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        controller.decide(sim.observe())  # observe + decide (+ predict)
+        times.append((time.perf_counter() - start) * 1000)
+        sim.apply(None)
+    return statistics.median(times)
+
+
+def main() -> None:
+    print(f"raw simulator:        {rate(raw_sim, 200_000):10,.0f} steps/s   (goal >= 50,000)")
+    print(f"GreenWise-v0 env:     {rate(env_steps, 50_000):10,.0f} steps/s")
+    for algo in ("maskppo", "a2c"):
+        start = time.perf_counter()
+        rl.train(algo, PAPER, "power-latency", 5500, seed=0, out=__import__("pathlib").Path(
+            f"/tmp/greenwise-bench-{algo}.zip"))
+        print(f"train {algo:8s} 5500:  {time.perf_counter() - start:10.2f} s       "
+              f"{'(goal <= 10 s)' if algo == 'maskppo' else ''}")
+    for name in ("greedy", "rules", "maskppo", "a2c"):
+        path = f"/tmp/greenwise-bench-{name}.zip" if name in ("maskppo", "a2c") else None
+        print(f"control tick {name:8s} {tick_ms(name, path):8.3f} ms median  (goal <= 5 ms)")
+
+
+if __name__ == "__main__":
+    main()

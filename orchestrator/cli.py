@@ -1,0 +1,296 @@
+"""`greenwise-mc`: move ML services across an edge / fog / cloud continuum.
+
+With no kubeconfig everything runs on the simulated continuum built from a scenario
+(`paper` by default: the GreenWise paper's testbed)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from orchestrator.config import Scenario, load_scenario
+from orchestrator.errors import GreenwiseError
+from orchestrator.output import Format, emit, err_console, pct, table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_enable=False, help=__doc__)
+
+ScenarioOpt = Annotated[str, typer.Option(
+    "--scenario", help="Built-in scenario name (paper) or a scenario YAML file.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (workload noise, RL).")]
+RewardOpt = Annotated[str, typer.Option(
+    "--reward", help="Objective: power-latency (alpha = beta = 0.5), power, or latency.")]
+OutputOpt = Annotated[Format, typer.Option("--output", "-o", help="How to print results.")]
+TrainStepsOpt = Annotated[int, typer.Option(
+    "--train-steps", help="Training steps for RL strategies given without a model.")]
+RL = ("maskppo", "a2c")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err_console, transient=False)
+
+
+def _check_reward(kind: str) -> None:
+    from strategies.reward import REWARDS
+
+    if kind not in REWARDS:
+        raise GreenwiseError(f"unknown reward {kind!r}; choose one of: {', '.join(REWARDS)}")
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise GreenwiseError(f"{name} must be > 0, got {value}")
+
+
+def _train_with_progress(algorithm: str, scenario: Scenario, reward: str, steps: int, seed: int,
+                         out: Path | None) -> float:
+    from strategies import rl
+
+    start = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task(f"training {algorithm}", total=steps)
+        rl.train(algorithm, scenario, reward, steps, seed, out,
+                 on_step=lambda n: progress.update(task, completed=min(n, steps)))
+    return time.perf_counter() - start
+
+
+def _strategy(name: str, scenario: Scenario, model: Path | None, seed: int, reward: str,
+              train_steps: int, work_dir: Path) -> Any:
+    """Create a strategy; an RL strategy without a model is trained first."""
+    from strategies.base import StrategyOptions, create, names
+
+    if name not in names():
+        raise GreenwiseError(f"unknown strategy {name!r}; choose one of: {', '.join(names())}")
+    if name in RL and model is None:
+        model = work_dir / f"{name}.zip"
+        _train_with_progress(name, scenario, reward, train_steps, seed, model)
+    return create(name, StrategyOptions(scenario, seed=seed, model_path=model, reward=reward))
+
+
+@app.command()
+def train(
+    strategy: Annotated[str, typer.Option("--strategy", help="maskppo or a2c.")] = "maskppo",
+    reward: RewardOpt = "power-latency",
+    steps: Annotated[int, typer.Option("--steps", help="Environment steps to train for.")] = 5500,
+    scenario: ScenarioOpt = "paper",
+    seed: SeedOpt = 0,
+    out: Annotated[Path, typer.Option("--out", help="Where to save the model (.zip).")] = Path(
+        "model.zip"),
+    output: OutputOpt = Format.table,
+) -> None:
+    """Train an RL agent on the simulated continuum's training pattern (ramp 1..peak users)."""
+    from strategies.evaluation import run_episodes
+
+    if strategy not in RL:
+        raise GreenwiseError(f"cannot train {strategy!r}; trainable strategies: {', '.join(RL)}")
+    _check_reward(reward)
+    _positive("--steps", steps)
+    sc = load_scenario(scenario)
+    seconds = _train_with_progress(strategy, sc, reward, steps, seed, out)
+    agent = _strategy(strategy, sc, out, seed, reward, steps, out.parent)
+    check = run_episodes(agent, sc, 10, seed, reward).summary()
+    data = {"strategy": strategy, "reward": reward, "scenario": sc.name, "steps": steps,
+            "seed": seed, "model": str(out), "train_seconds": round(seconds, 2),
+            "test_mean_reward_10_episodes": round(check["mean_reward"], 3)}
+    emit(data, output, [table(f"trained {strategy}", ["field", "value"], list(data.items()))])
+
+
+def _parse_models(pairs: list[str]) -> dict[str, Path]:
+    models = {}
+    for p in pairs:
+        name, sep, path = p.partition("=")
+        if not sep or not name or not path:
+            raise GreenwiseError(f"--model expects NAME=PATH (e.g. maskppo=model.zip), got {p!r}")
+        models[name] = Path(path)
+    return models
+
+
+@app.command()
+def evaluate(
+    scenario: ScenarioOpt = "paper",
+    episodes: Annotated[int, typer.Option("--episodes", help="Test episodes per strategy.")] = 40,
+    seed: SeedOpt = 0,
+    strategies: Annotated[str, typer.Option(
+        "--strategies", help="Comma-separated strategies to compare.")] =
+        "random,round-robin,rules,greedy,oracle,maskppo,a2c",
+    output_dir: Annotated[Path, typer.Option(
+        "--output-dir", help="Where results.json and the plots go.")] = Path("results"),
+    train_steps: TrainStepsOpt = 5500,
+    model: Annotated[list[str], typer.Option(
+        "--model", help="NAME=PATH: use a trained model instead of training (repeatable).")] = [],  # noqa: B006
+    reward: RewardOpt = "power-latency",
+    output: OutputOpt = Format.table,
+) -> None:
+    """Compare strategies on the test pattern; RL strategies without --model are trained first.
+
+    Writes OUTPUT_DIR/results.json, distributions.png (reward, power, latency per strategy) and
+    host_time.png (time per host), and prints each strategy's improvement over random and
+    round-robin ((R - R_base) / |R_base|) and its fraction of the oracle."""
+    from strategies.base import names
+    from strategies.evaluation import comparison, plot, run_episodes
+
+    _check_reward(reward)
+    _positive("--episodes", episodes)
+    _positive("--train-steps", train_steps)
+    chosen = [s.strip() for s in strategies.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in names()]
+    if unknown or not chosen:
+        raise GreenwiseError(f"unknown strategy {', '.join(unknown) or '(none given)'}; "
+                             f"choose from: {', '.join(names())}")
+    models = _parse_models(model)
+    for name, path in models.items():
+        if name not in RL:
+            raise GreenwiseError(f"--model {name}=...: only {', '.join(RL)} take a model")
+        if not path.is_file():
+            raise GreenwiseError(f"model file {path} does not exist")
+    sc = load_scenario(scenario)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    agents = {n: _strategy(n, sc, models.get(n), seed, reward, train_steps, output_dir)
+              for n in chosen}
+    results = {}
+    with _progress() as progress:
+        for name, agent in agents.items():
+            task = progress.add_task(f"evaluating {name}", total=episodes)
+            results[name] = run_episodes(agent, sc, episodes, seed, reward,
+                                         on_episode=lambda t=task: progress.advance(t))
+    summaries = {n: r.summary() for n, r in results.items()}
+    data = {"scenario": sc.name, "episodes": episodes, "strategies": summaries}
+    (output_dir / "results.json").write_text(json.dumps(data, indent=2))
+    plots = plot(results, output_dir)
+    rows = comparison(summaries)
+    cols = ["strategy", "mean reward", "std", "power W", "latency ms", "SLA viol.",
+            "migrations", "vs random", "vs round-robin", "of oracle"]
+    emit(data, output, [table(
+        f"{sc.name}: {episodes} test episodes, seed {seed}, reward {reward}", cols,
+        [[r["strategy"], r["mean_reward"], r["std_reward"], r["mean_power_w"],
+          r["mean_latency_ms"], r["sla_violations"], r["migrations"], pct(r["vs_random"]),
+          pct(r["vs_round-robin"]),
+          "-" if r["of_oracle"] is None else f"{100 * r['of_oracle']:.1f}%"]
+         for r in rows])])
+    if output is Format.table:
+        err_console.print(f"wrote {output_dir / 'results.json'}, "
+                          + ", ".join(str(p) for p in plots))
+
+
+def _sim_setup(scenario: str, strategy: str, model: Path | None, seed: int, reward: str,
+               train_steps: int, steps: int, phase: str) -> tuple[Any, Any]:
+    from orchestrator.controller import Controller
+    from orchestrator.sim.continuum import SimulatedContinuum
+    from strategies.prediction import Predictor
+
+    _check_reward(reward)
+    if phase not in ("train", "test"):
+        raise GreenwiseError(f"--pattern must be train or test, not {phase!r}")
+    if model is not None and not model.is_file():
+        raise GreenwiseError(f"model file {model} does not exist")
+    sc = load_scenario(scenario)
+    agent = _strategy(strategy, sc, model, seed, reward, train_steps, Path(".greenwise"))
+    sim = SimulatedContinuum(sc.model_copy(update={"episode_steps": steps}), phase, seed=seed)
+    sim.reset(seed=seed)
+    agent.reset(sim)
+    return sim, Controller(sim, agent, Predictor(sc, reward, sim.model))
+
+
+@app.command()
+def run(
+    scenario: ScenarioOpt = "paper",
+    strategy: Annotated[str, typer.Option("--strategy", help="Strategy that decides.")] = "greedy",
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="Trained model for maskppo/a2c (else one is trained first).")] = None,
+    ticks: Annotated[int, typer.Option("--ticks", help="Control ticks to run.")] = 96,
+    interval: Annotated[float, typer.Option(
+        "--interval", help="Seconds to pause per tick so the view can be watched (0: none).")] =
+        0.05,
+    pattern: Annotated[str, typer.Option(
+        "--pattern", help="Workload: test (day-like) or train (ramp).")] = "test",
+    seed: SeedOpt = 0,
+    reward: RewardOpt = "power-latency",
+    train_steps: TrainStepsOpt = 5500,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Policy mode on the simulated continuum: observe, decide, migrate, every tick, with a live
+    view of placement, power, latency and reward, and a summary at the end."""
+    from orchestrator.views import live_view, run_summary
+
+    _positive("--ticks", ticks)
+    if interval < 0:
+        raise GreenwiseError(f"--interval must be >= 0, got {interval}")
+    sim, controller = _sim_setup(scenario, strategy, model, seed, reward, train_steps, ticks,
+                                 pattern)
+    history = []
+    with Live(console=err_console, refresh_per_second=10,
+              transient=False) if output is Format.table else _Quiet() as live:
+        for _ in range(ticks):
+            history.append(controller.tick())
+            if output is Format.table:
+                live.update(live_view(sim, history, strategy))
+            if interval:
+                time.sleep(interval)
+    if output is Format.table:
+        err_console.print()
+    summary, tables = run_summary(sim, history, strategy)
+    emit(summary, output, tables)
+
+
+class _Quiet:
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@app.command()
+def plan(
+    scenario: ScenarioOpt = "paper",
+    strategy: Annotated[str, typer.Option("--strategy", help="Strategy that decides.")] = "greedy",
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="Trained model for maskppo/a2c (else one is trained first).")] = None,
+    step: Annotated[int, typer.Option(
+        "--step", help="Advance the simulated workload this many ticks (staying) first.")] = 0,
+    pattern: Annotated[str, typer.Option(
+        "--pattern", help="Workload: test (day-like) or train (ramp).")] = "test",
+    seed: SeedOpt = 0,
+    reward: RewardOpt = "power-latency",
+    train_steps: TrainStepsOpt = 5500,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Show the current state, what the strategy would do, and the predicted change in power,
+    latency and reward. Changes nothing."""
+    from orchestrator.views import plan_report
+
+    if step < 0:
+        raise GreenwiseError(f"--step must be >= 0, got {step}")
+    sim, controller = _sim_setup(scenario, strategy, model, seed, reward, train_steps,
+                                 max(step, 1) + 1, pattern)
+    for _ in range(step):
+        sim.apply(None)
+    obs = sim.observe()
+    action, prediction = controller.decide(obs)
+    current = controller.predictor.predict(obs, 0)
+    data, tables = plan_report(sim, obs, strategy, action, current, prediction)
+    emit(data, output, tables)
+
+
+def main() -> None:
+    """Entry point: bad input -> one line on stderr and exit code 2."""
+    try:
+        app(args=sys.argv[1:] or ["--help"], standalone_mode=False)
+    except GreenwiseError as e:
+        err_console.print(f"error: {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except typer.TyperException as e:  # click's usage errors: unknown option, bad value, ...
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        err_console.print(f"error: {message} (see --help)", highlight=False, soft_wrap=True)
+        sys.exit(getattr(e, "exit_code", 2))

@@ -1,0 +1,76 @@
+"""Users per step: the paper's training ramp, a smooth day-like test pattern, or a CSV trace."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.errors import GreenwiseError
+
+DAY_STEPS = 96  # one step per 15 minutes
+
+
+def ramp(peak: int) -> list[float]:
+    """Training pattern (paper): users 1, 2, ..., peak, looped."""
+    return [float(u) for u in range(1, peak + 1)]
+
+
+def day(peak: int) -> list[float]:
+    """Testing pattern: a Gaussian-like daily curve (quiet night, afternoon peak, a morning
+    shoulder), standing in for the paper's Azure-derived Gaussian pattern."""
+    out = []
+    for t in range(DAY_STEPS):
+        x = t / DAY_STEPS
+        level = 0.05 + 0.95 * math.exp(-0.5 * ((x - 0.58) / 0.14) ** 2)
+        level += 0.2 * math.exp(-0.5 * ((x - 0.33) / 0.05) ** 2)
+        out.append(max(1.0, peak * min(level, 1.0)))
+    return out
+
+
+PATTERNS: dict[str, Callable[[int], list[float]]] = {"ramp": ramp, "day": day}
+
+
+def read_trace(path: Path) -> list[float]:
+    """A CSV trace with a header `time,users`, one row per step, replayed in time order."""
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise GreenwiseError(f"cannot read trace {path}: {e.strerror}") from e
+    if not rows or not {"time", "users"} <= set(rows[0]):
+        raise GreenwiseError(f"trace {path}: needs a header with columns time,users")
+    try:
+        pairs = sorted((float(r["time"]), float(r["users"])) for r in rows)
+    except ValueError as e:
+        raise GreenwiseError(f"trace {path}: time and users must be numbers ({e})") from e
+    if any(u < 0 for _, u in pairs):
+        raise GreenwiseError(f"trace {path}: users must be >= 0")
+    return [u for _, u in pairs]
+
+
+def pattern(spec: str, peak: int, base: Path | None = None) -> list[float]:
+    """A built-in pattern by name, or a trace file (relative paths resolve against `base`)."""
+    if spec in PATTERNS:
+        return PATTERNS[spec](peak)
+    path = Path(spec)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    if not path.is_file():
+        raise GreenwiseError(
+            f"workload pattern {spec!r} is neither built-in ({', '.join(PATTERNS)}) nor a "
+            "CSV trace file with columns time,users"
+        )
+    return read_trace(path)
+
+
+def episode_users(curve: list[float], steps: int, noise: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    """`steps` consecutive integer user counts from a random offset of the looped curve."""
+    start = int(rng.integers(len(curve)))
+    base = np.array([curve[(start + t) % len(curve)] for t in range(steps)])
+    noisy = base * (1.0 + noise * rng.standard_normal(steps))
+    return np.maximum(np.rint(noisy), 0).astype(np.int64)

@@ -1,0 +1,127 @@
+"""Run strategies over the same test episodes of the simulated continuum and compare them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orchestrator.config import Scenario
+from strategies.base import Strategy
+from strategies.env import GreenWiseEnv
+
+
+@dataclass
+class StrategyResult:
+    episode_rewards: list[float] = field(default_factory=list)
+    episode_power: list[float] = field(default_factory=list)
+    episode_latency: list[float] = field(default_factory=list)
+    sla_violations: int = 0
+    migrations: int = 0
+    host_steps: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        total = sum(self.host_steps.values()) or 1
+        return {
+            "mean_reward": float(np.mean(self.episode_rewards)),
+            "std_reward": float(np.std(self.episode_rewards)),
+            "mean_power_w": float(np.mean(self.episode_power)),
+            "mean_latency_ms": float(np.mean(self.episode_latency)),
+            "sla_violations": self.sla_violations,
+            "migrations": self.migrations,
+            "host_time_share": {h: n / total for h, n in self.host_steps.items()},
+        }
+
+
+def run_episodes(strategy: Strategy, scenario: Scenario, episodes: int, seed: int,
+                 reward_kind: str = "power-latency", phase: str = "test",
+                 on_episode: Callable[[], None] | None = None) -> StrategyResult:
+    """Episode e uses seed + e, so every strategy meets the same workloads and start hosts."""
+    env = GreenWiseEnv(scenario, phase, reward_kind)
+    result = StrategyResult(host_steps={h.name: 0 for h in scenario.hosts})
+    for e in range(episodes):
+        env.reset(seed=seed + e)
+        strategy.reset(env.sim)
+        total, power, latency = 0.0, [], []
+        done = False
+        while not done:
+            action = strategy.decide(env.observation(), env.action_masks())
+            _, r, _, done, info = env.step(action)
+            total += r
+            power.append(info["power_w"])
+            latency.append(info["latency_ms"])
+            result.sla_violations += info["sla_violation"]
+            result.migrations += info["moved"] is not None
+            result.host_steps[scenario.hosts[info["host"]].name] += 1
+        result.episode_rewards.append(total)
+        result.episode_power.append(float(np.mean(power)))
+        result.episode_latency.append(float(np.mean(latency)))
+        if on_episode:
+            on_episode()
+    return result
+
+
+def improvement(r: float, base: float) -> float | None:
+    """The paper's relative improvement (R - R_base) / |R_base|."""
+    return None if base == 0 else (r - base) / abs(base)
+
+
+def comparison(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per strategy: its figures, improvement over random / round-robin, % of oracle."""
+    def ref(name: str) -> float | None:
+        return summaries[name]["mean_reward"] if name in summaries else None
+
+    rows = []
+    for name, s in summaries.items():
+        r = s["mean_reward"]
+        row = {"strategy": name, **{k: v for k, v in s.items() if k != "host_time_share"}}
+        for base in ("random", "round-robin"):
+            b = ref(base)
+            row[f"vs_{base}"] = None if b is None else improvement(r, b)
+        o = ref("oracle")
+        row["of_oracle"] = None if not o else r / o
+        rows.append(row)
+    return rows
+
+
+def plot(results: dict[str, StrategyResult], out_dir: Path) -> list[Path]:
+    """Fig. 5/6-like distributions (reward, power, latency) and Fig. 9-like time per host."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, attr, title in zip(
+            axes, ("episode_rewards", "episode_power", "episode_latency"),
+            ("accumulated reward per episode", "mean service power (W)", "mean latency (ms)"),
+            strict=True):
+        ax.boxplot([getattr(results[n], attr) for n in names], showmeans=True)
+        ax.set_xticks(range(1, len(names) + 1), names, rotation=30, ha="right")
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    dist = out_dir / "distributions.png"
+    fig.savefig(dist, dpi=120)
+    plt.close(fig)
+
+    hosts = list(next(iter(results.values())).host_steps)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names)), 4.5))
+    bottom = np.zeros(len(names))
+    for h in hosts:
+        share = np.array([results[n].summary()["host_time_share"][h] for n in names])
+        ax.bar(names, share, bottom=bottom, label=h)
+        bottom += share
+    ax.set_ylabel("share of time on host")
+    ax.set_title("time per host")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    fig.tight_layout()
+    share_png = out_dir / "host_time.png"
+    fig.savefig(share_png, dpi=120)
+    plt.close(fig)
+    return [dist, share_png]

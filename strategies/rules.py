@@ -1,0 +1,61 @@
+"""Rules a careful operator would write, from observed latency and CPU and the host profiles:
+  1. latency above `evacuate_at` of the SLA: move to the host with the most spare capacity;
+  2. otherwise consolidate onto the lowest-power host whose projected CPU stays under
+     `safe_cpu`, if that saves at least `min_saving` of the current power estimate."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from orchestrator.model import Observation
+from orchestrator.sim.continuum import SimulatedContinuum
+from strategies.base import StrategyOptions
+
+
+class RulesStrategy:
+    name: ClassVar[str] = "rules"
+    simulation_only: ClassVar[bool] = False
+    evacuate_at = 0.8
+    safe_cpu = 0.6
+    min_saving = 0.2
+
+    def __init__(self, options: StrategyOptions) -> None:
+        self.hosts = options.scenario.hosts
+        self.sla = options.scenario.service.sla_latency_ms
+        self.processes = [1 + h.cores for h in self.hosts]
+
+    def reset(self, sim: SimulatedContinuum | None) -> None:
+        pass
+
+    def _projected_cpu(self, obs: Observation, h: int) -> float:
+        cur = self.hosts[obs.service.host]
+        work = obs.service.cpu * cur.cores * cur.speed  # core-seconds/s at unit speed
+        host = self.hosts[h]
+        return host.background_utilization + work / (host.cores * host.speed)
+
+    def _power_estimate(self, obs: Observation, h: int) -> float:
+        host = self.hosts[h]
+        idle_share = host.idle_watts * self.processes[h] / (host.base_processes + self.processes[h])
+        svc_cpu = self._projected_cpu(obs, h) - host.background_utilization
+        return idle_share + (host.max_watts - host.idle_watts) * svc_cpu
+
+    def decide(self, obs: Observation, mask: np.ndarray) -> int:
+        candidates = [h for h in range(len(self.hosts)) if mask[h + 1]]
+        if not candidates:
+            return 0
+        if obs.service.latency_ms > self.evacuate_at * self.sla:
+            spare = [(h, self.hosts[h].cores * self.hosts[h].speed * (1 - obs.hosts[h].cpu))
+                     for h in candidates]
+            return 1 + max(spare, key=lambda p: p[1])[0]
+        here = obs.service.host
+        safe = [h for h in [*candidates, here] if self._projected_cpu(obs, h) < self.safe_cpu]
+        if not safe:
+            return 0
+        best = min(safe, key=lambda h: self._power_estimate(obs, h))
+        here_safe = here in safe
+        saving = 1 - self._power_estimate(obs, best) / max(self._power_estimate(obs, here), 1e-9)
+        if best != here and (not here_safe or saving >= self.min_saving):
+            return best + 1
+        return 0

@@ -1,0 +1,101 @@
+"""The `greenwise-mc` command as a user runs it (a subprocess, exit codes, files)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+DOCS = Path(__file__).parent.parent / "docs" / "scenarios"
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_help_on_every_command():
+    for cmd in ([], ["train"], ["evaluate"], ["run"], ["plan"]):
+        r = cli(*cmd, "--help")
+        assert r.returncode == 0 and "Usage" in r.stdout, cmd
+
+
+def test_evaluate_writes_results_and_plots(tmp_path):
+    out = tmp_path / "res"
+    r = cli("evaluate", "--episodes", "3", "--strategies", "random,round-robin,oracle,maskppo",
+            "--train-steps", "250", "--output-dir", str(out))
+    assert r.returncode == 0, r.stderr
+    data = json.loads((out / "results.json").read_text())
+    assert data["scenario"] == "paper" and data["episodes"] == 3
+    assert list(data["strategies"]) == ["random", "round-robin", "oracle", "maskppo"]
+    for s in data["strategies"].values():
+        assert set(s) == {"mean_reward", "std_reward", "mean_power_w", "mean_latency_ms",
+                          "sla_violations", "migrations", "host_time_share"}
+        assert set(s["host_time_share"]) == {"edge0", "edge1", "edge2", "cloud"}
+    oracle = data["strategies"]["oracle"]["mean_reward"]
+    assert all(s["mean_reward"] <= oracle + 1e-9 for s in data["strategies"].values())
+    for png in ("distributions.png", "host_time.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "vs random" in r.stdout and "of oracle" in r.stdout
+
+
+def test_evaluate_generalizes_to_another_scenario_with_a_given_model(tmp_path):
+    scenario = str(DOCS / "edge-fog-cloud.yaml")
+    model = tmp_path / "m.zip"
+    r = cli("train", "--scenario", scenario, "--steps", "250", "--out", str(model), "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["model"] == str(model)
+    r = cli("evaluate", "--scenario", scenario, "--episodes", "2", "--strategies",
+            "greedy,maskppo", "--model", f"maskppo={model}", "--output-dir", str(tmp_path / "o"),
+            "-o", "json")
+    assert r.returncode == 0, r.stderr
+    shares = json.loads(r.stdout)["strategies"]["maskppo"]["host_time_share"]
+    assert set(shares) == {"edge-a", "edge-b", "fog-a", "fog-b", "cloud-a"}
+
+
+def test_run_prints_a_summary(tmp_path):
+    r = cli("run", "--ticks", "10", "--interval", "0", "--strategy", "rules", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["ticks"] == 10 and s["strategy"] == "rules"
+    assert sum(s["host_time_share"].values()) == pytest.approx(1.0, abs=1e-3)
+    r = cli("run", "--ticks", "5", "--interval", "0")
+    assert r.returncode == 0 and "summary" in r.stdout and "tick 5/5" in r.stderr
+
+
+def test_plan_changes_nothing_and_predicts(tmp_path):
+    r = cli("plan", "--step", "55", "--strategy", "greedy", "-o", "yaml")
+    assert r.returncode == 0, r.stderr
+    p = yaml.safe_load(r.stdout)
+    assert set(p["predicted"]) == {"power_w", "latency_ms", "reward"}
+    assert p["predicted"]["reward"]["chosen"] >= p["predicted"]["reward"]["stay"]
+    assert p["state"]["users"] > 0 and len(p["state"]["hosts"]) == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--strategy", "nope"], "unknown strategy 'nope'"),
+    (["evaluate", "--strategies", "random,foo"], "unknown strategy foo"),
+    (["run", "--scenario", "/does/not/exist.yaml"], "neither a built-in"),
+    (["run", "--strategy", "maskppo", "--model", "/does/not/exist.zip"], "does not exist"),
+    (["train", "--strategy", "rules"], "cannot train 'rules'"),
+    (["run", "--ticks", "abc"], "--ticks"),
+    (["evaluate", "--model", "maskppo"], "NAME=PATH"),
+    (["plan", "--reward", "speed"], "unknown reward"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
+    r = cli(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_bad_scenario_file_exit_2(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("clusters:\n  - {name: c, tier: cloud, hosts: [{name: h, cores: 4, "
+                 "idle_watts: 50, max_watts: 40, network_latency_ms: 1}]}\n")
+    r = cli("evaluate", "--scenario", str(f), "--output-dir", str(tmp_path / "out"))
+    assert r.returncode == 2 and "max_watts" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,83 @@
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import strategies  # noqa: F401  (registers GreenWise-v0)
+from orchestrator.config import PAPER
+from strategies.env import ENV_ID, GreenWiseEnv
+from strategies.reward import reward
+
+HOST = {h.name: i for i, h in enumerate(PAPER.hosts)}
+
+
+def test_registered_and_passes_both_checkers():
+    env = gym.make(ENV_ID)
+    gym_check_env(env.unwrapped)
+    sb3_check_env(GreenWiseEnv(), warn=True)
+    assert env.unwrapped.action_space.n == len(PAPER.hosts) + 1
+
+
+def test_observation_is_normalized_and_encodes_the_host():
+    env = GreenWiseEnv()
+    obs, _ = env.reset(seed=0, options={"start_host": HOST["cloud"]})
+    n = len(PAPER.hosts)
+    assert obs.shape == (2 * n + 4 + n,) and obs.min() >= 0 and obs.max() <= 1
+    assert obs[:n].tolist() == [0, 0, 0, 1]
+
+
+def test_mask_hides_the_current_host_only():
+    env = GreenWiseEnv()
+    env.reset(seed=0, options={"start_host": HOST["edge1"]})
+    assert env.action_masks().tolist() == [True, True, False, True, True]
+
+
+def test_mask_hides_hosts_that_cannot_take_the_service():
+    small = PAPER.model_copy(update={"service": PAPER.service.model_copy(
+        update={"memory_gib": 16.0})})  # only the 128 GiB cloud host fits
+    env = GreenWiseEnv(small)
+    env.reset(seed=0)
+    assert env.action_masks().tolist() == [True, False, False, False, False]
+
+
+def test_masked_action_keeps_the_service_and_costs_minus_one():
+    env = GreenWiseEnv()
+    env.reset(seed=0, options={"start_host": HOST["edge1"]})
+    _, r, _, _, info = env.step(1 + HOST["edge1"])
+    assert r == -1.0 and info["invalid"] and info["host"] == HOST["edge1"]
+    _, r, _, _, info = env.step(1 + HOST["cloud"])
+    assert info["host"] == HOST["cloud"] and info["moved"] == "inter" and r > -1
+
+
+def test_episodes_are_25_steps():
+    env = GreenWiseEnv()
+    env.reset(seed=0)
+    for t in range(25):
+        _, _, terminated, truncated, _ = env.step(0)
+        assert not terminated and truncated == (t == 24)
+
+
+def test_reward_variants_follow_eq_9_to_11():
+    p_max, l_max = 280.0, 500.0
+    assert reward("power-latency", 28.0, 100.0, p_max, l_max) == pytest.approx(
+        0.5 * 0.9 + 0.5 * 0.8)
+    assert reward("power", 28.0, 400.0, p_max, l_max) == pytest.approx(0.9)
+    assert reward("latency", 250.0, 100.0, p_max, l_max) == pytest.approx(0.8)
+    for kind in ("power-latency", "power", "latency"):
+        assert reward(kind, 1.0, 501.0, p_max, l_max) == -1.0
+
+
+def test_reward_kinds_pull_in_opposite_directions():
+    """At light load Power-Aware prefers a frugal edge host, Latency-Aware the nearest one."""
+    from orchestrator.sim.performance import PerformanceModel
+
+    model = PerformanceModel(PAPER)
+    best = {}
+    for kind in ("power", "latency", "power-latency"):
+        scores = {h.name: reward(kind, model.outcome(i, 5).service_watts,
+                                 model.outcome(i, 5).latency_ms, 280.0, 500.0)
+                  for i, h in enumerate(PAPER.hosts)}
+        best[kind] = max(scores, key=scores.get)
+    assert best["latency"] == "edge2"
+    assert best["power"] in ("edge0", "edge1")
+    assert best["power-latency"] != "cloud"

@@ -1,0 +1,64 @@
+"""RL strategies train on the simulator, save, load, and act within the mask."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orchestrator.config import PAPER, load_scenario
+from orchestrator.errors import GreenwiseError
+from strategies import rl
+from strategies.base import StrategyOptions, create
+from strategies.env import GreenWiseEnv
+from strategies.evaluation import run_episodes
+
+DOCS = Path(__file__).parent.parent / "docs" / "scenarios"
+
+
+@pytest.mark.parametrize("algorithm", ["maskppo", "a2c"])
+def test_train_save_load_and_act_within_the_mask(tmp_path, algorithm):
+    out = tmp_path / f"{algorithm}.zip"
+    rl.train(algorithm, PAPER, "power-latency", 300, seed=0, out=out)
+    assert out.is_file()
+    agent = create(algorithm, StrategyOptions(PAPER, model_path=out))
+    env = GreenWiseEnv(PAPER, "test")
+    env.reset(seed=3)
+    for _ in range(25):
+        mask = env.action_masks()
+        a = agent.decide(env.observation(), mask)
+        assert mask[a]
+        env.step(a)
+
+
+def test_trained_maskppo_beats_the_baselines_and_rules():
+    """The paper's budget (5500 steps) on the paper's scenario, judged on the test pattern."""
+    model = rl.train("maskppo", PAPER, "power-latency", 5500, seed=0)
+    path = Path("/tmp") / f"greenwise-test-maskppo-{np.random.default_rng().integers(1e9)}.zip"
+    model.save(path)
+    try:
+        agent = create("maskppo", StrategyOptions(PAPER, model_path=path))
+        ppo = run_episodes(agent, PAPER, 20, seed=100).summary()["mean_reward"]
+    finally:
+        path.unlink()
+    for name in ("random", "round-robin", "rules"):
+        base = run_episodes(create(name, StrategyOptions(PAPER)), PAPER, 20, seed=100)
+        assert ppo > base.summary()["mean_reward"], name
+
+
+def test_model_for_another_host_count_is_refused(tmp_path):
+    out = tmp_path / "m.zip"
+    rl.train("maskppo", PAPER, "power-latency", 250, seed=0, out=out)
+    other = load_scenario(DOCS / "edge-fog-cloud.yaml")
+    with pytest.raises(GreenwiseError, match="different number of hosts"):
+        create("maskppo", StrategyOptions(other, model_path=out))
+
+
+def test_missing_or_corrupt_model_is_a_clear_error(tmp_path):
+    with pytest.raises(GreenwiseError, match="does not exist"):
+        create("maskppo", StrategyOptions(PAPER, model_path=tmp_path / "none.zip"))
+    bad = tmp_path / "bad.zip"
+    bad.write_text("not a model")
+    with pytest.raises(GreenwiseError, match="not a maskppo model"):
+        create("maskppo", StrategyOptions(PAPER, model_path=bad))
+    with pytest.raises(GreenwiseError, match="needs a trained model"):
+        create("a2c", StrategyOptions(PAPER))

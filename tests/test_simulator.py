@@ -1,0 +1,108 @@
+"""The simulated continuum's models: workload patterns, queueing latency, power sharing."""
+
+import numpy as np
+import pytest
+
+from orchestrator.config import PAPER
+from orchestrator.errors import GreenwiseError
+from orchestrator.sim.continuum import SimulatedContinuum
+from orchestrator.sim.performance import PerformanceModel, curve_fraction, erlang_c
+from orchestrator.sim.workload import day, episode_users, ramp, read_trace
+
+MODEL = PerformanceModel(PAPER)
+HOST = {h.name: i for i, h in enumerate(PAPER.hosts)}
+SLA = PAPER.service.sla_latency_ms
+
+
+def test_training_pattern_is_the_papers_ramp():
+    assert ramp(60) == [float(u) for u in range(1, 61)]
+
+
+def test_test_pattern_is_smooth_and_day_like():
+    d = np.array(day(60))
+    assert d.max() == pytest.approx(60, rel=0.05) and d.min() >= 1
+    assert np.abs(np.diff(d)).max() < 6  # smooth: no jumps
+    assert d.argmax() > len(d) // 2  # afternoon peak
+
+
+def test_episode_users_are_seeded():
+    a = episode_users(ramp(60), 26, 0.1, np.random.default_rng(3))
+    b = episode_users(ramp(60), 26, 0.1, np.random.default_rng(3))
+    c = episode_users(ramp(60), 26, 0.1, np.random.default_rng(4))
+    assert (a == b).all() and not (a == c).all()
+
+
+def test_trace_replay(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("time,users\n60,5\n0,2\n120,7\n")
+    assert read_trace(f) == [2.0, 5.0, 7.0]
+    f.write_text("when,who\n1,2\n")
+    with pytest.raises(GreenwiseError, match="time,users"):
+        read_trace(f)
+
+
+def test_erlang_c_matches_mm1_and_known_value():
+    assert erlang_c(1, 0.5) == pytest.approx(0.5)
+    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
+
+
+def test_curve_fraction_interpolates():
+    assert curve_fraction(((0, 0), (0.5, 0.7), (1, 1)), 0.25) == pytest.approx(0.35)
+    assert curve_fraction(((0, 0), (1, 1)), 2.0) == 1.0
+
+
+def test_latency_grows_with_users_and_edges_break_the_sla_at_peak():
+    for name in ("edge0", "edge1", "edge2"):
+        lat = [MODEL.outcome(HOST[name], u).latency_ms for u in (1, 20, 40, 66)]
+        assert lat == sorted(lat)
+        assert lat[0] < SLA < lat[-1]
+    assert MODEL.outcome(HOST["cloud"], 66).latency_ms < SLA
+
+
+def test_latency_is_backend_plus_network():
+    edge2, cloud = MODEL.outcome(HOST["edge2"], 1), MODEL.outcome(HOST["cloud"], 1)
+    # same backend at one user (same speed), the difference is the network (Eq. 3)
+    assert cloud.latency_ms - edge2.latency_ms == pytest.approx(30.9 - 3.0, abs=0.5)
+
+
+def test_small_hosts_saturate():
+    edge = MODEL.backends[HOST["edge0"]]
+    x60, _ = edge.solve(60)
+    x120, _ = edge.solve(120)
+    assert x120 < 1.2 * x60  # throughput stops growing
+    assert edge.busy_workers(x120) < edge.servers
+
+
+def test_service_power_shares_idle_by_processes_and_stays_below_host_power():
+    cloud = PAPER.hosts[HOST["cloud"]]
+    o = MODEL.outcome(HOST["cloud"], 0)
+    processes = 1 + cloud.cores
+    assert o.service_watts == pytest.approx(
+        cloud.idle_watts * processes / (cloud.base_processes + processes))
+    for i in range(len(PAPER.hosts)):
+        for u in (1, 30, 60):
+            o = MODEL.outcome(i, u)
+            assert 0 < o.service_watts < o.host_watts <= PAPER.hosts[i].max_watts
+
+
+def test_moves_cost_more_across_clusters():
+    sim = SimulatedContinuum(PAPER, "test", seed=1)
+    sim.reset(seed=1, start_host=HOST["edge0"])
+    base_w, base_l, _ = sim.outcome(HOST["edge1"], 1, None)
+    intra_w, intra_l, _ = sim.outcome(HOST["edge1"], 1, "intra")
+    inter_w, inter_l, _ = sim.outcome(HOST["edge1"], 1, "inter")
+    assert base_l < intra_l < inter_l and base_w < intra_w < inter_w
+    sim.apply(HOST["cloud"])
+    assert sim.moved == "inter" and sim.host == HOST["cloud"] and sim.t == 1
+    sim.apply(HOST["cloud"])
+    assert sim.moved is None
+
+
+def test_observation_reflects_the_service_host():
+    sim = SimulatedContinuum(PAPER, "test", seed=2)
+    sim.reset(seed=2, start_host=HOST["edge2"])
+    obs = sim.observe()
+    assert obs.service.host == HOST["edge2"] and str(obs.location) == "edge/edge2"
+    busy = obs.hosts[HOST["edge2"]]
+    assert busy.cpu == pytest.approx(obs.service.cpu) and busy.power_w > 21.4
+    assert obs.hosts[HOST["edge0"]].power_w == 19.0
