@@ -280,6 +280,244 @@ def plan(
     emit(data, output, tables)
 
 
+ConfigOpt = Annotated[Path, typer.Option(
+    "--config", "-c", envvar="GREENWISE_CONFIG",
+    help="continuum.yaml: clusters (kubeconfig, context, ingress, hosts), services, DNS. "
+         "Clusters without a kubeconfig use $KUBECONFIG.")]
+
+
+def _migrator(config: Path, timeout: float = 120.0) -> Any:
+    from orchestrator.config import load_continuum
+    from orchestrator.migration.executor import Migrator
+
+    def report(event: str, step: str, detail: str) -> None:
+        mark = {"start": "…", "done": "✓", "undo": "↶", "fail": "✗", "resume": "↻"}[event]
+        style = {"done": "green", "fail": "red", "undo": "yellow"}.get(event, "")
+        err_console.print(f"[{style}]{mark}[/] {step:10s} {detail}" if style else
+                          f"{mark} {step:10s} {detail}", highlight=False)
+
+    return Migrator(load_continuum(config), report=report, timeout=timeout)
+
+
+def _record_dict(rec: Any) -> dict[str, Any]:
+    return {"id": rec.id, "service": rec.service, "kind": rec.kind, "source": rec.source,
+            "target": rec.target, "state": rec.state, "error": rec.error,
+            "seconds": None if rec.finished is None else round(rec.finished - rec.started, 3),
+            "steps": [{"name": st.name, "state": st.state,
+                       "seconds": None if st.ended is None else round(st.ended - st.began, 3)}
+                      for st in rec.steps]}
+
+
+@app.command()
+def migrate(
+    service: Annotated[str | None, typer.Argument(
+        help="NAMESPACE/SERVICE as listed under services: in the config.")] = None,
+    to: Annotated[str | None, typer.Option(
+        "--to", help="CLUSTER/NODE (a node in the same cluster: intra-cluster move) or "
+                     "CLUSTER[/NODE] (another cluster: inter-cluster migration).")] = None,
+    config: ConfigOpt = Path("continuum.yaml"),
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the plan and the predicted change; change nothing.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Complete or roll back migrations a crash left unfinished.")] = False,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", help="Seconds to wait for the copy / rollout to become Ready.")] = 120.0,
+    users: Annotated[int, typer.Option(
+        "--users", help="Load at which --dry-run predicts power and latency.")] = 30,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Move one service: within a cluster (rolling update onto a node) or to another cluster
+    (make-before-break: copy, wait Ready, route, DNS, forward, drain, delete the old copy).
+    Every step is journaled; a failure rolls back, a crash is finished by --resume."""
+    from orchestrator.migration.executor import MigrationFailed
+
+    _positive("--timeout", timeout)
+    m = _migrator(config, timeout)
+    if resume:
+        records = []
+        for rec in m.journal.unfinished():
+            try:
+                records.append(_record_dict(m.resume_one(rec.id)))
+            except MigrationFailed as e:
+                records.append({**_record_dict(m.journal.get(rec.id)), "error": str(e)})
+        emit({"resumed": records}, output, [_records_table("resumed migrations", records)])
+        if any(r["state"] in ("running", "rolling_back") for r in records):
+            sys.exit(1)
+        return
+    if not service or not to:
+        raise GreenwiseError("give NAMESPACE/SERVICE and --to CLUSTER[/NODE] (or --resume)")
+    unfinished = m.journal.unfinished()
+    if unfinished:
+        raise GreenwiseError(f"migration {unfinished[0].id} of {unfinished[0].service} is "
+                             "unfinished; run `greenwise-mc migrate --resume` first")
+    plan = m.plan(service, to)
+    if dry_run:
+        data = {"dry_run": True, "plan": plan.to_dict(),
+                "predicted": _predict_move(m.config, plan, users)}
+        emit(data, output, _plan_tables(data))
+        return
+    try:
+        rec = m.execute(plan)
+    except MigrationFailed as e:
+        err_console.print(f"error: migration failed: {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    data = _record_dict(rec)
+    emit(data, output, [_records_table(f"{rec.service} -> {rec.target}: {rec.state}", [data])])
+
+
+def _records_table(title: str, records: list[dict[str, Any]]) -> Any:
+    rows = [[r["id"], r["service"], f"{r['source']} -> {r['target']}", r["state"],
+             " ".join(f"{st['name']}:{st['seconds']}s" for st in r["steps"]), r["error"] or ""]
+            for r in records]
+    return table(title, ["id", "service", "move", "state", "steps", "error"], rows)
+
+
+def _predict_move(config: Any, plan: Any, users: int) -> dict[str, Any]:
+    """The model's power/latency at `users` on the source host vs the target host."""
+    from orchestrator.sim.performance import PerformanceModel
+
+    scenario = config.scenario()
+    model = PerformanceModel(scenario)
+    names = [h.name for h in scenario.hosts]
+    cluster_hosts = [h.name for h in config.cluster(plan.target_cluster).hosts]
+    src = plan.source_nodes[0] if plan.source_nodes and plan.source_nodes[0] in names else None
+    dst = plan.target_node or cluster_hosts[0]
+    if src is None:
+        return {"users": users, "note": "source node not among the configured hosts"}
+    a, b = model.outcome(names.index(src), users), model.outcome(names.index(dst), users)
+    return {"users": users, "host": {"from": src, "to": dst},
+            "power_w": {"from": round(a.service_watts, 2), "to": round(b.service_watts, 2),
+                        "change": round(b.service_watts - a.service_watts, 2)},
+            "latency_ms": {"from": round(a.latency_ms, 1), "to": round(b.latency_ms, 1),
+                           "change": round(b.latency_ms - a.latency_ms, 1)}}
+
+
+def _plan_tables(data: dict[str, Any]) -> list[Any]:
+    plan = data["plan"]
+    tables = [table(f"plan (dry run, nothing changed): {plan['service']} "
+                    f"{plan['source_cluster']}/{','.join(plan['source_nodes'])} -> "
+                    f"{plan['target']} ({plan['kind']}-cluster)", ["#", "step"],
+                    [[i + 1, st["description"]] for i, st in enumerate(plan["steps"])])]
+    objs = [["create", o] for o in plan["creates"]] + [["change", o] for o in plan["changes"]] + [
+        ["delete", o] for o in plan["deletes"]]
+    tables.append(table("objects", ["action", "object"], objs))
+    pred = data["predicted"]
+    if "power_w" in pred:
+        tables.append(table(f"predicted at {pred['users']} users ({pred['host']['from']} -> "
+                            f"{pred['host']['to']})", ["", "from", "to", "change"],
+                            [[k, pred[k]["from"], pred[k]["to"], f"{pred[k]['change']:+g}"]
+                             for k in ("power_w", "latency_ms")]))
+    return tables
+
+
+@app.command()
+def clusters(config: ConfigOpt = Path("continuum.yaml"), output: OutputOpt = Format.table) -> None:
+    """Each cluster's reachability, server version and nodes (Ready, capacity, tier)."""
+    from orchestrator.config import load_continuum
+    from orchestrator.kube.clusters import Clusters, node_ready
+
+    cfg = load_continuum(config)
+    registry = Clusters(cfg, timeout=5.0, retry_seconds=3.0)
+    out = []
+    for cc in cfg.clusters:
+        entry: dict[str, Any] = {"name": cc.name, "tier": cc.tier, "ingress": cc.ingress}
+        try:
+            c = registry[cc.name]
+            entry["version"] = c.version()
+            entry["reachable"] = True
+            entry["nodes"] = [{
+                "name": n["metadata"]["name"], "ready": node_ready(n),
+                "cpu": n.get("status", {}).get("capacity", {}).get("cpu"),
+                "memory": n.get("status", {}).get("capacity", {}).get("memory"),
+                "tier": (n["metadata"].get("labels") or {}).get("greenwise.io/tier"),
+            } for n in c.nodes()]
+        except GreenwiseError as e:
+            entry.update(reachable=False, error=str(e), nodes=[])
+        out.append(entry)
+    rows = [[e["name"], e["tier"], "yes" if e["reachable"] else "NO", e.get("version", "-"),
+             ", ".join(f"{n['name']}({'Ready' if n['ready'] else 'NotReady'}, {n['cpu']} cpu)"
+                       for n in e["nodes"]) or e.get("error", "")] for e in out]
+    emit({"clusters": out}, output,
+         [table("clusters", ["cluster", "tier", "reachable", "version", "nodes"], rows)])
+
+
+@app.command()
+def status(config: ConfigOpt = Path("continuum.yaml"), output: OutputOpt = Format.table) -> None:
+    """Each managed service: where it runs (cluster/node), readiness, unfinished migrations."""
+    from orchestrator.config import load_continuum
+    from orchestrator.kube.clusters import Clusters
+    from orchestrator.migration.executor import locate
+    from orchestrator.migration.journal import Journal
+
+    cfg = load_continuum(config)
+    cl = Clusters(cfg, timeout=5.0, retry_seconds=3.0)
+    pending = {r.service: r.id for r in Journal(cfg.state_dir).unfinished()}
+    out = []
+    for svc in cfg.services:
+        entry: dict[str, Any] = {"service": svc.key, "hostname": svc.hostname,
+                                 "unfinished_migration": pending.get(svc.key)}
+        try:
+            p = locate(cl, svc)
+            entry.update(cluster=p.cluster, nodes=p.nodes, ready=p.ready, replicas=p.replicas)
+        except GreenwiseError as e:
+            entry.update(cluster=None, nodes=[], ready=0, replicas=0, error=str(e))
+        out.append(entry)
+    rows = [[e["service"], e["cluster"] or "-", ",".join(e["nodes"]) or "-",
+             f"{e['ready']}/{e['replicas']}", e["unfinished_migration"] or "",
+             e.get("error", "")] for e in out]
+    emit({"services": out}, output, [table(
+        "services", ["service", "cluster", "nodes", "ready", "unfinished", "error"], rows)])
+
+
+power_app = typer.Typer(rich_markup_mode=None, help=(
+    "Per-host power models from measurements (GreenWise paper section 5.2, Table 7)."))
+app.add_typer(power_app, name="power-model")
+
+
+@power_app.command("fit")
+def power_model_fit(
+    measurements: Annotated[Path, typer.Argument(
+        help="CSV with columns host, cpu_utilization (fraction 0-1 of the host's cores), watts; "
+             "at least 20 rows per host; other columns are ignored.")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Where to write the models (host -> model, mae_w, mape_pct, idle_watts, "
+                      "max_watts, power_curve); default: power-models.yaml next to the CSV.")] =
+        None,
+    apply: Annotated[Path | None, typer.Option(
+        "--apply", help="Also set idle_watts, max_watts and power_curve of the measured hosts "
+                        "in this scenario YAML or continuum.yaml, in place (its comments are "
+                        "not kept).")] = None,
+    percent: Annotated[bool, typer.Option(
+        "--percent", help="cpu_utilization is in percent (0-100).")] = False,
+    test_fraction: Annotated[float, typer.Option(
+        "--test-fraction", help="Share of each host's rows held out for MAE / MAPE.")] = 0.25,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out split.")] = 0,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Fit linear, polynomial, logarithmic, k-neighbours, gradient-boosting, SVR and SGD
+    regressors of watts on CPU utilization per host, report their held-out MAE (W) and MAPE (%),
+    and write the best (lowest MAE) per host as idle_watts, max_watts and an 11-point
+    power_curve: the form the simulator and the lab's node exporter use."""
+    from orchestrator import power_model as pm
+
+    hosts = pm.load_measurements(measurements, percent=percent)
+    pm.check_split(hosts, test_fraction)
+    target = pm.read_target(apply, hosts) if apply else None
+    out = out or measurements.parent / "power-models.yaml"
+    with _progress() as progress:
+        task = progress.add_task("fitting power models", total=len(hosts) * len(pm.MODELS))
+        fits = pm.fit_all(hosts, seed, test_fraction, on_model=lambda: progress.advance(task))
+    updated = pm.apply_to(target, fits, apply) if apply and target is not None else []
+    pm.write_models(fits, out, measurements, seed, test_fraction)
+    if apply and target is not None:
+        pm.write_target(target, apply)
+    data = {"source": str(measurements), "out": str(out), "seed": seed,
+            "test_fraction": test_fraction,
+            "applied": {"file": str(apply), "hosts": updated} if apply else None,
+            "hosts": {h: f.to_dict() for h, f in fits.items()}}
+    emit(data, output, pm.tables(data))
+
+
 def main() -> None:
     """Entry point: bad input -> one line on stderr and exit code 2."""
     try:

@@ -197,3 +197,159 @@ def _resolve_traces(scenario: Scenario, base: Path) -> Scenario:
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
+
+
+# --- continuum.yaml: real clusters ------------------------------------------------------------
+
+
+class ClusterConfig(_Strict):
+    """One Kubernetes cluster of the continuum. Hosts are its nodes (name == node name)."""
+
+    name: str = Field(min_length=1)
+    tier: Tier
+    kubeconfig: Path | None = None  # default: $KUBECONFIG, then ~/.kube/config
+    context: str | None = None  # default: a context named like the cluster
+    ingress: str = Field(pattern=r"^[^:\s]+:\d+$")  # host:port of its ingress (Traefik web)
+    prometheus: str | None = None
+    hosts: tuple[HostProfile, ...] = Field(min_length=1)
+
+    @property
+    def ingress_host(self) -> str:
+        return self.ingress.rsplit(":", 1)[0]
+
+    @property
+    def ingress_port(self) -> int:
+        return int(self.ingress.rsplit(":", 1)[1])
+
+
+class ManagedService(_Strict):
+    """A service greenwise-mc may move: its Deployment and Service share the namespace."""
+
+    namespace: str = Field(min_length=1)
+    name: str = Field(min_length=1)  # the Service
+    deployment: str | None = None  # default: same as the Service
+    hostname: str = Field(min_length=1)  # public name, inside the DNS zone
+    sla_latency_ms: float = Field(default=500.0, gt=0)
+    # Asked through the target's ingress before DNS moves, to know its route is live
+    # (TorchServe's health endpoint by default).
+    probe_path: str = Field(default="/ping", pattern=r"^/")
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def deployment_name(self) -> str:
+        return self.deployment or self.name
+
+
+class Rfc2136Config(_Strict):
+    provider: Literal["rfc2136"]
+    server: str
+    port: int = Field(default=53, gt=0, lt=65536)
+    zone: str
+    tsig_key_file: Path
+    ttl: int = Field(default=30, gt=0)
+
+
+class CloudDnsConfig(_Strict):
+    provider: Literal["google-cloud-dns"]
+    project: str
+    managed_zone: str
+    zone: str
+    credentials_file: Path | None = None
+    api_endpoint: str | None = None  # a private or test endpoint instead of Google's
+    ttl: int = Field(default=30, gt=0)
+
+
+class PrometheusConfig(_Strict):
+    url: str  # the global Prometheus that federates every cluster (series carry `cluster`)
+    # Kepler's metric names: v0.7 (<= 0.7, joules counters), v0.10 (>= 0.10, watts gauges with
+    # `zone`), or auto (per node and pod, whichever is there; v0.10 where both are).
+    kepler: Literal["auto", "v0.7", "v0.10"] = "auto"
+    # A value whose newest sample is older than this, or missing, invalidates the observation.
+    max_sample_age_s: float = Field(default=30.0, gt=0)
+    rate_window: str = Field(default="1m", pattern=r"^[1-9]\d*[smh]$")  # irate() lookback
+    timeout_s: float = Field(default=5.0, gt=0)  # per query
+
+
+class ContinuumConfig(_Strict):
+    state_dir: Path = Path(".greenwise")
+    clusters: tuple[ClusterConfig, ...] = Field(min_length=1)
+    dns: Rfc2136Config | CloudDnsConfig = Field(discriminator="provider")
+    prometheus: PrometheusConfig | None = None
+    services: tuple[ManagedService, ...] = ()
+    api_timeout_s: float = Field(default=10.0, gt=0)  # per Kubernetes API request
+    api_retry_s: float = Field(default=20.0, ge=0)  # retrying transient API errors, in total
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ContinuumConfig:
+        for kind, names in (("cluster", [c.name for c in self.clusters]),
+                            ("host", [h.name for c in self.clusters for h in c.hosts]),
+                            ("service", [s.key for s in self.services])):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"{kind} names must be unique; repeated: {', '.join(dup)}")
+        zone = self.dns.zone.rstrip(".")
+        for s in self.services:
+            if not (s.hostname.rstrip(".") + ".").endswith("." + zone + "."):
+                raise ValueError(f"service {s.key}: hostname {s.hostname!r} is not inside the "
+                                 f"DNS zone {self.dns.zone!r}")
+        return self
+
+    def cluster(self, name: str) -> ClusterConfig:
+        for c in self.clusters:
+            if c.name == name:
+                return c
+        raise GreenwiseError(f"unknown cluster {name!r}; clusters in the config: "
+                             f"{', '.join(c.name for c in self.clusters)}")
+
+    def service(self, key: str) -> ManagedService:
+        for s in self.services:
+            if s.key == key:
+                return s
+        known = ", ".join(s.key for s in self.services) or "none"
+        raise GreenwiseError(f"unknown service {key!r} (expected NAMESPACE/SERVICE); managed "
+                             f"services: {known}")
+
+    def scenario(self) -> Scenario:
+        """The clusters as a scenario, so the performance model can predict moves."""
+        sla = self.services[0].sla_latency_ms if self.services else 500.0
+        return Scenario(
+            name="continuum",
+            clusters=tuple(ClusterSpec(name=c.name, tier=c.tier, hosts=c.hosts)
+                           for c in self.clusters),
+            service=ServiceSpec(sla_latency_ms=sla))
+
+
+def load_continuum(path: Path) -> ContinuumConfig:
+    """Read continuum.yaml; relative paths in it are relative to the file."""
+    if not path.is_file():
+        raise GreenwiseError(f"config {path} does not exist; pass --config continuum.yaml "
+                             "(see kubeconfigs.example/continuum.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise GreenwiseError(f"{path}: not valid YAML ({_first_line(str(e))})") from e
+    if not isinstance(data, dict):
+        raise GreenwiseError(f"{path}: expected a mapping with 'clusters' and 'dns'")
+    try:
+        cfg = ContinuumConfig.model_validate(data)
+    except ValidationError as e:
+        raise GreenwiseError(f"{path}: {describe_validation_error(e)}") from e
+    base = path.resolve().parent
+
+    def pin(p: Path | None) -> Path | None:
+        return None if p is None or p.is_absolute() else base / p
+
+    clusters = tuple(c.model_copy(update={"kubeconfig": pin(c.kubeconfig)})
+                     if pin(c.kubeconfig) else c for c in cfg.clusters)
+    update: dict[str, object] = {"clusters": clusters}
+    if pin(cfg.state_dir):
+        update["state_dir"] = pin(cfg.state_dir)
+    if isinstance(cfg.dns, Rfc2136Config) and pin(cfg.dns.tsig_key_file):
+        update["dns"] = cfg.dns.model_copy(update={"tsig_key_file": pin(cfg.dns.tsig_key_file)})
+    if isinstance(cfg.dns, CloudDnsConfig) and pin(cfg.dns.credentials_file):
+        update["dns"] = cfg.dns.model_copy(
+            update={"credentials_file": pin(cfg.dns.credentials_file)})
+    return cfg.model_copy(update=update)

@@ -1,0 +1,1 @@
+"""Real clusters: connections from kubeconfigs, and the objects a migration touches."""

@@ -1,0 +1,1 @@
+"""Inter-cluster migration of a running service: DNS cut-over and the steps around it."""

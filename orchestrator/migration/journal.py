@@ -1,0 +1,121 @@
+"""The migration journal: SQLite in the state directory, every step written before and after it
+runs, so a migration interrupted at any point can be completed or rolled back (`--resume`).
+
+A step is journaled as `begun` together with what undoing it needs (the objects it will touch
+and how they were before), then `done`; rollback marks steps `undone`. Writes are synchronous
+(WAL + synchronous=FULL): when a step is reported done, the record is on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS migrations (
+  id TEXT PRIMARY KEY, service TEXT NOT NULL, kind TEXT NOT NULL, source TEXT NOT NULL,
+  target TEXT NOT NULL, state TEXT NOT NULL, plan TEXT NOT NULL, error TEXT,
+  started REAL NOT NULL, finished REAL);
+CREATE TABLE IF NOT EXISTS steps (
+  migration TEXT NOT NULL REFERENCES migrations(id), seq INTEGER NOT NULL, name TEXT NOT NULL,
+  state TEXT NOT NULL, undo TEXT NOT NULL, began REAL NOT NULL, ended REAL,
+  PRIMARY KEY (migration, name));
+"""
+# migration states: running -> done | rolling_back -> rolled_back
+UNFINISHED = ("running", "rolling_back")
+
+
+@dataclass
+class StepRecord:
+    name: str
+    state: str  # begun | done | undone
+    undo: dict[str, Any]
+    began: float
+    ended: float | None
+
+
+@dataclass
+class MigrationRecord:
+    id: str
+    service: str
+    kind: str  # intra | inter
+    source: str
+    target: str
+    state: str
+    plan: dict[str, Any]
+    error: str | None
+    started: float
+    finished: float | None
+    steps: list[StepRecord] = field(default_factory=list)
+
+    def step(self, name: str) -> StepRecord | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    def done(self, name: str) -> bool:
+        s = self.step(name)
+        return s is not None and s.state == "done"
+
+
+class Journal:
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / "journal.sqlite"
+        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def start(self, service: str, kind: str, source: str, target: str,
+              plan: dict[str, Any]) -> str:
+        mid = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        self.db.execute("INSERT INTO migrations VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (mid, service, kind, source, target, "running", json.dumps(plan), None,
+                         time.time(), None))
+        return mid
+
+    def begin(self, mid: str, name: str, undo: dict[str, Any]) -> None:
+        seq = self.db.execute("SELECT COUNT(*) FROM steps WHERE migration=?", (mid,)).fetchone()[0]
+        self.db.execute(
+            "INSERT INTO steps VALUES (?,?,?,?,?,?,?) ON CONFLICT(migration, name) DO UPDATE "
+            "SET state='begun', undo=excluded.undo, ended=NULL",
+            (mid, seq, name, "begun", json.dumps(undo), time.time(), None))
+
+    def mark(self, mid: str, name: str, state: str) -> None:
+        self.db.execute("UPDATE steps SET state=?, ended=? WHERE migration=? AND name=?",
+                        (state, time.time(), mid, name))
+
+    def set_state(self, mid: str, state: str, error: str | None = None) -> None:
+        finished = None if state in UNFINISHED else time.time()
+        self.db.execute("UPDATE migrations SET state=?, error=COALESCE(?, error), finished=? "
+                        "WHERE id=?", (state, error, finished, mid))
+
+    def get(self, mid: str) -> MigrationRecord:
+        row = self.db.execute("SELECT * FROM migrations WHERE id=?", (mid,)).fetchone()
+        if row is None:
+            raise KeyError(mid)
+        rec = MigrationRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]),
+                              row[7], row[8], row[9])
+        for s in self.db.execute("SELECT name, state, undo, began, ended FROM steps "
+                                 "WHERE migration=? ORDER BY seq", (mid,)):
+            rec.steps.append(StepRecord(s[0], s[1], json.loads(s[2]), s[3], s[4]))
+        return rec
+
+    def unfinished(self, service: str | None = None) -> list[MigrationRecord]:
+        q = "SELECT id FROM migrations WHERE state IN (?, ?)"
+        args: tuple[str, ...] = UNFINISHED
+        if service:
+            q, args = q + " AND service=?", (*UNFINISHED, service)
+        return [self.get(r[0]) for r in self.db.execute(q + " ORDER BY started", args)]
+
+    def recent(self, limit: int = 20) -> list[MigrationRecord]:
+        rows = self.db.execute("SELECT id FROM migrations ORDER BY started DESC LIMIT ?",
+                               (limit,)).fetchall()
+        return [self.get(r[0]) for r in rows]

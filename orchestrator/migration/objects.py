@@ -1,0 +1,139 @@
+"""The Kubernetes objects a migration copies, creates and restores, as plain dicts."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+OWNER_LABEL = "greenwise.io/migration"  # set on everything a migration creates
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+_DROP_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields",
+                  "selfLink", "ownerReferences", "deletionTimestamp", "deletionGracePeriodSeconds")
+_DROP_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",
+                     "deployment.kubernetes.io/revision")
+_CLUSTER_IP_FIELDS = ("clusterIP", "clusterIPs", "healthCheckNodePort", "ipFamilies",
+                      "ipFamilyPolicy")
+
+Obj = dict[str, Any]
+
+
+def portable(obj: Obj, kind: str, api_version: str, owner: str | None = None) -> Obj:
+    """A copy without the fields that belong to the cluster it was read from."""
+    out = copy.deepcopy(obj)
+    out["kind"], out["apiVersion"] = kind, api_version
+    out.pop("status", None)
+    meta = out.setdefault("metadata", {})
+    for k in _DROP_METADATA:
+        meta.pop(k, None)
+    annotations = meta.get("annotations") or {}
+    for k in _DROP_ANNOTATIONS:
+        annotations.pop(k, None)
+    if not annotations:
+        meta.pop("annotations", None)
+    if owner:
+        meta.setdefault("labels", {})[OWNER_LABEL] = owner
+    spec = out.get("spec") or {}
+    if kind == "Service":
+        for k in _CLUSTER_IP_FIELDS:
+            spec.pop(k, None)
+        for p in spec.get("ports") or []:
+            p.pop("nodePort", None)
+    if kind == "Deployment":
+        pod = spec.get("template", {}).get("spec", {})
+        pod.pop("nodeName", None)
+        selector = pod.get("nodeSelector") or {}
+        selector.pop(HOSTNAME_LABEL, None)  # the source's node means nothing in the target
+        if not selector:
+            pod.pop("nodeSelector", None)
+    return out
+
+
+def pin_to_node(deployment: Obj, node: str | None) -> Obj:
+    if node:
+        pod = deployment["spec"]["template"]["spec"]
+        pod.setdefault("nodeSelector", {})[HOSTNAME_LABEL] = node
+    return deployment
+
+
+def references(deployment: Obj) -> tuple[set[str], set[str]]:
+    """(ConfigMaps, Secrets) the pod template refers to."""
+    pod = deployment.get("spec", {}).get("template", {}).get("spec", {})
+    cms: set[str] = set()
+    secrets: set[str] = {s["name"] for s in pod.get("imagePullSecrets") or [] if s.get("name")}
+    for v in pod.get("volumes") or []:
+        if v.get("configMap"):
+            cms.add(v["configMap"]["name"])
+        if v.get("secret"):
+            secrets.add(v["secret"]["secretName"])
+        for src in (v.get("projected") or {}).get("sources") or []:
+            if src.get("configMap"):
+                cms.add(src["configMap"]["name"])
+            if src.get("secret"):
+                secrets.add(src["secret"]["name"])
+    for c in (pod.get("containers") or []) + (pod.get("initContainers") or []):
+        for ef in c.get("envFrom") or []:
+            if ef.get("configMapRef"):
+                cms.add(ef["configMapRef"]["name"])
+            if ef.get("secretRef"):
+                secrets.add(ef["secretRef"]["name"])
+        for e in c.get("env") or []:
+            ref = e.get("valueFrom") or {}
+            if ref.get("configMapKeyRef"):
+                cms.add(ref["configMapKeyRef"]["name"])
+            if ref.get("secretKeyRef"):
+                secrets.add(ref["secretKeyRef"]["name"])
+    return cms, secrets
+
+
+def ingress_route(namespace: str, service: str, hostname: str, port: int, owner: str) -> Obj:
+    """Traefik IngressRoute sending Host(hostname) to the service (see traefik/)."""
+    return {
+        "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+        "metadata": {"name": service, "namespace": namespace, "labels": {OWNER_LABEL: owner}},
+        "spec": {"entryPoints": ["web"],
+                 "routes": [{"kind": "Rule", "match": f"Host(`{hostname.rstrip('.')}`)",
+                             "services": [{"name": service, "port": port}]}]},
+    }
+
+
+def routes_host(route: Obj | None, hostname: str, service: str) -> bool:
+    """Whether an existing IngressRoute already sends Host(hostname) to the service."""
+    if route is None:
+        return False
+    want = f"Host(`{hostname.rstrip('.')}`)"
+    return any(r.get("match") == want and any(s.get("name") == service
+                                              for s in r.get("services") or [])
+               for r in route.get("spec", {}).get("routes") or [])
+
+
+def forwarder(service: Obj, target_host: str, owner: str) -> Obj:
+    """The source's Service turned into an ExternalName pointing at the new location, so
+    clients that still arrive at the source are forwarded (ports kept: the ingress port)."""
+    out = portable(service, "Service", "v1")
+    out["metadata"]["resourceVersion"] = service["metadata"]["resourceVersion"]
+    out["metadata"].setdefault("labels", {})[OWNER_LABEL] = owner
+    spec = out["spec"]
+    for k in ("selector", "sessionAffinity", "sessionAffinityConfig", "externalTrafficPolicy",
+              "publishNotReadyAddresses"):
+        spec.pop(k, None)
+    spec["type"] = "ExternalName"
+    spec["externalName"] = target_host
+    spec["ports"] = [{k: v for k, v in p.items() if k in ("name", "port", "protocol")}
+                     for p in spec.get("ports") or []]
+    return out
+
+
+def is_forwarder(service: Obj | None) -> bool:
+    return bool(service) and service.get("spec", {}).get("type") == "ExternalName"
+
+
+def restorable(prior: Obj, current: Obj | None) -> Obj:
+    """`prior` ready to PUT over `current` (or to POST when it is gone)."""
+    kind = prior["kind"]
+    out = portable(prior, kind, prior["apiVersion"])
+    if current is not None:
+        out["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        if kind == "Service" and prior["spec"].get("type") != "ExternalName" and \
+                current["spec"].get("type") != "ExternalName":
+            out["spec"]["clusterIP"] = current["spec"].get("clusterIP")
+    return out
