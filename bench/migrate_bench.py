@@ -20,7 +20,9 @@ from orchestrator.migration.executor import Migrator
 from tests.lab.lab import Lab
 from tests.test_migrate import deploy, load, teardown
 
-WAITS = {"wait_ready", "drain", "rollout"}  # waiting for pods / DNS, not orchestrator work
+# Waiting for pods, Traefik (route: until the target ingress serves the name) and the DNS TTL +
+# drain: not the orchestrator's own work.
+WAITS = {"wait_ready", "route", "drain", "rollout"}
 
 
 def one(lab: Lab, to: str, tmp: Path) -> dict[str, float]:

@@ -19,10 +19,11 @@ import yaml
 
 from orchestrator.config import load_continuum
 from orchestrator.kube.clusters import Clusters
-from orchestrator.migration.dns import Rfc2136Provider
+from orchestrator.migration.dns import CloudDnsProvider, Rfc2136Provider
 from orchestrator.migration.executor import INTER_STEPS, locate
 from orchestrator.migration.objects import OWNER_LABEL
 from tests.lab import loadgen
+from tests.lab.clouddns_fake import start_clouddns_fake
 from tests.lab.lab import Lab
 from tests.lab.workloads import namespace, wait_for
 
@@ -380,3 +381,28 @@ def test_clusters_and_status(service: Deployed) -> None:
     assert r.returncode == 0, r.stderr
     [s] = yaml.safe_load(r.stdout)["services"]
     assert s["cluster"] == "edge" and s["nodes"] == ["edge0"] and s["ready"] == 1
+
+
+def test_inter_cluster_migration_with_google_cloud_dns(service: Deployed, tmp_path: Path) -> None:
+    """The same migration with the Cloud DNS provider, against the local REST-contract server."""
+    zone = service.cfg().dns.zone
+    proc, endpoint = start_clouddns_fake(tmp_path, "greenwise-lab", {"continuum": zone})
+    try:
+        doc = yaml.safe_load(service.config.read_text())
+        doc["dns"] = {"provider": "google-cloud-dns", "project": "greenwise-lab",
+                      "managed_zone": "continuum", "zone": zone, "api_endpoint": endpoint,
+                      "ttl": 2}
+        config = tmp_path / "clouddns.yaml"
+        config.write_text(yaml.safe_dump(doc))
+        gdns = CloudDnsProvider("greenwise-lab", "continuum", zone, api_endpoint=endpoint)
+        edge, cloud = (load_continuum(config).cluster(c) for c in ("edge", "cloud"))
+        gdns.replace(service.hostname, "A", (edge.ingress_host,), 2)
+        r = cli("migrate", service.key, "--to", "cloud", "--config", str(config), "-o", "json")
+        assert r.returncode == 0, r.stderr
+        record = gdns.get(service.hostname)
+        assert record is not None and record.values == (cloud.ingress_host,)
+        answer = httpx.get(f"http://{cloud.ingress}/predictions/resnet-18", trust_env=False,
+                           headers={"Host": service.hostname}, timeout=5).json()
+        assert answer["cluster"] == "cloud"
+    finally:
+        proc.stop()
