@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -147,6 +147,17 @@ PAPER = Scenario(
 BUILTIN = {"paper": PAPER}
 
 
+def _read_mapping(path: Path, expected: str) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; anything else is one clear error."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise GreenwiseError(f"{path}: not valid YAML ({_first_line(str(e))})") from e
+    if not isinstance(data, dict):
+        raise GreenwiseError(f"{path}: expected a mapping with {expected}")
+    return data
+
+
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """A built-in scenario by name, or a YAML file; bad input raises GreenwiseError."""
     if str(name_or_path) in BUILTIN:
@@ -157,12 +168,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             f"scenario {str(name_or_path)!r} is neither a built-in ({', '.join(BUILTIN)}) "
             "nor a readable file; pass --scenario paper or a path to a scenario YAML"
         )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise GreenwiseError(f"{path}: not valid YAML ({_first_line(str(e))})") from e
-    if not isinstance(data, dict):
-        raise GreenwiseError(f"{path}: expected a mapping with a 'clusters' list at the top")
+    data = _read_mapping(path, "a 'clusters' list at the top")
     data.setdefault("name", path.stem)
     try:
         scenario = Scenario.model_validate(data)
@@ -273,12 +279,30 @@ class PrometheusConfig(_Strict):
     timeout_s: float = Field(default=5.0, gt=0)  # per query
 
 
+class ControllerConfig(_Strict):
+    """Policy mode (`greenwise-mc run --config`): leader election and the safety gates."""
+
+    # One active controller: a coordination.k8s.io/v1 Lease in this cluster (default: the first
+    # one) and namespace (created if missing). A holder that stops renewing for
+    # `lease_duration_s` loses it; clocks are assumed in sync to well within that.
+    lease_cluster: str | None = None
+    lease_namespace: str = Field(default="greenwise-system", min_length=1)
+    lease_name: str = Field(default="greenwise-mc", min_length=1)
+    lease_duration_s: float = Field(default=15.0, ge=2)
+    # No new move of a service for this long after its last one ended.
+    cooldown_s: float = Field(default=60.0, ge=0)
+    max_concurrent_migrations: int = Field(default=1, ge=1)
+    # Move only if the predicted reward (Eq. 9, per tick) beats staying by at least this much.
+    min_predicted_gain: float = 0.02
+
+
 class ContinuumConfig(_Strict):
     state_dir: Path = Path(".greenwise")
     clusters: tuple[ClusterConfig, ...] = Field(min_length=1)
     dns: Rfc2136Config | CloudDnsConfig = Field(discriminator="provider")
     prometheus: PrometheusConfig | None = None
     services: tuple[ManagedService, ...] = ()
+    controller: ControllerConfig = ControllerConfig()
     api_timeout_s: float = Field(default=10.0, gt=0)  # per Kubernetes API request
     api_retry_s: float = Field(default=20.0, ge=0)  # retrying transient API errors, in total
 
@@ -290,6 +314,9 @@ class ContinuumConfig(_Strict):
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:
                 raise ValueError(f"{kind} names must be unique; repeated: {', '.join(dup)}")
+        lease = self.controller.lease_cluster
+        if lease is not None and lease not in {c.name for c in self.clusters}:
+            raise ValueError(f"controller.lease_cluster {lease!r} is not a cluster of the config")
         zone = self.dns.zone.rstrip(".")
         for s in self.services:
             if not (s.hostname.rstrip(".") + ".").endswith("." + zone + "."):
@@ -327,12 +354,7 @@ def load_continuum(path: Path) -> ContinuumConfig:
     if not path.is_file():
         raise GreenwiseError(f"config {path} does not exist; pass --config continuum.yaml "
                              "(see kubeconfigs.example/continuum.yaml)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise GreenwiseError(f"{path}: not valid YAML ({_first_line(str(e))})") from e
-    if not isinstance(data, dict):
-        raise GreenwiseError(f"{path}: expected a mapping with 'clusters' and 'dns'")
+    data = _read_mapping(path, "'clusters' and 'dns'")
     try:
         cfg = ContinuumConfig.model_validate(data)
     except ValidationError as e:
