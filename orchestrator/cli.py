@@ -199,30 +199,101 @@ def _sim_setup(scenario: str, strategy: str, model: Path | None, seed: int, rewa
     return sim, Controller(sim, agent, Predictor(sc, reward, sim.model))
 
 
+PolicyConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", envvar="GREENWISE_CONFIG",
+    help="continuum.yaml: run on those real clusters (observed through Prometheus, changed "
+         "through the migrators). Without it: the simulated continuum of --scenario.")]
+
+
+def _seconds(text: str, option: str) -> float:
+    """A duration: 10s, 500ms, 2m or plain seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = text.strip(), "s"
+    for u in ("ms", "s", "m", "h"):
+        if number.endswith(u):
+            number, unit = number[: -len(u)], u
+            break
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise GreenwiseError(f"{option} must be a duration like 10s, 500ms or 2m, "
+                             f"got {text!r}") from None
+    if value < 0:
+        raise GreenwiseError(f"{option} must be >= 0, got {text!r}")
+    return value
+
+
+def _policy_setup(config: Path, strategy: str, model: Path | None, seed: int, reward: str,
+                  train_steps: int) -> tuple[Any, Any, Any, Any]:
+    """(config, Kubernetes continuum, strategy, predictor) for policy mode on real clusters."""
+    from orchestrator.config import load_continuum
+    from orchestrator.kube.continuum import KubernetesContinuum
+    from strategies.prediction import Predictor
+
+    _check_reward(reward)
+    if model is not None and not model.is_file():
+        raise GreenwiseError(f"model file {model} does not exist")
+    cfg = load_continuum(config)
+    continuum = KubernetesContinuum(cfg)
+    scenario = cfg.scenario()  # the clusters' hosts, in the order the observations use
+    agent = _strategy(strategy, scenario, model, seed, reward, train_steps,
+                      cfg.state_dir / "models")
+    agent.reset(None)  # the oracle refuses here: it needs the simulated continuum
+    return cfg, continuum, agent, Predictor(scenario, reward)
+
+
 @app.command()
 def run(
+    config: PolicyConfigOpt = None,
     scenario: ScenarioOpt = "paper",
     strategy: Annotated[str, typer.Option("--strategy", help="Strategy that decides.")] = "greedy",
     model: Annotated[Path | None, typer.Option(
         "--model", help="Trained model for maskppo/a2c (else one is trained first).")] = None,
-    ticks: Annotated[int, typer.Option("--ticks", help="Control ticks to run.")] = 96,
-    interval: Annotated[float, typer.Option(
-        "--interval", help="Seconds to pause per tick so the view can be watched (0: none).")] =
-        0.05,
+    ticks: Annotated[int | None, typer.Option(
+        "--ticks", help="Control ticks to run (simulated: 96; real clusters: until SIGTERM).")] =
+        None,
+    interval: Annotated[str | None, typer.Option(
+        "--interval", help="Time between ticks, e.g. 10s (real clusters, default 10s), or the "
+                           "pause per simulated tick so the view can be watched (default "
+                           "0.05s).")] = None,
     pattern: Annotated[str, typer.Option(
-        "--pattern", help="Workload: test (day-like) or train (ramp).")] = "test",
+        "--pattern", help="Simulated workload: test (day-like) or train (ramp).")] = "test",
     seed: SeedOpt = 0,
     reward: RewardOpt = "power-latency",
     train_steps: TrainStepsOpt = 5500,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Real clusters: observe and decide every tick, migrate nothing.")] =
+        False,
+    online_training: Annotated[bool, typer.Option(
+        "--online-training", help="Real clusters, maskppo: keep training the model on live "
+                                  "transitions and checkpoint it (state_dir/models).")] = False,
+    metrics_address: Annotated[str | None, typer.Option(
+        "--metrics-address", help="Real clusters: serve the controller's /metrics on HOST:PORT "
+                                  "(default 127.0.0.1:9400; port 0: any free port).")] = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Policy mode on the simulated continuum: observe, decide, migrate, every tick, with a live
-    view of placement, power, latency and reward, and a summary at the end."""
+    """Policy mode: observe, decide, migrate, every tick.
+
+    With --config (or $GREENWISE_CONFIG): on real clusters, behind the safety gates of the
+    config's `controller:` section (cooldown, concurrent migrations, minimum predicted gain,
+    no action on stale data, one active controller via a Lease); one JSON line per decision on
+    stderr. Without: on the simulated continuum, with a live view and a summary at the end."""
     from orchestrator.views import live_view, run_summary
 
-    _positive("--ticks", ticks)
-    if interval < 0:
-        raise GreenwiseError(f"--interval must be >= 0, got {interval}")
+    if ticks is not None:
+        _positive("--ticks", ticks)
+    if config is not None:
+        _policy_run(config, strategy, model, seed, reward, train_steps, ticks,
+                    _seconds(interval or "10s", "--interval"), dry_run, online_training,
+                    metrics_address or "127.0.0.1:9400", output)
+        return
+    for flag, given in (("--dry-run", dry_run), ("--online-training", online_training),
+                        ("--metrics-address", metrics_address is not None)):
+        if given:
+            raise GreenwiseError(f"{flag} is for real clusters: give --config continuum.yaml "
+                                 "(or set GREENWISE_CONFIG)")
+    ticks = ticks or 96
+    pause = _seconds(interval or "0.05", "--interval")
     sim, controller = _sim_setup(scenario, strategy, model, seed, reward, train_steps, ticks,
                                  pattern)
     history = []
@@ -232,12 +303,55 @@ def run(
             history.append(controller.tick())
             if output is Format.table:
                 live.update(live_view(sim, history, strategy))
-            if interval:
-                time.sleep(interval)
+            if pause:
+                time.sleep(pause)
     if output is Format.table:
         err_console.print()
     summary, tables = run_summary(sim, history, strategy)
     emit(summary, output, tables)
+
+
+def _policy_run(config: Path, strategy: str, model: Path | None, seed: int, reward: str,
+                train_steps: int, ticks: int | None, interval: float, dry_run: bool,
+                online_training: bool, metrics_address: str, output: Format) -> None:
+    from orchestrator.kube.lease import Lease
+    from orchestrator.policy import EventLog, Guard, Metrics, PolicyLoop, identity, serve
+
+    if interval <= 0:
+        raise GreenwiseError("--interval must be > 0 on real clusters")
+    if online_training and strategy != "maskppo":
+        raise GreenwiseError("--online-training trains MaskablePPO: use --strategy maskppo")
+    cfg, continuum, agent, predictor = _policy_setup(config, strategy, model, seed, reward,
+                                                     train_steps)
+    ctl = cfg.controller
+    log = EventLog()
+    learner = None
+    if online_training:
+        from strategies.online import OnlineLearner
+
+        learner = OnlineLearner(agent.model, agent.encode, predictor,
+                                cfg.state_dir / "models" / "maskppo-online.zip",
+                                on_round=lambda info: log.write("info", "training", **info))
+    metrics = Metrics()
+    bound = metrics.serve(metrics_address)
+    lease = None if dry_run else Lease(
+        continuum.clusters[ctl.lease_cluster or cfg.clusters[0].name], ctl.lease_namespace,
+        ctl.lease_name, identity(), ctl.lease_duration_s)
+    loop = PolicyLoop(continuum, agent, strategy, predictor, Guard(ctl), log, metrics, dry_run,
+                      learner)
+    log.write("info", "start", strategy=strategy, dry_run=dry_run, interval_s=interval,
+              services=list(continuum.services), metrics=f"http://{bound}/metrics",
+              lease=lease.where if lease else None, identity=lease.identity if lease else None,
+              online_training=online_training, gates=ctl.model_dump(
+                  include={"cooldown_s", "max_concurrent_migrations", "min_predicted_gain"}))
+    try:
+        serve(loop, interval, ticks, lease)
+    finally:
+        metrics.close()
+    data = {"strategy": strategy, "dry_run": dry_run, "ticks": loop.ticks,
+            "migrations": dict(loop.outcomes)}
+    emit(data, output, [table("policy mode", ["", ""], [
+        ["ticks", loop.ticks], *[[f"migrations {k}", v] for k, v in loop.outcomes.items()]])])
 
 
 class _Quiet:
@@ -250,23 +364,27 @@ class _Quiet:
 
 @app.command()
 def plan(
+    config: PolicyConfigOpt = None,
     scenario: ScenarioOpt = "paper",
     strategy: Annotated[str, typer.Option("--strategy", help="Strategy that decides.")] = "greedy",
     model: Annotated[Path | None, typer.Option(
         "--model", help="Trained model for maskppo/a2c (else one is trained first).")] = None,
     step: Annotated[int, typer.Option(
-        "--step", help="Advance the simulated workload this many ticks (staying) first.")] = 0,
+        "--step", help="Simulated: advance the workload this many ticks (staying) first.")] = 0,
     pattern: Annotated[str, typer.Option(
-        "--pattern", help="Workload: test (day-like) or train (ramp).")] = "test",
+        "--pattern", help="Simulated workload: test (day-like) or train (ramp).")] = "test",
     seed: SeedOpt = 0,
     reward: RewardOpt = "power-latency",
     train_steps: TrainStepsOpt = 5500,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Show the current state, what the strategy would do, and the predicted change in power,
-    latency and reward. Changes nothing."""
+    """Show the current state, what the strategy would do, the predicted change in power,
+    latency and reward, and (real clusters) the migration steps it would run. Changes nothing."""
     from orchestrator.views import plan_report
 
+    if config is not None:
+        _policy_plan(config, strategy, model, seed, reward, train_steps, output)
+        return
     if step < 0:
         raise GreenwiseError(f"--step must be >= 0, got {step}")
     sim, controller = _sim_setup(scenario, strategy, model, seed, reward, train_steps,
@@ -278,6 +396,27 @@ def plan(
     current = controller.predictor.predict(obs, 0)
     data, tables = plan_report(sim, obs, strategy, action, current, prediction)
     emit(data, output, tables)
+
+
+def _policy_plan(config: Path, strategy: str, model: Path | None, seed: int, reward: str,
+                 train_steps: int, output: Format) -> None:
+    from orchestrator.kube.continuum import finite
+    from orchestrator.policy import EventLog, Guard, PolicyLoop
+    from orchestrator.views import policy_plan_tables
+
+    cfg, continuum, agent, predictor = _policy_setup(config, strategy, model, seed, reward,
+                                                     train_steps)
+    readings = continuum.refresh()  # Prometheus down: one line, exit 2
+    loop = PolicyLoop(continuum, agent, strategy, predictor, Guard(cfg.controller), EventLog(),
+                      dry_run=True)
+    decisions = loop.decide_all(readings)
+    data = {"strategy": strategy, "min_predicted_gain": cfg.controller.min_predicted_gain,
+            "hosts": [{"cluster": h.cluster, "name": h.name, "power_w": finite(h.power_w, 2),
+                       "cpu": finite(h.cpu, 3), "problems": list(h.problems)}
+                      for h in readings.hosts],
+            "services": [d.to_dict() for d in decisions],
+            "unfinished_migrations": [r.id for r in continuum.unfinished()]}
+    emit(data, output, policy_plan_tables(data))
 
 
 ConfigOpt = Annotated[Path, typer.Option(

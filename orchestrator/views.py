@@ -140,3 +140,35 @@ def plan_report(sim: SimulatedContinuum, obs: Observation, strategy: str, action
         tables.append(table("migration steps it would run", ["#", "step"],
                             [[i + 1, st] for i, st in enumerate(steps)]))
     return data, tables
+
+
+def policy_plan_tables(data: dict[str, Any]) -> list[Table]:
+    """`plan --config`: hosts and services as observed, each service's decision, the predicted
+    change and the migration steps it would run."""
+    from orchestrator.migration.executor import DESCRIPTIONS
+
+    tables = [table("hosts (observed)", ["host", "power W", "CPU", "problems"],
+                    [[f"{h['cluster']}/{h['name']}", h["power_w"], h["cpu"],
+                      "; ".join(h["problems"])] for h in data["hosts"]])]
+    rows = []
+    for d in data["services"]:
+        st = d["state"] or {}
+        what = d["action"] + (f" -> {d['target']}" if d["target"] else "")
+        rows.append([d["service"], st.get("location"), st.get("users"), st.get("latency_ms"),
+                     st.get("power_w"), what, d["predicted_gain"],
+                     d["reason"] or d["outcome"]])
+    tables.append(table(f"{data['strategy']} would (nothing is changed; minimum gain "
+                        f"{data['min_predicted_gain']:g})",
+                        ["service", "at", "users", "latency ms", "power W", "decision",
+                         "predicted gain", "outcome / reason"], rows))
+    for d in data["services"]:
+        if d["predicted"] and d["target"]:
+            tables.append(table(f"{d['service']}: predicted, staying vs -> {d['target']}",
+                                ["predicted", "stay", "chosen", "change"],
+                                [[k, v["stay"], v["chosen"], f"{v['change']:+.3f}"]
+                                 for k, v in d["predicted"].items()]))
+        if d["steps"]:
+            tables.append(table(f"{d['service']}: {d['kind']}-cluster migration steps it would "
+                                "run", ["#", "step"],
+                                [[i + 1, DESCRIPTIONS[s]] for i, s in enumerate(d["steps"])]))
+    return tables

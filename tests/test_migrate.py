@@ -66,7 +66,9 @@ def manifests(ns: str, name: str, hostname: str, node: str, port: int,
          "spec": {"replicas": 1, "selector": {"matchLabels": labels},
                   "strategy": {"type": "RollingUpdate",
                                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                  "template": {"metadata": {"labels": labels}, "spec": {
+                  # scraped by the cluster's Prometheus (TorchServe-named metrics)
+                  "template": {"metadata": {"labels": labels, "annotations": {
+                      "prometheus.io/scrape": "true", "prometheus.io/port": "8080"}}, "spec": {
                       "nodeSelector": selector, "terminationGracePeriodSeconds": 15,
                       "containers": [{
                           "name": "ml", "image": ML_IMAGE,
@@ -131,10 +133,17 @@ def serves(d: Deployed) -> dict[str, Any] | None:
         return None
 
 
-def load(d: Deployed, rate: float = 100, duration: float = 60) -> loadgen.LoadHandle:
+def load(d: Deployed, rate: float = 100, duration: float = 60,
+         users: int | None = None) -> loadgen.LoadHandle:
+    """Bounded load through bind9 and an ingress, scraped by the lab's global Prometheus.
+
+    users=None: open loop at `rate`; users=N: N users who wait for each answer and think
+    0.1-0.5 s (the paper's Locust users), `rate` still a cap.
+    """
     cfg = d.cfg()
     return loadgen.start(d.hostname, cfg.clusters[0].ingress, cfg.dns.server, cfg.dns.port,
-                         rate=rate, duration=duration)
+                         rate=rate, duration=duration, users=users,
+                         register=d.lab.loadgen_targets)
 
 
 def inventory(d: Deployed) -> dict[str, dict[str, Any]]:

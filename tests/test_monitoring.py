@@ -325,3 +325,44 @@ def test_prometheus_down_raises_a_clear_error() -> None:
         observe(url, continuum(url))
     assert "check prometheus.url" in str(e.value)
     assert time.monotonic() - started < 5
+
+
+def test_a_pod_that_stopped_reporting_is_not_where_the_service_runs(
+        federation: Federation) -> None:
+    # The resnet pod on edge1 ends and a new one reports from edge0, as after a move. The old
+    # series keep their last scrape time in the global Prometheus, which answers with them for
+    # its lookback (5 min): once older than the limit they no longer place the service.
+    cfg = continuum(federation.url, max_sample_age_s=3)
+
+    def read() -> Readings:
+        return observe(federation.url, cfg)
+
+    wait_for("valid readings", read, all_valid)
+    edge = federation.clusters["edge"]
+    old, new = "resnet-7f9c6d5b4-x2k8q", "resnet-6b8d7c5f4-z9y8w"
+    saved = list(edge.gauges), list(edge.counters)
+
+    def moved(series: list[tuple[str, dict[str, str], float]]) -> list[
+            tuple[str, dict[str, str], float]]:
+        out = []
+        for name, labels, value in series:
+            if old in labels.values():
+                labels = {k: new if v == old else "edge0" if k == "node" else v
+                          for k, v in labels.items()}
+                if labels.get("pod", "").startswith("kepler-"):
+                    labels["pod"] = "kepler-edge0"
+            out.append((name, labels, value))
+        return out
+
+    edge.gauges, edge.counters = moved(edge.gauges), moved(edge.counters)
+    try:
+        r = wait_for("the service observed on edge0", read, lambda r: (
+            r.service("ml/resnet").valid
+            and r.service("ml/resnet").location == Location("edge", "edge0")))
+        resnet = r.service("ml/resnet")
+        assert resnet.throughput_rps and resnet.throughput_rps.value == pytest.approx(20)
+        assert resnet.power_w and resnet.power_w.value == pytest.approx(7.5)
+    finally:
+        edge.gauges, edge.counters = saved
+    wait_for("back on edge1", read, lambda r: r.service("ml/resnet").valid
+             and r.service("ml/resnet").location == Location("edge", "edge1"))

@@ -25,6 +25,7 @@ KINDS: dict[str, tuple[str, str]] = {  # kind -> (apiVersion, plural), all names
     "Pod": ("v1", "pods"),
     "Endpoints": ("v1", "endpoints"),
     "IngressRoute": ("traefik.io/v1alpha1", "ingressroutes"),
+    "Lease": ("coordination.k8s.io/v1", "leases"),
 }
 
 
@@ -96,6 +97,11 @@ class Cluster:
         except (pykube.exceptions.HTTPError, requests.HTTPError) as e:
             if is_transient(e):
                 raise ClusterUnavailable(f"cluster {self.name} keeps failing ({e})") from e
+            code = e.code if isinstance(e, pykube.exceptions.HTTPError) else (
+                e.response.status_code if e.response is not None else 0)
+            if code in (401, 403):  # the credentials or their role: say which call was refused
+                raise GreenwiseError(f"cluster {self.name}: access refused ({e}); check the "
+                                     "kubeconfig's credentials and their role") from e
             raise
 
     # --- plain-dict object access ---------------------------------------------------------

@@ -119,13 +119,17 @@ def locate(clusters: Clusters, svc: ManagedService) -> Placement:
 class Migrator:
     def __init__(self, config: ContinuumConfig, clusters: Clusters | None = None,
                  journal: Journal | None = None, report: Reporter | None = None,
-                 timeout: float = 120.0, drain_seconds: float = 2.0) -> None:
+                 timeout: float = 120.0, drain_seconds: float = 2.0,
+                 interrupted: Callable[[], bool] | None = None) -> None:
         self.config = config
         self.clusters = clusters or Clusters(config)
         self.journal = journal or Journal(config.state_dir)
         self.report = report or (lambda event, step, detail: None)
         self.timeout = timeout
         self.drain_seconds = drain_seconds
+        # Asked between steps and while waiting for the target: once it says True, a migration
+        # whose traffic has not moved yet rolls back; one past that point is finished.
+        self.interrupted = interrupted or (lambda: False)
         self._dns: DnsProvider | None = None
 
     @property
@@ -199,14 +203,15 @@ class Migrator:
         if rec.state == "rolling_back":
             return self._rollback(mid, rec.error or "resumed an interrupted rollback")
         # Resuming: past the point of no return (traffic already moved) finish, else undo.
-        committed = rec.done("dns") if rec.kind == "inter" else rec.done("patch")
-        if rec.steps and not committed:
+        if rec.steps and not _committed(rec):
             return self._rollback(mid, "resumed a migration interrupted before traffic moved")
         try:
             for name in steps:
                 rec = self.journal.get(mid)
                 if rec.done(name):
                     continue
+                if self.interrupted() and not _committed(rec):
+                    raise GreenwiseError("interrupted (shutting down) before traffic moved")
                 self._step(rec, name)
         except Exception as e:  # any failure: roll back and say why
             reason = f"{type(e).__name__}: {e}" if not isinstance(e, GreenwiseError) else str(e)
@@ -295,7 +300,7 @@ class Migrator:
         dst = self.clusters[rec.plan["target_cluster"]]
         self._wait(f"Deployment {svc.namespace}/{svc.deployment_name} Ready in {dst.name}",
                    lambda: _rolled_out(dst.get("Deployment", svc.namespace,
-                                               svc.deployment_name)))
+                                               svc.deployment_name)), interruptible=True)
 
     def _do_route(self, rec: MigrationRecord, svc: ManagedService, undo: dict[str, Any]) -> None:
         dst = self.clusters[undo["cluster"]]
@@ -308,7 +313,8 @@ class Migrator:
         # Make before break: DNS may only move once the target's ingress serves the name.
         ingress = self.config.cluster(undo["cluster"]).ingress
         self._wait(f"{svc.hostname} routed by {dst.name}'s ingress {ingress}",
-                   lambda: _route_live(ingress, svc.hostname, svc.probe_path))
+                   lambda: _route_live(ingress, svc.hostname, svc.probe_path),
+                   interruptible=True)
 
     def _do_dns(self, rec: MigrationRecord, svc: ManagedService, undo: dict[str, Any]) -> None:
         host = self.config.cluster(rec.plan["target_cluster"]).ingress_host
@@ -434,12 +440,19 @@ class Migrator:
             obj["spec"]["clusterIP"] = current["spec"].get("clusterIP")
         cluster.replace(obj)
 
-    def _wait(self, what: str, check: Callable[[], bool]) -> None:
+    def _wait(self, what: str, check: Callable[[], bool], interruptible: bool = False) -> None:
         deadline = time.monotonic() + self.timeout
         while not check():
+            if interruptible and self.interrupted():
+                raise GreenwiseError(f"interrupted (shutting down) while waiting for {what}")
             if time.monotonic() > deadline:
                 raise GreenwiseError(f"timed out after {self.timeout:g}s waiting for {what}")
             time.sleep(0.2)
+
+
+def _committed(rec: MigrationRecord) -> bool:
+    """Past the point of no return: traffic moved (DNS), or the Deployment was patched."""
+    return rec.done("dns") if rec.kind == "inter" else rec.done("patch")
 
 
 def _rolled_out(dep: dict[str, Any] | None) -> bool:

@@ -2,7 +2,8 @@
 the age of its newest sample, and per service whether the strategies may act on it and why not.
 
 A service's pods are those of its Deployment (`<deployment>-<hash>-<suffix>`) in its namespace
-that report TorchServe's request counter; the node they report from is where it runs.
+that report TorchServe's request counter (within the age limit: a pod that stopped reporting
+is gone, unless none reports); the node they report from is where it runs.
 End-to-end latency is TorchServe's mean (which includes queueing) plus the host's
 `network_latency_ms` from the config, as in the simulated continuum.
 """
@@ -203,6 +204,10 @@ def _service(svc: ManagedService, config: ContinuumConfig, measured: dict[str, _
     pod_name = re.compile(re.escape(svc.deployment_name) + r"-[a-z0-9]+-[a-z0-9]+")
     pods = sorted(k for k in requests_by_pod.samples
                   if k[2] == svc.namespace and pod_name.fullmatch(k[3]))
+    # A pod whose counter stopped reporting (older than the limit) is gone, e.g. the source of
+    # a move: federated series carry their scrape time, so Prometheus keeps answering with
+    # them for its lookback (5 min) after they ended. If none reports, the age is the problem.
+    pods = [k for k in pods if requests_by_pod.samples[k].age_s <= limit] or pods
     places = sorted({(cluster, node) for cluster, node, _, _ in pods})
     where = ", ".join(f"{c}/{n}" for c, n in places)
     problems: list[str] = []

@@ -16,14 +16,22 @@ re-posted every 30 s) and runs every pod bound to one of its nodes as real local
 - on deletion it runs each preStop hook (exec: a local command; httpGet: a request to the pod),
   sends SIGTERM, waits out terminationGracePeriodSeconds (or the deletion's grace), SIGKILLs
   what is left and deletes the pod with grace 0;
-- power, as Kepler would report it (this machine has no RAPL): each node serves /metrics on
-  <InternalIP>:10250 with the simulator's model fed by the CPU time of its pods' processes,
-  watts = idle + (max - idle) * curve(utilisation), where utilisation = CPU seconds per second /
-  cores and curve is the host's power_curve (linear unless given); each container gets its CPU
-  share of the node's dynamic energy.
-  Names: kepler_node_platform_joules_total, kepler_container_joules_total (mode="dynamic",
-  labels container_namespace, pod_name, container_name), plus greenwise_lab_node_power_watts,
-  greenwise_lab_node_cpu_utilization, greenwise_lab_container_cpu_seconds_total.
+- metrics, as Kepler, node_exporter and cAdvisor would report them (this machine has no RAPL):
+  each node serves /metrics on <InternalIP>:10250, sampled every second from the CPU time
+  (user and system, from /proc) of its pods' processes:
+  - power from the simulator's model, watts = idle + (max - idle) * curve(utilisation), where
+    utilisation = CPU seconds per second / cores and curve is the host's power_curve (linear
+    unless given): kepler_node_platform_joules_total (Kepler <= 0.7). Each container gets its
+    CPU share of the node's dynamic energy and a share of its idle energy by process count
+    (one per container, against the host's BASE_PROCESSES for everything else, as the
+    simulator's Eq. 2): kepler_container_joules_total{mode="dynamic"|"idle"} with Kepler's
+    labels container_namespace, pod_name, container_name;
+  - node_exporter's node_cpu_seconds_total{cpu, mode}: one series per mode (user, system,
+    idle, and iowait/irq/nice/softirq/steal at 0) for each of the node's cores, the pods' CPU
+    time spread evenly over them and the rest of each second idle;
+  - cAdvisor's container_cpu_usage_seconds_total{namespace, pod, container, image}: per
+    container, plus the pod's own cgroup (container="", the sum) as cAdvisor has it.
+  The scrape target adds `node` and `cluster` (tests/lab/kubesd.py).
 
     python -m tests.lab.kubelet --config STATE/clusters/edge/kubelet.json
 """
@@ -49,6 +57,7 @@ from typing import Any
 
 import httpx
 
+from orchestrator.config import HostProfile
 from orchestrator.sim.performance import curve_fraction
 from tests.lab.cluster import K8S_VERSION, LABEL_PREFIX, HostSpec, Kube, KubeError
 
@@ -58,6 +67,11 @@ LEASE_EVERY = 10.0
 STATUS_EVERY = 30.0
 SAMPLE_EVERY = 1.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Processes of everything else on a host: the idle power is shared by process count (Eq. 2),
+# with the same default as the simulator's hosts (continuum.yaml's hosts keep it).
+BASE_PROCESSES: int = HostProfile.model_fields["base_processes"].default
+# node_exporter's CPU modes; the lab's pods only ever spend user and system time.
+CPU_MODES = ("idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user")
 
 
 def now() -> str:
@@ -68,6 +82,28 @@ def micro_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@dataclass(frozen=True)
+class CpuTimes:
+    """User and system CPU seconds."""
+
+    user: float = 0.0
+    system: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.user + self.system
+
+    def __add__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(self.user + other.user, self.system + other.system)
+
+    def since(self, earlier: CpuTimes) -> CpuTimes:
+        return CpuTimes(max(0.0, self.user - earlier.user),
+                        max(0.0, self.system - earlier.system))
+
+    def at_least(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(max(self.user, other.user), max(self.system, other.system))
+
+
 @dataclass
 class NodeInfo:
     host: HostSpec
@@ -76,9 +112,8 @@ class NodeInfo:
     annotations: dict[str, str]
     next_ip: int = 2
     joules: float = 0.0
-    cpu_seconds: float = 0.0
-    watts: float = 0.0
-    utilization: float = 0.0
+    cpu: CpuTimes = CpuTimes()  # busy seconds of its pods, all cores together
+    idle_seconds: float = 0.0  # all cores together
 
 
 @dataclass
@@ -92,14 +127,15 @@ class Container:
     restarts: int = 0
     started_at: str = ""
     next_start: float = 0.0
-    cpu_prev: float = 0.0  # CPU seconds of earlier (restarted) processes
-    cpu_last: float = 0.0  # of the current process at the last sample
-    cpu_seen: float = 0.0  # cpu_prev + cpu_last when the power model last sampled
-    joules: float = 0.0
+    cpu_prev: CpuTimes = CpuTimes()  # CPU seconds of earlier (restarted) processes
+    cpu_last: CpuTimes = CpuTimes()  # of the current process at the last sample
+    cpu_seen: CpuTimes = CpuTimes()  # cpu_prev + cpu_last when the node last sampled
+    joules_dynamic: float = 0.0
+    joules_idle: float = 0.0
 
-    def cpu_total(self) -> float:
+    def cpu_total(self) -> CpuTimes:
         if self.proc is not None:
-            self.cpu_last = max(self.cpu_last, process_cpu_seconds(self.proc.pid))
+            self.cpu_last = self.cpu_last.at_least(process_cpu_times(self.proc.pid))
         return self.cpu_prev + self.cpu_last
 
 
@@ -323,7 +359,7 @@ class Kubelet:
 
     def start_container(self, pod: Pod, c: Container) -> None:
         c.cpu_total()
-        c.cpu_prev, c.cpu_last = c.cpu_prev + c.cpu_last, 0.0
+        c.cpu_prev, c.cpu_last = c.cpu_prev + c.cpu_last, CpuTimes()
         with open(c.log, "ab") as out:
             # Same process group as the kubelet: stopping the kubelet's group stops its pods.
             c.proc = subprocess.Popen(c.cmd, stdout=out, stderr=subprocess.STDOUT,
@@ -528,48 +564,33 @@ class Kubelet:
             with self.lock:
                 pods = list(self.pods.values())
             for n in self.nodes.values():
-                deltas = []
-                for pod in pods:
-                    if pod.node != n.host.name:
-                        continue
-                    for c in pod.containers:
-                        total = c.cpu_total()
-                        delta, c.cpu_seen = max(0.0, total - c.cpu_seen), total
-                        deltas.append((c, delta))
-                used = sum(d for _, d in deltas)
-                n.utilization = min(1.0, used / dt_s / n.host.cores)
-                n.watts = node_watts(n.host, n.utilization)
-                dynamic_j = max(0.0, n.watts - n.host.idle_watts) * dt_s
-                for c, delta in deltas:
-                    c.joules += dynamic_j * delta / used if used > 0 else 0.0
-                n.joules += n.watts * dt_s
-                n.cpu_seconds += used
+                self.sample_node(n, [c for p in pods if p.node == n.host.name
+                                     for c in p.containers], dt_s)
+
+    @staticmethod
+    def sample_node(n: NodeInfo, containers: list[Container], dt_s: float) -> None:
+        """Advance a node's counters by `dt_s` seconds from its containers' CPU time."""
+        deltas = []
+        for c in containers:
+            total = c.cpu_total()
+            deltas.append((c, total.since(c.cpu_seen)))
+            c.cpu_seen = total.at_least(c.cpu_seen)
+        busy = sum((d for _, d in deltas), CpuTimes())
+        used = busy.total
+        n.cpu += busy
+        n.idle_seconds += max(0.0, dt_s * n.host.cores - used)
+        watts = node_watts(n.host, min(1.0, used / dt_s / n.host.cores))
+        dynamic_j = max(0.0, watts - n.host.idle_watts) * dt_s
+        idle_j = n.host.idle_watts * dt_s / (BASE_PROCESSES + len(containers))
+        for c, delta in deltas:
+            c.joules_dynamic += dynamic_j * delta.total / used if used > 0 else 0.0
+            c.joules_idle += idle_j
+        n.joules += watts * dt_s
 
     def node_metrics(self, n: NodeInfo) -> bytes:
-        lines = [
-            "# TYPE kepler_node_platform_joules_total counter",
-            f"kepler_node_platform_joules_total {n.joules:.3f}",
-            "# TYPE greenwise_lab_node_power_watts gauge",
-            f"greenwise_lab_node_power_watts {n.watts:.3f}",
-            "# TYPE greenwise_lab_node_cpu_utilization gauge",
-            f"greenwise_lab_node_cpu_utilization {n.utilization:.5f}",
-            "# TYPE greenwise_lab_node_cpu_seconds_total counter",
-            f"greenwise_lab_node_cpu_seconds_total {n.cpu_seconds:.3f}",
-            "# TYPE kepler_container_joules_total counter",
-        ]
         with self.lock:
             pods = [p for p in self.pods.values() if p.node == n.host.name]
-        cpu = []
-        for pod in pods:
-            for c in pod.containers:
-                labels = (f'container_namespace="{pod.namespace}",pod_name="{pod.name}",'
-                          f'container_name="{c.name}"')
-                lines.append(f'kepler_container_joules_total{{{labels},mode="dynamic"}} '
-                             f"{c.joules:.3f}")
-                cpu.append(f"greenwise_lab_container_cpu_seconds_total{{{labels}}} "
-                           f"{c.cpu_seen:.3f}")
-        lines += ["# TYPE greenwise_lab_container_cpu_seconds_total counter", *cpu]
-        return ("\n".join(lines) + "\n").encode()
+        return render_node_metrics(n, pods)
 
     def serve_node_metrics(self, port: int) -> None:
         kubelet = self
@@ -610,13 +631,54 @@ def node_watts(host: HostSpec, utilization: float) -> float:
         host.power_curve, utilization)
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process and its waited-for children (from /proc)."""
+def render_node_metrics(n: NodeInfo, pods: list[Pod]) -> bytes:
+    """A node's /metrics: Kepler (<= 0.7), node_exporter and cAdvisor names, as documented."""
+    lines = [
+        "# HELP kepler_node_platform_joules_total Energy of the node (lab power model).",
+        "# TYPE kepler_node_platform_joules_total counter",
+        f"kepler_node_platform_joules_total {n.joules:.3f}",
+        "# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.",
+        "# TYPE node_cpu_seconds_total counter",
+    ]
+    cores = n.host.cores
+    per_mode = {"idle": n.idle_seconds, "user": n.cpu.user, "system": n.cpu.system}
+    for cpu in range(cores):
+        lines += [f'node_cpu_seconds_total{{cpu="{cpu}",mode="{mode}"}} '
+                  f"{per_mode.get(mode, 0.0) / cores:.3f}" for mode in CPU_MODES]
+    joules = [
+        "# HELP kepler_container_joules_total Energy of the container (lab power model).",
+        "# TYPE kepler_container_joules_total counter",
+    ]
+    cpu_lines = [
+        "# HELP container_cpu_usage_seconds_total Cumulative cpu time consumed in seconds.",
+        "# TYPE container_cpu_usage_seconds_total counter",
+    ]
+    for pod in pods:
+        at = f'namespace="{pod.namespace}",pod="{pod.name}"'
+        images = {c.get("name"): c.get("image", "") for c in pod.spec.get("containers", [])}
+        for c in pod.containers:
+            kepler = (f'container_namespace="{pod.namespace}",pod_name="{pod.name}",'
+                      f'container_name="{c.name}"')
+            joules += [f'kepler_container_joules_total{{{kepler},mode="dynamic"}} '
+                       f"{c.joules_dynamic:.3f}",
+                       f'kepler_container_joules_total{{{kepler},mode="idle"}} '
+                       f"{c.joules_idle:.3f}"]
+            cpu_lines.append(f'container_cpu_usage_seconds_total{{{at},container="{c.name}",'
+                             f'image="{images.get(c.name, "")}"}} {c.cpu_seen.total:.3f}')
+        # The pod's cgroup, as cAdvisor reports it too (consumers filter container="").
+        cpu_lines.append(f'container_cpu_usage_seconds_total{{{at},container="",image=""}} '
+                         f"{sum(c.cpu_seen.total for c in pod.containers):.3f}")
+    return ("\n".join([*lines, *joules, *cpu_lines]) + "\n").encode()
+
+
+def process_cpu_times(pid: int) -> CpuTimes:
+    """User and system CPU time of a process and its waited-for children (from /proc)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return sum(int(x) for x in fields[11:15]) / CLK_TCK
+        utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    except (OSError, IndexError, ValueError):
+        return CpuTimes()
+    return CpuTimes((utime + cutime) / CLK_TCK, (stime + cstime) / CLK_TCK)
 
 
 def _expand(value: str, env: dict[str, str]) -> str:

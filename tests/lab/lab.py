@@ -8,6 +8,7 @@ and one global Prometheus federating the three. It writes into the state directo
     kubeconfigs/<cluster>.yaml, kubeconfigs/all.yaml   contexts named after the clusters
     tsig.key                                            bind9 key-file format (0600)
     continuum.yaml                                      what the orchestrator reads
+    prometheus/loadgen/                                 load generators' file_sd targets
     lab.json, procs.json, logs/, clusters/<name>/       the lab's own records
 
 `down()` stops every recorded process by PID; `status()` tells running from crashed.
@@ -156,6 +157,12 @@ class Lab:
             groups[pgid] = groups.get(pgid, 0.0) + kb / 1024
         return {p.name: round(groups.get(p.pid, 0.0), 1) for p in self.procs()}
 
+    @property
+    def loadgen_targets(self) -> Path:
+        """Where load generators register their metrics for the global Prometheus:
+        `loadgen.start(..., register=lab.loadgen_targets)`."""
+        return self.dir / "prometheus" / "loadgen"
+
     def kube(self, cluster: str) -> Kube:
         c = self.info()["clusters"][cluster]
         return Kube(c["server"], Path(c["token_file"]).read_text().strip(), c["ca_file"])
@@ -210,7 +217,8 @@ class Lab:
                                                                     strict=True)}
         from tests.lab.prom import start_global_prometheus
         self._say("clusters up; starting the global Prometheus")
-        gproc, gurl = start_global_prometheus(self.dir / "prometheus" / "global", prom_urls)
+        gproc, gurl = start_global_prometheus(self.dir / "prometheus" / "global", prom_urls,
+                                              loadgen_targets=self.loadgen_targets)
         self._record(gproc)
         for c in clusters:
             self._wait_nodes_ready(c)
@@ -222,7 +230,7 @@ class Lab:
                                        "ca_file": str(c.ca_file), "kubeconfig": str(c.kubeconfig),
                                        "tier": c.spec.tier}
                          for c, pc in zip(clusters, per_cluster, strict=True)},
-            "dns": dns_info, "prometheus": gurl,
+            "dns": dns_info, "prometheus": gurl, "loadgen_targets": str(self.loadgen_targets),
         }
         self.continuum_file.write_text(yaml.safe_dump(continuum(info), sort_keys=False))
         return info

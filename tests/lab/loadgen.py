@@ -6,8 +6,21 @@ Requests go to `http://<resolved IP>:<ingress port><path>` with `Host: hostname`
 A record names a cluster's ingress address and the ingress port is the lab's fixed one.
 Only 127.0.0.0/8 targets are ever contacted; rate and duration are capped.
 
+Two ways to load a service:
+- open loop (default): about `rate` requests per second, whatever the answers take;
+- `users=N`: N virtual users, as Locust runs them (the GreenWise paper's load): each sends a
+  request, waits for the answer, then thinks a uniform `think_s` (0.1-0.5 s) before the next;
+  `rate` still caps the requests per second of all of them together.
+
+While it runs it can serve Prometheus metrics (`metrics_port`), all labelled with the
+`hostname` it loads: `loadgen_users` (the virtual users running; in open loop the requests in
+flight, each one a user for its duration), `loadgen_target_rate`, `loadgen_requests_total
+{outcome}`. With `register=DIR` it also writes a Prometheus file_sd target file for its metrics
+address into DIR (the lab's `DIR/prometheus/loadgen/`, which the lab's global Prometheus
+watches) and removes it when the run ends.
+
     python -m tests.lab.loadgen --host svc.continuum.test --ingress 127.0.0.1:8080 \
-        --dns 127.0.0.1:5300 --rate 100 --duration 10
+        --dns 127.0.0.1:5300 --rate 100 --duration 10 [--users 20] [--register DIR]
 """
 
 from __future__ import annotations
@@ -17,11 +30,14 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import os
+import random
 import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import dns.asyncresolver
@@ -33,6 +49,9 @@ import httpx
 MAX_RATE = 500.0
 MAX_DURATION = 600.0
 MAX_IN_FLIGHT = 256
+MAX_USERS = MAX_IN_FLIGHT
+MAX_THINK = 60.0
+THINK_S = (0.1, 0.5)  # Locust's wait_time in the GreenWise paper
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
@@ -79,11 +98,12 @@ class Report:
     rate: float = 0.0  # asked for, req/s
     elapsed: float = 0.0
     achieved_rate: float = 0.0  # sent / elapsed; below `rate` when the target is the bottleneck
+    users: int | None = None  # virtual users (None: open loop)
     sent: int = 0
     ok: int = 0
     failed: int = 0
     failures: dict[str, int] = field(default_factory=dict)
-    latency_ms: dict[str, float] = field(default_factory=dict)  # p50 p95 p99 max of answers
+    latency_ms: dict[str, float] = field(default_factory=dict)  # mean p50 p95 p99 max of OKs
     by_cluster: dict[str, int] = field(default_factory=dict)
     by_node: dict[str, int] = field(default_factory=dict)
     by_pod: dict[str, int] = field(default_factory=dict)
@@ -132,10 +152,17 @@ def _configure(r: dns.resolver.BaseResolver, server: str, port: int, lifetime: f
 class _Live:
     """Counters shared with the metrics endpoint (read from another thread; ints are atomic)."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, hostname: str, rate: float, closed_loop: bool) -> None:
+        self.hostname = hostname.rstrip(".")
         self.rate = rate
+        self.closed_loop = closed_loop
         self.in_flight = 0
+        self.running_users = 0
         self.outcomes: Counter[str] = Counter()
+
+    @property
+    def users(self) -> int:
+        return self.running_users if self.closed_loop else self.in_flight
 
 
 class _MetricsServer:
@@ -143,18 +170,19 @@ class _MetricsServer:
 
     def __init__(self, live: _Live, port: int) -> None:
         def render() -> bytes:
+            host = f'hostname="{live.hostname}"'
             lines = [
-                "# HELP loadgen_users Concurrent virtual users (requests in flight).",
+                "# HELP loadgen_users Virtual users running (open loop: requests in flight).",
                 "# TYPE loadgen_users gauge",
-                f"loadgen_users {live.in_flight}",
-                "# HELP loadgen_target_rate Requests per second the generator aims at.",
+                f"loadgen_users{{{host}}} {live.users}",
+                "# HELP loadgen_target_rate Requests per second the generator aims at (at most).",
                 "# TYPE loadgen_target_rate gauge",
-                f"loadgen_target_rate {live.rate}",
+                f"loadgen_target_rate{{{host}}} {live.rate}",
                 "# HELP loadgen_requests_total Requests completed, by outcome.",
                 "# TYPE loadgen_requests_total counter",
             ]
             for outcome in ("ok", "failed"):
-                lines.append(f'loadgen_requests_total{{outcome="{outcome}"}} '
+                lines.append(f'loadgen_requests_total{{{host},outcome="{outcome}"}} '
                              f"{live.outcomes[outcome]}")
             return ("\n".join(lines) + "\n").encode()
 
@@ -180,16 +208,49 @@ class _MetricsServer:
         self.server.server_close()
 
 
+class _Registration:
+    """A Prometheus file_sd target file for the metrics address, in `directory`, while it lives.
+
+    Written atomically (a dot-file renamed into place, so a `*.json` glob never sees half a
+    file); one file per generator, so several can register in the same directory."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        name = f"loadgen-{os.getpid()}-{port}.json"
+        self.path = directory / name
+        tmp = directory / f".{name}.tmp"
+        tmp.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {}}]))
+        tmp.replace(self.path)
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _check_users(users: int | None, think_s: tuple[float, float]) -> None:
+    if users is None:
+        return
+    if not 1 <= users <= MAX_USERS:
+        raise ValueError(f"users must be in [1, {MAX_USERS}], got {users}")
+    lo, hi = think_s
+    if not 0 <= lo <= hi <= MAX_THINK:
+        raise ValueError(f"think_s must be (min, max) with 0 <= min <= max <= {MAX_THINK:g} s, "
+                         f"got {think_s}")
+
+
 class _Run:
     def __init__(self, hostname: str, ingress: str, dns_server: str, dns_port: int, rate: float,
                  duration: float, path: str, max_requests: int | None, timeout: float,
-                 stop: threading.Event, live: _Live) -> None:
+                 stop: threading.Event, live: _Live, users: int | None = None,
+                 think_s: tuple[float, float] = THINK_S, seed: int | None = None) -> None:
         if not 0 < rate <= MAX_RATE:
             raise ValueError(f"rate must be in (0, {MAX_RATE}] req/s, got {rate}")
         if not 0 < duration <= MAX_DURATION:
             raise ValueError(f"duration must be in (0, {MAX_DURATION}] s, got {duration}")
         if max_requests is not None and max_requests < 0:
             raise ValueError("max_requests must be >= 0")
+        _check_users(users, think_s)
+        self.users, self.think_s = users, think_s
+        self.rng = random.Random(seed)
         self.ingress_host, self.ingress_port = split_hostport(ingress, "ingress")
         check_loopback(dns_server, "DNS server")
         self.hostname = hostname.rstrip(".")
@@ -200,8 +261,10 @@ class _Run:
         self.resolver = dns.asyncresolver.Resolver(configure=False)
         _configure(self.resolver, dns_server, dns_port, 1.0)
         self.address = self.ingress_host
-        self.report = Report(hostname=self.hostname, started_at=time.time(), rate=rate)
+        self.report = Report(hostname=self.hostname, started_at=time.time(), rate=rate,
+                             users=users)
         self.t0 = time.monotonic()
+        self.next_at = 0.0  # the earliest time the next request may leave (the rate cap)
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -256,6 +319,34 @@ class _Run:
             return None
         return "/".join(str(body.get(k, "?")) for k in ("cluster", "node", "pod"))
 
+    def may_send(self, limit: int) -> bool:
+        return (self.report.sent < limit and not self.stop.is_set()
+                and self.now() < self.duration)
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep, waking early when the run is stopped."""
+        end = self.now() + seconds
+        while not self.stop.is_set() and (left := end - self.now()) > 0:
+            await asyncio.sleep(min(left, 0.1))
+
+    async def user(self, client: httpx.AsyncClient, limit: int) -> None:
+        """One virtual user: request, wait for the answer, think, again (Locust's loop)."""
+        lo, hi = self.think_s
+        try:
+            await self.pause(self.rng.uniform(0.0, hi))  # users start spread out, not at once
+            while self.may_send(limit):
+                at = max(self.next_at, self.now())
+                self.next_at = at + 1.0 / self.rate
+                await self.pause(at - self.now())
+                if not self.may_send(limit):
+                    break
+                self.live.in_flight += 1
+                self.report.sent += 1
+                await self.one(client, self.now(), self.address)
+                await self.pause(self.rng.uniform(lo, hi))
+        finally:
+            self.live.running_users -= 1
+
     async def main(self) -> Report:
         await self.resolve()
         resolving = asyncio.create_task(self.resolve_loop())
@@ -272,7 +363,10 @@ class _Run:
             # The initial resolution counts as t=0.
             self.report.dns_changes = [(0.0, a) for _, a in self.report.dns_changes[:1]]
             next_at = 0.0
-            while self.report.sent < limit and not self.stop.is_set():
+            if self.users is not None:
+                self.live.running_users = self.users
+                await asyncio.gather(*(self.user(client, limit) for _ in range(self.users)))
+            while self.users is None and self.report.sent < limit and not self.stop.is_set():
                 delay = next_at - self.now()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -326,10 +420,19 @@ class _Run:
         rep.by_cluster, rep.by_node, rep.by_pod = (dict(counters[k])
                                                    for k in ("cluster", "node", "pod"))
         latencies.sort()
-        rep.latency_ms = {"p50": _percentile(latencies, 0.50), "p95": _percentile(latencies, 0.95),
+        rep.latency_ms = {"mean": mean_latency_ms(rep.samples),
+                          "p50": _percentile(latencies, 0.50), "p95": _percentile(latencies, 0.95),
                           "p99": _percentile(latencies, 0.99),
                           "max": latencies[-1] if latencies else 0.0}
         return rep
+
+
+def mean_latency_ms(samples: list[Sample], since: float = 0.0,
+                    until: float = float("inf")) -> float:
+    """Mean latency of the answered (OK) requests sent between `since` and `until` (s since
+    the start); 0 if there is none."""
+    got = [s.latency_ms for s in samples if s.outcome == "ok" and since <= s.t <= until]
+    return sum(got) / len(got) if got else 0.0
 
 
 def _extend(spans: dict[str, Span], key: str, t: float) -> None:
@@ -341,22 +444,29 @@ def _extend(spans: dict[str, Span], key: str, t: float) -> None:
 
 def run(hostname: str, ingress: str, dns_server: str, dns_port: int, rate: float,
         duration: float, path: str = "/predictions/resnet-18", max_requests: int | None = None,
-        timeout: float = 5.0, metrics_port: int | None = None) -> Report:
-    """Send about `rate` req/s for `duration` s (or `max_requests`) and report what happened.
+        timeout: float = 5.0, metrics_port: int | None = None, users: int | None = None,
+        think_s: tuple[float, float] = THINK_S, register: Path | None = None,
+        seed: int | None = None) -> Report:
+    """Send about `rate` req/s for `duration` s (or `max_requests`) and report what happened;
+    with `users`, run that many virtual users instead (`rate` then caps them).
 
     With `metrics_port` (0 picks a free one) the live counters are served on
-    http://127.0.0.1:<port>/metrics while the run lasts.
+    http://127.0.0.1:<port>/metrics while the run lasts; `register` (a directory) also
+    announces that address to Prometheus there (file_sd), on a free port if none is given.
     """
     return start(hostname, ingress, dns_server, dns_port, rate, duration, path, max_requests,
-                 timeout, metrics_port).result()
+                 timeout, metrics_port, users, think_s, register, seed).result()
 
 
 class LoadHandle:
     """A run in a background thread: `stop()` ends it early, `result()` waits for the report."""
 
-    def __init__(self, run_: _Run, metrics: _MetricsServer | None) -> None:
+    def __init__(self, run_: _Run, metrics: _MetricsServer | None,
+                 registration: _Registration | None = None) -> None:
         self._run = run_
         self._metrics = metrics
+        self._registration = registration
+        self.target_file = registration.path if registration is not None else None
         self._report: Report | None = None
         self._error: BaseException | None = None
         self.metrics_url = (f"http://127.0.0.1:{metrics.port}/metrics"
@@ -370,6 +480,8 @@ class LoadHandle:
         except BaseException as e:  # re-raised by result()
             self._error = e
         finally:
+            if self._registration is not None:  # Prometheus stops scraping: users end
+                self._registration.close()
             if self._metrics is not None:
                 self._metrics.close()
 
@@ -381,10 +493,20 @@ class LoadHandle:
         return self._thread.is_alive()
 
     def progress(self) -> dict[str, int]:
-        """Live counts so far: sent, ok, failed, in_flight."""
+        """Live counts so far: sent, ok, failed, in_flight, users (as loadgen_users has it)."""
         live = self._run.live
         return {"sent": self._run.report.sent, "ok": live.outcomes["ok"],
-                "failed": live.outcomes["failed"], "in_flight": live.in_flight}
+                "failed": live.outcomes["failed"], "in_flight": live.in_flight,
+                "users": live.users}
+
+    @property
+    def started_at(self) -> float:
+        """Wall-clock time (epoch s) of the run's t=0, which samples' `t` count from."""
+        return self._run.report.started_at
+
+    def samples(self) -> list[Sample]:
+        """The requests answered so far (a copy; the run goes on)."""
+        return list(self._run.report.samples)
 
     def result(self, timeout: float | None = None) -> Report:
         # Bounded by duration + request timeout; the default leaves room for both.
@@ -400,13 +522,24 @@ class LoadHandle:
 
 def start(hostname: str, ingress: str, dns_server: str, dns_port: int, rate: float,
           duration: float, path: str = "/predictions/resnet-18", max_requests: int | None = None,
-          timeout: float = 5.0, metrics_port: int | None = None) -> LoadHandle:
+          timeout: float = 5.0, metrics_port: int | None = None, users: int | None = None,
+          think_s: tuple[float, float] = THINK_S, register: Path | None = None,
+          seed: int | None = None) -> LoadHandle:
     """Like `run`, in a background thread; arguments are checked before it returns."""
-    live = _Live(rate)
+    live = _Live(hostname, rate, closed_loop=users is not None)
     run_ = _Run(hostname, ingress, dns_server, dns_port, rate, duration, path, max_requests,
-                 timeout, threading.Event(), live)
+                 timeout, threading.Event(), live, users, think_s, seed)
+    if register is not None and metrics_port is None:
+        metrics_port = 0
     metrics = _MetricsServer(live, metrics_port) if metrics_port is not None else None
-    return LoadHandle(run_, metrics)
+    registration = None
+    if register is not None and metrics is not None:
+        try:
+            registration = _Registration(Path(register), metrics.port)
+        except BaseException:
+            metrics.close()
+            raise
+    return LoadHandle(run_, metrics, registration)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -421,10 +554,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-requests", type=int)
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--metrics-port", type=int, help="serve /metrics on 127.0.0.1:PORT")
+    p.add_argument("--users", type=int, help=f"virtual users (at most {MAX_USERS}); --rate caps "
+                   "them; default: open loop at --rate")
+    p.add_argument("--think", type=float, nargs=2, default=THINK_S, metavar=("MIN", "MAX"),
+                   help="each user's think time between requests, s (default 0.1 0.5)")
+    p.add_argument("--register", type=Path, metavar="DIR",
+                   help="announce /metrics to Prometheus: a file_sd target file in DIR")
     args = p.parse_args(argv)
     dns_host, dns_port = split_hostport(args.dns, "--dns")
     report = run(args.host, args.ingress, dns_host, dns_port, args.rate, args.duration,
-                 args.path, args.max_requests, args.timeout, args.metrics_port)
+                 args.path, args.max_requests, args.timeout, args.metrics_port, args.users,
+                 (args.think[0], args.think[1]), args.register)
     print(report.text())
     return 0 if report.failed == 0 else 1
 

@@ -10,6 +10,11 @@ cluster that served it. It speaks a subset of TorchServe's API and metric names:
   `ts_inference_requests_total`, `ts_inference_latency_microseconds`,
   `ts_queue_latency_microseconds` (labels uuid, model_name, model_version).
 
+Requests wait for one of `--workers` workers (WORKERS, default 1: one Python process computes
+on one core anyway), as TorchServe's requests wait in its job queue for a backend worker. As in
+TorchServe, the latency counter covers a request from its arrival (headers read) to the end of
+its inference, queueing included; the queue counter covers the wait for a worker alone.
+
 The fake kubelet runs it for containers whose image starts with `greenwise/ml-service` and fills
 POD_NAME, NODE_NAME, CLUSTER, NODE_SPEED from the pod and its node. SIGTERM stops accepting
 connections and finishes in-flight requests.
@@ -37,31 +42,35 @@ CLASSES = ("tabby", "tiger_cat", "Egyptian_cat", "golden_retriever", "space_shut
 class Model:
     """Counters shared by request threads (guarded by a lock) and the work itself."""
 
-    def __init__(self, name: str, rounds: int, speed: float, identity: dict[str, str]) -> None:
+    def __init__(self, name: str, rounds: int, speed: float, identity: dict[str, str],
+                 workers: int = 1) -> None:
         self.name = name
         self.rounds = max(1, int(rounds / max(speed, 0.01)))
         self.identity = identity
         self.uuid = str(uuid.uuid4())
         self.lock = threading.Lock()
+        self.workers = threading.BoundedSemaphore(max(1, workers))
         self.requests = 0
         self.latency_us = 0.0
         self.queue_us = 0.0
         self.in_flight = 0
 
-    def infer(self, payload: bytes) -> dict[str, Any]:
-        queued = time.perf_counter()
+    def infer(self, payload: bytes, arrived: float | None = None) -> dict[str, Any]:
+        """Wait for a worker, compute; `arrived` (perf_counter) is when the request came in."""
+        arrived = time.perf_counter() if arrived is None else arrived
         with self.lock:
             self.in_flight += 1
-        start = time.perf_counter()
-        digest = hashlib.sha256(payload or b"image").digest()
-        for _ in range(self.rounds):
-            digest = hashlib.sha256(digest).digest()
-        done = time.perf_counter()
+        with self.workers:
+            start = time.perf_counter()
+            digest = hashlib.sha256(payload or b"image").digest()
+            for _ in range(self.rounds):
+                digest = hashlib.sha256(digest).digest()
+            done = time.perf_counter()
         with self.lock:
             self.in_flight -= 1
             self.requests += 1
-            self.latency_us += (done - start) * 1e6
-            self.queue_us += (start - queued) * 1e6
+            self.latency_us += (done - arrived) * 1e6  # queueing included, as TorchServe's
+            self.queue_us += (start - arrived) * 1e6
         return {"model": self.name, "class": CLASSES[digest[0] % len(CLASSES)],
                 "probability": round(digest[1] / 255, 3), "work_rounds": self.rounds,
                 "compute_ms": round((done - start) * 1e3, 3), **self.identity}
@@ -99,23 +108,24 @@ def make_handler(model: Model) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def _route(self, payload: bytes) -> None:
+        def _route(self, payload: bytes, arrived: float) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/ping":
                 self._send(200, b'{"status": "Healthy"}')
             elif path == "/metrics":
                 self._send(200, model.metrics(), "text/plain; version=0.0.4")
             elif path.startswith("/predictions/") or path == "/":
-                self._send(200, json.dumps(model.infer(payload)).encode())
+                self._send(200, json.dumps(model.infer(payload, arrived)).encode())
             else:
                 self._send(404, json.dumps({"error": f"no route {path}"}).encode())
 
         def do_GET(self) -> None:
-            self._route(b"")
+            self._route(b"", time.perf_counter())
 
         def do_POST(self) -> None:
+            arrived = time.perf_counter()
             length = int(self.headers.get("Content-Length") or 0)
-            self._route(self.rfile.read(min(length, 10 << 20)))
+            self._route(self.rfile.read(min(length, 10 << 20)), arrived)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # one line per request would swamp the log at 100 req/s
@@ -138,12 +148,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default=env.get("MODEL_NAME", "resnet-18"))
     p.add_argument("--rounds", type=int, default=int(env.get("WORK_ROUNDS", DEFAULT_ROUNDS)))
     p.add_argument("--speed", type=float, default=float(env.get("NODE_SPEED", "1.0")))
+    p.add_argument("--workers", type=int, default=int(env.get("WORKERS", "1")),
+                   help="requests computed at once; the others queue (TorchServe's workers)")
     a = p.parse_args(argv)
     if not a.host.startswith("127."):
         raise SystemExit(f"mlservice binds to 127.0.0.0/8 only, not {a.host}")
     identity = {"pod": env.get("POD_NAME", "local"), "node": env.get("NODE_NAME", "local"),
                 "cluster": env.get("CLUSTER", "local")}
-    model = Model(a.model, a.rounds, a.speed, identity)
+    model = Model(a.model, a.rounds, a.speed, identity, a.workers)
     servers = [Server((a.host, a.port), make_handler(model))]
     if a.metrics_port:
         servers.append(Server((a.host, a.metrics_port), make_handler(model)))

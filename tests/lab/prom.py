@@ -5,6 +5,10 @@ as an external label for federation and alerts). The global Prometheus scrapes e
 /federate with `honor_labels: true`, so the series keep their own `cluster`, `job` and
 `instance` labels. Configurations are written as JSON, which is valid YAML, to need no YAML
 library. Everything listens on 127.0.0.1 with a free port, data lives in the work directory.
+
+The global Prometheus can also scrape load generators itself (job `loadgen`): every file_sd
+target file `*.json` in a directory (tests/lab/loadgen.py `register=`), with
+`cluster="global"` as the series it scrapes of its own have (users are nobody's cluster).
 """
 
 from __future__ import annotations
@@ -81,12 +85,19 @@ def cluster_config(cluster: str, work: Path, self_address: str,
     return {"global": _global(scrape_interval, labels), "scrape_configs": jobs}
 
 
-def global_config(self_address: str, clusters: dict[str, str],
-                  scrape_interval: str) -> dict[str, Any]:
+def global_config(self_address: str, clusters: dict[str, str], scrape_interval: str,
+                  loadgen_targets: Path | None = None) -> dict[str, Any]:
     jobs: list[dict[str, Any]] = [
         {"job_name": "prometheus", "static_configs": [{"targets": [self_address],
                                                        "labels": {"cluster": "global"}}]},
     ]
+    if loadgen_targets is not None:
+        jobs.append({
+            "job_name": "loadgen",
+            "file_sd_configs": [{"files": [str(Path(loadgen_targets).resolve() / "*.json")],
+                                 "refresh_interval": "5s"}],
+            "relabel_configs": [{"target_label": "cluster", "replacement": "global"}],
+        })
     for name, url in sorted(clusters.items()):
         jobs.append({
             "job_name": f"federate-{name}",
@@ -160,10 +171,14 @@ def start_cluster_prometheus(cluster: str, work_dir: Path, static_targets: list[
 
 
 def start_global_prometheus(work_dir: Path, clusters: dict[str, str], scrape_interval: str = "3s",
-                            timeout: float = 30.0) -> tuple[Proc, str]:
-    """Start the federating Prometheus over `clusters` ({name: base URL})."""
+                            timeout: float = 30.0,
+                            loadgen_targets: Path | None = None) -> tuple[Proc, str]:
+    """Start the federating Prometheus over `clusters` ({name: base URL}); it also scrapes the
+    load generators registered in `loadgen_targets` (a directory, created), if given."""
     port = free_port()
-    config = global_config(f"127.0.0.1:{port}", clusters, scrape_interval)
+    if loadgen_targets is not None:
+        Path(loadgen_targets).mkdir(parents=True, exist_ok=True)
+    config = global_config(f"127.0.0.1:{port}", clusters, scrape_interval, loadgen_targets)
     return _start("prometheus-global", Path(work_dir).resolve(), config, port, timeout)
 
 

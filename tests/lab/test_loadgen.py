@@ -154,6 +154,11 @@ def test_rate_duration_and_count_are_bounded(lab: Lab) -> None:
     assert report.sent == report.ok == lab.served("127.0.0.41") - before
 
 
+def metric_values(text: str) -> dict[str, float]:
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line and not line.startswith("#")}
+
+
 def test_metrics_endpoint_reports_users_and_outcomes(lab: Lab) -> None:
     handle = loadgen.start(lab.host, f"127.0.0.41:{lab.port}", lab.dns.server, lab.dns.port,
                            rate=50.0, duration=30.0, path="/predict", max_requests=1000,
@@ -165,15 +170,58 @@ def test_metrics_endpoint_reports_users_and_outcomes(lab: Lab) -> None:
         text = httpx.get(handle.metrics_url, trust_env=False).text
     finally:
         report = handle.stop()
-    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-              for line in text.splitlines() if line and not line.startswith("#")}
-    assert values['loadgen_requests_total{outcome="ok"}'] >= 20
-    assert values['loadgen_requests_total{outcome="failed"}'] == 0
-    assert values["loadgen_target_rate"] == 50
-    assert 0 <= values["loadgen_users"] <= loadgen.MAX_IN_FLIGHT
-    assert report.ok >= values['loadgen_requests_total{outcome="ok"}']
+    values = metric_values(text)
+    host = 'hostname="svc.continuum.test"'  # every series: the hostname it loads
+    assert values[f'loadgen_requests_total{{{host},outcome="ok"}}'] >= 20
+    assert values[f'loadgen_requests_total{{{host},outcome="failed"}}'] == 0
+    assert values[f"loadgen_target_rate{{{host}}}"] == 50
+    assert 0 <= values[f"loadgen_users{{{host}}}"] <= loadgen.MAX_IN_FLIGHT  # open loop: in flight
+    assert report.ok >= values[f'loadgen_requests_total{{{host},outcome="ok"}}']
+    assert report.users is None
     with pytest.raises(httpx.ConnectError):  # the endpoint goes away with the run
         httpx.get(handle.metrics_url, trust_env=False)
+
+
+def test_virtual_users_wait_for_answers_and_think(lab: Lab) -> None:
+    with pytest.raises(ValueError, match="users"):
+        run(lab, users=0)
+    with pytest.raises(ValueError, match="think_s"):
+        run(lab, users=2, think_s=(0.5, 0.1))
+    handle = loadgen.start(lab.host, f"127.0.0.41:{lab.port}", lab.dns.server, lab.dns.port,
+                           rate=100.0, duration=4.0, path="/predict", users=5,
+                           think_s=(0.2, 0.2), metrics_port=0, seed=1)
+    try:
+        assert handle.metrics_url is not None
+        time.sleep(1.0)
+        values = metric_values(httpx.get(handle.metrics_url, trust_env=False).text)
+        assert values['loadgen_users{hostname="svc.continuum.test"}'] == 5
+        assert handle.progress()["users"] == 5
+    finally:
+        report = handle.result()
+    assert report.users == 5 and report.failed == 0
+    # Each user: one request, then 0.2 s of thought: at most 5 / 0.2 = 25 req/s, less the
+    # start (spread over 0.2 s) and the answers' own time.
+    assert 0.6 * 25 * 4 <= report.sent <= 25 * 4 + 5
+    assert report.sent == report.ok == lab.served("127.0.0.41")
+    assert 0 < report.latency_ms["mean"] <= report.latency_ms["max"]
+    # The rate still caps them: 5 users that never think, at most 10 req/s.
+    capped = run(lab, rate=10.0, duration=2.0, users=5, think_s=(0.0, 0.0))
+    assert capped.sent <= 10 * 2 + 1
+
+
+def test_registers_its_metrics_for_prometheus_while_it_runs(lab: Lab, tmp_path: Path) -> None:
+    targets = tmp_path / "targets"
+    handle = loadgen.start(lab.host, f"127.0.0.41:{lab.port}", lab.dns.server, lab.dns.port,
+                           rate=20.0, duration=30.0, path="/predict", users=2,
+                           register=targets)
+    try:
+        assert handle.target_file is not None and handle.target_file.parent == targets
+        [group] = json.loads(handle.target_file.read_text())
+        assert handle.metrics_url == f"http://{group['targets'][0]}/metrics"  # a free port
+        assert [p.name for p in targets.iterdir()] == [handle.target_file.name]
+    finally:
+        handle.stop()
+    assert list(targets.iterdir()) == []  # removed when the run ends
 
 
 def test_cli_prints_the_report(lab: Lab) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -64,3 +65,29 @@ def test_torchserve_metrics(services: dict[float, tuple[str, int]]) -> None:
     assert "ts_queue_latency_microseconds" in values
     assert httpx.get(f"http://{addr}:{port}/ping", trust_env=False).json() == {
         "status": "Healthy"}
+
+
+def test_latency_includes_the_wait_for_a_worker(tmp_path: Path) -> None:
+    addr = "127.0.77.9"
+    port = free_port(addr)
+    p = spawn("ml-queue", [sys.executable, str(SERVICE), "--host", addr, "--port", str(port),
+                           "--rounds", "40000", "--workers", "1"], tmp_path)
+    try:
+        wait_port(addr, port, p, timeout=15)
+        url = f"http://{addr}:{port}/predictions/resnet-18"
+        with ThreadPoolExecutor(4) as pool:  # 4 at once: 3 of them wait for the one worker
+            answers = list(pool.map(lambda _: httpx.get(url, trust_env=False, timeout=30).json(),
+                                    range(4)))
+        text = httpx.get(f"http://{addr}:{port}/metrics", trust_env=False).text
+    finally:
+        p.stop()
+    values = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line and not line.startswith("#")}
+    assert values["ts_inference_requests_total"] == 4
+    compute_us = sum(a["compute_ms"] for a in answers) * 1000
+    queue_us = values["ts_queue_latency_microseconds"]
+    # One worker: the others waited for it (about 1 + 2 + 3 computations if all came at once).
+    assert queue_us > 0.25 * compute_us
+    # TorchServe's latency counter is the whole time in the server: queueing + inference.
+    assert values["ts_inference_latency_microseconds"] == pytest.approx(queue_us + compute_us,
+                                                                        rel=0.01)

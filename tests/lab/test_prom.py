@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prometheus_api_client import PrometheusConnect
 
+from tests.lab import loadgen
 from tests.lab.kubesd import node_targets, pod_targets
 from tests.lab.netfixtures import running, start_backend
 from tests.lab.prom import (
@@ -30,7 +31,8 @@ def test_global_prometheus_sees_both_clusters_with_their_label(tmp_path: Path) -
             proc, urls[cluster] = start_cluster_prometheus(
                 cluster, tmp_path / cluster, static_targets=[f"127.0.0.{i}:{port}"])
             procs.append(proc)
-        proc, global_url = start_global_prometheus(tmp_path / "global", urls)
+        proc, global_url = start_global_prometheus(tmp_path / "global", urls,
+                                                   loadgen_targets=tmp_path / "loadgen")
         procs.append(proc)
 
         # Each cluster Prometheus labels what it scrapes with its own cluster only.
@@ -58,6 +60,16 @@ def test_global_prometheus_sees_both_clusters_with_their_label(tmp_path: Path) -
         assert sorted((s["metric"]["job"], s["value"][1]) for s in federate) == [
             ("federate-edge", "1"), ("federate-fog", "1")]
 
+        # The global Prometheus scrapes registered load generators itself, as cluster "global":
+        # a load generator's metrics, registered the way tests.lab.loadgen does (file_sd).
+        backend, port = start_backend(tmp_path, "127.0.0.1", "users", "-", "loadgen-pod")
+        procs.append(backend)
+        registration = loadgen._Registration(tmp_path / "loadgen", port)
+        [users] = wait_for_series(global_url, 'lab_backend_up{job="loadgen"}', timeout=60)
+        assert (users["metric"]["cluster"], users["metric"]["pod"]) == ("global", "loadgen-pod")
+        registration.close()  # the run ended: the target goes, its series go stale
+        wait_for_series(global_url, 'absent(lab_backend_up{job="loadgen"})', timeout=60)
+
 
 def test_generated_configs_pass_promtool(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("t\n")
@@ -66,7 +78,8 @@ def test_generated_configs_pass_promtool(tmp_path: Path) -> None:
     configs = {
         "cluster.yml": cluster_config("edge", tmp_path, "127.0.0.1:9090", ["127.0.0.2:8000"], kube,
                                       "3s"),
-        "global.yml": global_config("127.0.0.1:9091", {"edge": "http://127.0.0.1:9090"}, "3s"),
+        "global.yml": global_config("127.0.0.1:9091", {"edge": "http://127.0.0.1:9090"}, "3s",
+                                    tmp_path / "loadgen"),
     }
     for name, config in configs.items():
         path = tmp_path / name

@@ -1,0 +1,312 @@
+"""Policy mode (`greenwise-mc run --config` / `plan --config`) on the lab's three real clusters:
+dry runs change nothing, Prometheus stopped means no action, one controller of two acts, and
+end to end the rules strategy moves a loaded service the way it predicted."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from orchestrator.kube.clusters import Clusters
+from orchestrator.kube.continuum import KubernetesContinuum
+from orchestrator.migration.executor import MigrationFailed, locate
+from orchestrator.monitoring import observe
+from tests.lab.lab import Lab
+from tests.lab.workloads import wait_for
+from tests.test_migrate import (
+    Deployed,
+    assert_single_and_serving,
+    cli,
+    deploy,
+    inventory,
+    load,
+    provider,
+    teardown,
+)
+
+pytestmark = pytest.mark.lab
+LEASE_NS = "greenwise-system"
+
+
+class Controller:
+    """`greenwise-mc run --config` in the background; its JSON log lines read as they come."""
+
+    def __init__(self, d: Deployed, log: Path, *args: str) -> None:
+        self.log = log
+        with log.open("w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "orchestrator", "run", "--config", str(d.config),
+                 "--metrics-address", "127.0.0.1:0", "-o", "json", *args],
+                stdout=subprocess.PIPE, stderr=err, text=True)
+
+    def events(self, event: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in json_lines(self.log.read_text())
+                if event is None or e.get("event") == event]
+
+    def wait(self, what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+        def alive_check() -> Any:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"controller exited ({self.proc.returncode}) waiting for "
+                                     f"{what}:\n{self.log.read_text()[-3000:]}")
+            return check()
+        return wait_for(what, alive_check, timeout=timeout, every=0.2)
+
+    def metrics(self) -> str:
+        [start] = self.events("start")
+        return httpx.get(start["metrics"], timeout=5, trust_env=False).text
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+        return self.proc.returncode
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The controller's log lines (anything else a library prints is skipped)."""
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return [e for e in out if isinstance(e, dict) and "event" in e]
+
+
+def settings(d: Deployed, **controller: Any) -> None:
+    """Set the config's controller section (a Lease of the test's own) and optional tweaks."""
+    doc = yaml.safe_load(d.config.read_text())
+    doc["controller"] = {"lease_cluster": "edge", "lease_name": f"greenwise-{d.ns}",
+                         "lease_duration_s": 4, **controller}
+    d.config.write_text(yaml.safe_dump(doc))
+
+
+def lease(d: Deployed) -> dict[str, Any] | None:
+    return Clusters(d.cfg())["edge"].get("Lease", LEASE_NS, f"greenwise-{d.ns}")
+
+
+def migrations(d: Deployed) -> int:
+    journal = d.config.parent / "state" / "journal.sqlite"
+    if not journal.exists():
+        return 0
+    return int(sqlite3.connect(journal).execute("SELECT COUNT(*) FROM migrations").fetchone()[0])
+
+
+def metric(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+@pytest.fixture
+def service(lab: Lab, tmp_path: Path) -> Iterator[Deployed]:
+    d = deploy(lab, tmp_path)
+    try:
+        yield d
+    finally:
+        teardown(d)
+
+
+def test_dry_run_and_plan_change_nothing(service: Deployed, tmp_path: Path) -> None:
+    # round-robin wants a move every tick and no gate holds it: only --dry-run keeps it still
+    settings(service, min_predicted_gain=-10, cooldown_s=0)
+    before, record = inventory(service), provider(service).get(service.hostname)
+    r = cli("run", "--config", str(service.config), "--dry-run", "--strategy", "round-robin",
+            "--ticks", "3", "--interval", "1s", "--metrics-address", "127.0.0.1:0", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    decisions = [e for e in json_lines(r.stderr) if e["event"] == "decision"]
+    assert [d["tick"] for d in decisions] == [1, 2, 3]
+    for d in decisions:  # a move it would make, or why it could not decide
+        assert (d["action"], d["outcome"]) in {("move", "dry run: not applied"),
+                                               ("none", "no action")}, d
+        assert d["action"] == "move" or d["reason"]
+    assert json.loads(r.stdout)["migrations"] == {}
+    r = cli("plan", "--config", str(service.config), "--strategy", "round-robin", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    [s] = plan["services"]
+    assert s["service"] == service.key and len(plan["hosts"]) == 5
+    assert s["steps"] if s["action"] == "move" else s["reason"]
+    r = cli("plan", "--config", str(service.config), "-o", "table")
+    assert r.returncode == 0 and "would (nothing is changed" in r.stdout, r.stderr
+    assert inventory(service) == before  # resourceVersions included
+    assert provider(service).get(service.hostname) == record
+    assert migrations(service) == 0
+    assert lease(service) is None  # a dry run does not even take the Lease
+
+
+def test_prometheus_stopped_no_migrations_warning_each_tick_then_recovery(
+        lab: Lab, service: Deployed, tmp_path: Path) -> None:
+    # round-robin with no gate holding it back moves the service whenever it can observe it
+    settings(service, min_predicted_gain=-10, cooldown_s=0)
+    doc = yaml.safe_load(service.config.read_text())
+    doc["prometheus"]["timeout_s"] = 1
+    service.config.write_text(yaml.safe_dump(doc))
+    prometheus = next(p for p in lab.procs() if p.name == "prometheus-global")
+    ctl = Controller(service, tmp_path / "ctl.log", "--strategy", "round-robin",
+                     "--interval", "1s")
+    try:
+        ctl.wait("two ticks", lambda: len(ctl.events("decision")) >= 2)
+        os.kill(prometheus.pid, signal.SIGSTOP)
+        stopped_at, journaled = len(ctl.events()), migrations(service)
+        try:
+            ctl.wait("three warnings", lambda: len(
+                [e for e in ctl.events("observe") if e["level"] == "warning"]) >= 3)
+            assert migrations(service) == journaled  # nothing started while blind
+        finally:
+            os.kill(prometheus.pid, signal.SIGCONT)
+        ctl.wait("recovery", lambda: any(e["level"] == "info" for e in ctl.events("observe")))
+        recovered = max(e["tick"] for e in ctl.events("observe") if e["level"] == "info")
+        ctl.wait("two ticks after recovery", lambda: max(
+            e["tick"] for e in ctl.events("decision")) >= recovered + 1)
+    finally:
+        assert ctl.stop() == 0
+    during = ctl.events()[stopped_at:]
+    warned = {e["tick"] for e in during if e["event"] == "observe" and e["level"] == "warning"}
+    blind = {e["tick"] for e in during if e["event"] == "decision"
+             and (e["reason"] or "").startswith("not observed")}
+    assert warned and warned == blind  # a clear warning on every tick without Prometheus
+    assert all("Prometheus" in e["message"] for e in during
+               if e["event"] == "observe" and e["level"] == "warning")
+    assert not [e for e in during if e["event"] == "decision" and e["tick"] in blind
+                and e["outcome"] != "no action"]
+    after = [e for e in ctl.events("decision") if e["tick"] >= recovered]
+    assert after and not any((e["reason"] or "").startswith("not observed") for e in after)
+
+
+def test_two_controllers_started_at_once_only_one_acts(service: Deployed,
+                                                        tmp_path: Path) -> None:
+    settings(service, min_predicted_gain=10)  # deciding is acting enough here: no migrations
+    a = Controller(service, tmp_path / "a.log", "--strategy", "rules", "--interval", "1s")
+    b = Controller(service, tmp_path / "b.log", "--strategy", "rules", "--interval", "1s")
+    try:
+        a.wait("a to start", lambda: a.events("start"))
+        b.wait("b to start", lambda: b.events("start"))
+        wait_for("one to decide", lambda: a.events("decision") or b.events("decision"))
+        time.sleep(6)  # more than a lease duration: the waiting one must not get in
+        leader, waiting = (a, b) if a.events("decision") else (b, a)
+        assert waiting.events("decision") == []
+        held = next(e for e in waiting.events("lease") if e["level"] == "warning")
+        assert held["holder"] == leader.events("start")[0]["identity"]
+        assert "waiting, not acting" in held["message"]
+        assert lease(service)["spec"]["holderIdentity"] == held["holder"]
+        assert metric(leader.metrics(), "greenwise_ticks_total") >= 3
+        assert metric(waiting.metrics(), "greenwise_ticks_total") == 0
+        assert leader.stop() == 0  # gives the Lease up: the other takes over at once
+        waiting.wait("the other to take over", lambda: waiting.events("decision"), timeout=15)
+    finally:
+        assert a.stop() == 0 and b.stop() == 0
+    assert migrations(service) == 0
+
+
+@pytest.mark.parametrize("after, stays", [("copy", "edge"), ("dns", "cloud")])
+def test_shutdown_rolls_back_before_traffic_moved_and_finishes_after(
+        service: Deployed, after: str, stays: str) -> None:
+    """What SIGTERM does to the migration in flight (PolicyLoop.drain sets the flag)."""
+    stopping = threading.Event()
+
+    def report(event: str, step: str, detail: str) -> None:
+        if (event, step) == ("done", after):
+            stopping.set()
+
+    continuum = KubernetesContinuum(service.cfg())
+    plan = continuum.plan(service.key, 4)  # host 4: cloud/cloud
+    handle = load(service, rate=50, duration=120)
+    try:
+        if stays == "edge":
+            with pytest.raises(MigrationFailed, match="interrupted") as e:
+                continuum.migrate(plan, report, stopping.is_set)
+            assert e.value.rolled_back
+        else:
+            assert continuum.migrate(plan, report, stopping.is_set).state == "done"
+    finally:
+        requests = handle.stop()
+    assert requests.failed == 0, requests.failures
+    assert_single_and_serving(service, stays)
+
+
+def _observed(d: Deployed, samples: int = 3, timeout: float = 90) -> dict[str, float]:
+    """Mean latency and power of a few valid observations of the service (fails with the
+    observation's own reason if it never becomes valid)."""
+    cfg = d.cfg()
+    got: list[Any] = []
+    reasons: list[str] = []
+
+    def valid() -> bool:
+        s = observe(cfg.prometheus.url, cfg).service(d.key)
+        if s.valid:
+            got.append(s)
+        else:
+            reasons.append(s.reason)
+        return len(got) >= samples
+
+    with contextlib.suppress(TimeoutError):
+        wait_for("valid observations", valid, timeout=timeout, every=3)
+    if len(got) < samples:
+        pytest.fail(f"the observation of {d.key} never became valid on the lab: "
+                    f"{reasons[-1] if reasons else '?'}")
+    return {"latency_ms": sum(s.latency_ms.value for s in got) / len(got),
+            "power_w": sum(s.power_w.value for s in got) / len(got),
+            "users": sum(s.users.value for s in got) / len(got),
+            "location": str(got[-1].location)}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known gap (issue 5, open): the predictions come from the paper's ResNet-18/TorchServe "
+    "model, which the lab's stand-in service is not calibrated to: 40 users raise its latency "
+    "by ~2 ms where the model predicts saturation, so observed and predicted changes disagree"))
+def test_load_rises_rules_migrates_and_the_observed_change_is_the_predicted_one(
+        service: Deployed, tmp_path: Path) -> None:
+    light = load(service, rate=50, duration=600, users=2)
+    try:
+        calm = _observed(service)
+    finally:
+        light_report = light.stop()
+    heavy = load(service, rate=200, duration=600, users=40)
+    ctl = None
+    try:
+        time.sleep(10)
+        busy = _observed(service)
+        assert busy["latency_ms"] > calm["latency_ms"], (calm, busy)
+        # The SLA puts the rules' evacuation threshold (80 %) between calm and busy latency.
+        doc = yaml.safe_load(service.config.read_text())
+        doc["services"][0]["sla_latency_ms"] = (calm["latency_ms"] + busy["latency_ms"]) / 1.6
+        service.config.write_text(yaml.safe_dump(doc))
+        settings(service, cooldown_s=3600, min_predicted_gain=-10)
+        ctl = Controller(service, tmp_path / "ctl.log", "--strategy", "rules",
+                         "--interval", "2s")
+        [done] = ctl.wait("the migration", lambda: ctl.events("migration"), timeout=180)
+        assert done["outcome"] == "done", done
+        [move] = [e for e in ctl.events("decision") if e["action"] == "move"]
+        where = locate(Clusters(service.cfg()), service.cfg().services[0])
+        assert f"{where.cluster}/{where.nodes[0]}" == move["target"]
+        after = _observed(service)
+        assert after["location"] == move["target"]
+    finally:
+        heavy_report = heavy.stop()
+        if ctl is not None:
+            assert ctl.stop() == 0
+    assert light_report.failed == 0 and heavy_report.failed == 0, heavy_report.failures
+    predicted = move["predicted"]
+    figures = {"calm": calm, "busy": busy, "after": after, "predicted": predicted}
+    print(json.dumps(figures, indent=1))
+    for q in ("latency_ms", "power_w"):
+        observed_change = after[q] - busy[q]
+        assert (observed_change > 0) == (predicted[q]["change"] > 0), (q, figures)

@@ -1,0 +1,353 @@
+"""Policy mode's gates, as pure logic: a fake continuum (readings made here, migrations that
+only record themselves) under the real PolicyLoop, Guard, strategies and Predictor."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from orchestrator.config import ControllerConfig, load_scenario
+from orchestrator.kube.continuum import ServiceContinuum
+from orchestrator.migration.executor import MigrationPlan
+from orchestrator.model import Location
+from orchestrator.monitoring import (
+    HostReading,
+    PrometheusUnavailable,
+    Readings,
+    Sample,
+    ServiceReading,
+)
+from orchestrator.policy import EventLog, Guard, Metrics, PolicyLoop
+from strategies.env import Encoder
+from strategies.online import OnlineLearner, ReplayEnv, Transition
+from strategies.prediction import Predictor
+
+SCENARIO = load_scenario("paper")  # edge0, edge1, edge2 (cluster edge), cloud (cluster cloud)
+FRESH = 1.0
+
+
+def sample(v: float) -> Sample:
+    return Sample(v, FRESH)
+
+
+class FakeContinuum:
+    """Services at host indices; Prometheus up or down; stale services; migrations recorded
+    and held in flight until `finish` is set."""
+
+    def __init__(self, services: dict[str, int]) -> None:
+        self.hosts = SCENARIO.hosts
+        self.locations = tuple(Location(SCENARIO.cluster_of(h.name), h.name) for h in self.hosts)
+        self.services = tuple(services)
+        self.where = dict(services)
+        self.up = True
+        self.stale: set[str] = set()
+        self.users = 30
+        self.step = 0
+        self.readings: Readings | None = None
+        self.migrated: list[MigrationPlan] = []
+        self.interrupted: list[bool] = []
+        self.finish = threading.Event()
+        self.finish.set()
+
+    def refresh(self) -> Readings:
+        if not self.up:
+            raise PrometheusUnavailable("cannot query Prometheus at http://prom:9090 "
+                                        "(ConnectionError)")
+        self.step += 1
+        hosts = tuple(HostReading(loc.cluster, loc.node, sample(50.0), sample(0.2), ())
+                      for loc in self.locations)
+        services = tuple(ServiceReading(
+            key, self.locations[h], sample(8.0), sample(0.3), sample(120.0), sample(20.0),
+            sample(self.users),
+            (f"service latency for service {key} is 95 s old (limit 30 s)",)
+            if key in self.stale else ()) for key, h in self.where.items())
+        self.readings = Readings(hosts, services)
+        return self.readings
+
+    def service(self, key: str) -> ServiceContinuum:
+        return ServiceContinuum(self, key)  # type: ignore[arg-type]
+
+    def observe(self, key: str):
+        assert self.readings is not None
+        return self.readings.observation(key, self.step)
+
+    def can_host(self, key: str, host: int) -> bool:
+        return True
+
+    def plan(self, key: str, host: int) -> MigrationPlan:
+        src, dst = self.locations[self.where[key]], self.locations[host]
+        kind = "intra" if src.cluster == dst.cluster else "inter"
+        return MigrationPlan(key, kind, src.cluster, [src.node], dst.cluster, dst.node,
+                             ["check", "patch", "rollout"])
+
+    def migrate(self, plan: MigrationPlan, report=None, interrupted=None) -> None:
+        self.migrated.append(plan)
+        self.finish.wait(10)
+        self.interrupted.append(bool(interrupted and interrupted()))
+        self.where[plan.service] = next(i for i, loc in enumerate(self.locations)
+                                        if loc.node == plan.target_node)
+
+    def unfinished(self) -> list:
+        return []
+
+
+class MoveTo:
+    """A strategy that always wants host `host` (0-based)."""
+
+    name: ClassVar[str] = "move-to"
+    simulation_only: ClassVar[bool] = False
+
+    def __init__(self, host: int) -> None:
+        self.host = host
+
+    def reset(self, sim: object) -> None:
+        pass
+
+    def decide(self, obs, mask: np.ndarray) -> int:
+        return self.host + 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_loop(continuum: FakeContinuum, strategy=None, dry_run: bool = False,
+              **gates: float) -> tuple[PolicyLoop, io.StringIO, Clock]:
+    settings = ControllerConfig(**{"cooldown_s": 60.0, "min_predicted_gain": -10.0, **gates})
+    clock = Clock()
+    out = io.StringIO()
+    loop = PolicyLoop(continuum, strategy or MoveTo(3), "move-to",  # type: ignore[arg-type]
+                      Predictor(SCENARIO), Guard(settings, clock), EventLog(out), Metrics(),
+                      dry_run=dry_run)
+    return loop, out, clock
+
+
+def lines(out: io.StringIO) -> list[dict]:
+    return [json.loads(x) for x in out.getvalue().splitlines()]
+
+
+def settle(loop: PolicyLoop) -> None:
+    for f in loop.futures:
+        f.result(timeout=10)
+
+
+def test_a_wanted_move_starts_a_migration_and_logs_one_line_per_decision() -> None:
+    c = FakeContinuum({"ml/a": 0})
+    loop, out, _ = make_loop(c)
+    [d] = loop.tick()
+    settle(loop)
+    assert (d.action, d.target, d.kind, d.outcome) == ("move", "cloud/cloud", "inter",
+                                                        "migration started")
+    assert d.predicted is not None and set(d.predicted) == {"power_w", "latency_ms", "reward"}
+    assert d.predicted_gain == pytest.approx(d.predicted["reward"]["change"])
+    assert [p.target for p in c.migrated] == ["cloud/cloud"]
+    [decision] = [x for x in lines(out) if x["event"] == "decision"]
+    assert decision["service"] == "ml/a" and decision["state"]["location"] == "edge/edge0"
+    assert decision["state"]["users"] == 30 and decision["action"] == "move"
+    [migration] = [x for x in lines(out) if x["event"] == "migration"]
+    assert (migration["outcome"], migration["kind"]) == ("done", "inter")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for m in loop.metrics.registry.collect() for s in m.samples}
+    assert samples["greenwise_ticks_total", ()] == 1
+    assert samples["greenwise_decisions_total", (("action", "move"),
+                                                  ("strategy", "move-to"))] == 1
+    assert samples["greenwise_migrations_total", (("kind", "inter"), ("outcome", "done"))] == 1
+    assert samples["greenwise_tick_seconds_count", ()] == 1
+
+
+def test_stale_observation_means_no_action_and_says_why() -> None:
+    c = FakeContinuum({"ml/a": 0})
+    c.stale.add("ml/a")
+    loop, out, _ = make_loop(c)
+    [d] = loop.tick()
+    assert d.action == "none" and "95 s old" in d.reason and d.predicted is None
+    assert c.migrated == []
+    assert "95 s old" in lines(out)[0]["reason"]
+
+
+def test_prometheus_down_warns_every_tick_then_recovers() -> None:
+    c = FakeContinuum({"ml/a": 0, "ml/b": 1})
+    loop, out, _ = make_loop(c)
+    c.up = False
+    for _ in range(3):
+        assert {d.action for d in loop.tick()} == {"none"}
+    assert c.migrated == []
+    warnings = [x for x in lines(out) if x["level"] == "warning"]
+    assert len(warnings) == 3 and all("cannot query Prometheus" in w["message"]
+                                      for w in warnings)
+    assert "3 tick(s) without observations" in warnings[-1]["message"]
+    c.up = True
+    c.finish.clear()  # the first migration stays in flight while the second service decides
+    decisions = loop.tick()
+    c.finish.set()
+    settle(loop)
+    assert any(x["message"].startswith("Prometheus answers again") for x in lines(out)
+               if x["event"] == "observe" and x["level"] == "info")
+    assert [d.action for d in decisions] == ["move", "held"]  # one at a time (see below)
+
+
+def test_cooldown_holds_a_service_that_just_moved() -> None:
+    c = FakeContinuum({"ml/a": 0})
+    loop, _, clock = make_loop(c, cooldown_s=60)
+    assert loop.tick()[0].outcome == "migration started"
+    settle(loop)
+    loop.strategy = MoveTo(1)
+    clock.now += 59
+    d = loop.tick()[0]
+    assert d.action == "held" and d.reason.startswith("cooldown: it last moved 59 s ago")
+    clock.now += 2
+    assert loop.tick()[0].outcome == "migration started"
+    settle(loop)
+    assert [p.target for p in c.migrated] == ["cloud/cloud", "edge/edge1"]
+
+
+def test_at_most_k_migrations_at_once_and_a_moving_service_is_left_alone() -> None:
+    c = FakeContinuum({"ml/a": 0, "ml/b": 1, "ml/c": 2})
+    c.finish.clear()  # migrations stay in flight
+    loop, _, _ = make_loop(c, max_concurrent_migrations=2)
+    first = loop.tick()
+    assert [d.action for d in first] == ["move", "move", "held"]
+    assert "2 migration(s) in progress (at most 2)" in first[2].reason
+    second = loop.tick()
+    assert [d.reason for d in second[:2]] == ["a migration of it is in progress"] * 2
+    assert second[2].action == "held"
+    c.finish.set()
+    settle(loop)
+    assert len(c.migrated) == 2
+
+
+def test_a_move_below_the_minimum_predicted_gain_is_held() -> None:
+    c = FakeContinuum({"ml/a": 0})
+    loop, _, _ = make_loop(c, min_predicted_gain=0.5)
+    d = loop.tick()[0]
+    assert d.action == "held" and "below the minimum 0.5" in d.reason
+    assert d.predicted_gain is not None and d.predicted_gain < 0.5
+    assert c.migrated == []
+
+
+def test_staying_is_not_a_migration() -> None:
+    c = FakeContinuum({"ml/a": 3})
+    loop, _, _ = make_loop(c)  # MoveTo(3): where it already is
+    assert (loop.tick()[0].action, c.migrated) == ("stay", [])
+
+
+def test_dry_run_decides_and_plans_but_migrates_nothing() -> None:
+    c = FakeContinuum({"ml/a": 0})
+    loop, _, _ = make_loop(c, dry_run=True)
+    d = loop.tick()[0]
+    assert (d.action, d.outcome, d.steps) == ("move", "dry run: not applied",
+                                              ["check", "patch", "rollout"])
+    assert c.migrated == [] and loop.guard.in_flight == set()
+
+
+def test_draining_tells_the_migration_in_flight_to_stop() -> None:
+    c = FakeContinuum({"ml/a": 0})
+    c.finish.clear()
+    loop, _, _ = make_loop(c)
+    loop.tick()
+    threading.Timer(0.2, c.finish.set).start()
+    loop.drain()  # what SIGTERM does: the migrator rolls back unless traffic already moved
+    assert c.interrupted == [True]
+
+
+def test_guard_on_its_own() -> None:
+    clock = Clock()
+    g = Guard(ControllerConfig(cooldown_s=10, max_concurrent_migrations=1,
+                               min_predicted_gain=0.1), clock)
+    assert g.hold("a", 0.2) is None
+    assert "below the minimum" in g.hold("a", 0.05)
+    g.started("a")
+    assert g.hold("a", 0.2) == "a migration of it is in progress"
+    assert "1 migration(s) in progress" in g.hold("b", 0.2)
+    g.finished("a")
+    assert g.hold("b", 0.2) is None and g.hold("a", 0.2).startswith("cooldown")
+    clock.now += 10
+    assert g.hold("a", 0.2) is None
+
+
+def _transitions(n: int) -> list[Transition]:
+    c = FakeContinuum({"ml/a": 0})
+    out = []
+    for i in range(n):
+        c.users = 5 + 3 * i
+        c.refresh()
+        obs = c.observe("ml/a")
+        mask = np.array([True, False, True, True, True])
+        out.append(Transition(obs, mask, int(i % 2) * 4, 0.3 + 0.01 * i))
+    return out
+
+
+def test_replay_env_follows_the_gymnasium_api() -> None:
+    env = ReplayEnv(_transitions(10), Encoder(SCENARIO), Predictor(SCENARIO))
+    check_env(env, skip_render_check=True)
+    env.reset(seed=0)
+    tr = env.transitions[env.i]
+    _, r, _, _, info = env.step(tr.action)
+    assert r == tr.reward and info["observed"]
+    _, r, _, _, _ = env.step(1)  # masked in every recorded state
+    assert r == -1.0
+
+
+def test_online_learner_trains_on_live_transitions_and_checkpoints(tmp_path: Path) -> None:
+    from sb3_contrib import MaskablePPO
+
+    encoder, predictor = Encoder(SCENARIO), Predictor(SCENARIO)
+    env = ReplayEnv(_transitions(4), encoder, predictor)
+    model = MaskablePPO("MlpPolicy", env, n_steps=16, batch_size=8, n_epochs=1, device="cpu",
+                        seed=0)
+    rounds: list[dict] = []
+    learner = OnlineLearner(model, encoder, predictor, tmp_path / "m.zip", every=5,
+                            on_round=rounds.append)
+    for i, tr in enumerate(_transitions(11)):
+        learner.observed("ml/a", tr.obs)  # completes the previous tick's transition
+        learner.acted("ml/a", tr.obs, tr.mask, 4 * (i % 2))
+    assert [r["round"] for r in rounds] == [1, 2] and rounds[-1]["transitions"] == 10
+    assert model.num_timesteps >= 32
+    assert MaskablePPO.load(tmp_path / "m.zip").observation_space.shape == (encoder.size,)
+
+
+CONFIG = """
+clusters:
+  - name: edge
+    tier: edge
+    ingress: 127.0.0.1:1
+    hosts: [{name: edge0, cores: 4, idle_watts: 19, max_watts: 58.5, network_latency_ms: 14}]
+dns: {provider: rfc2136, server: 127.0.0.1, zone: continuum.test., tsig_key_file: tsig.key}
+prometheus: {url: "http://127.0.0.1:1", timeout_s: 1}
+services: [{namespace: ml, name: resnet, hostname: resnet.continuum.test}]
+"""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--dry-run"], "--dry-run is for real clusters"),
+    (["run", "--config", "{cfg}", "--online-training", "--strategy", "rules"],
+     "--online-training trains MaskablePPO"),
+    (["run", "--config", "{cfg}", "--interval", "10x"], "--interval must be a duration"),
+    (["run", "--config", "{cfg}", "--strategy", "oracle"], "needs the simulated continuum"),
+    (["plan", "--config", "{cfg}", "--strategy", "rules"],
+     "cannot query Prometheus at http://127.0.0.1:1"),
+])
+def test_policy_mode_bad_input_is_one_line_and_exit_2(args: list[str], message: str,
+                                                       tmp_path: Path) -> None:
+    cfg = tmp_path / "continuum.yaml"
+    cfg.write_text(CONFIG)
+    env = {k: v for k, v in os.environ.items() if k != "GREENWISE_CONFIG"}
+    r = subprocess.run([sys.executable, "-m", "orchestrator",
+                        *[a.replace("{cfg}", str(cfg)) for a in args]],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
