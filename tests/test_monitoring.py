@@ -11,11 +11,10 @@ must be the ones served.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ import pytest
 from orchestrator.config import ContinuumConfig
 from orchestrator.model import Location
 from orchestrator.monitoring import PrometheusUnavailable, Readings, observe
+from tests.lab.metrics_http import serve_metrics
 from tests.lab.procs import free_port
 from tests.lab.prom import start_global_prometheus
 
@@ -143,22 +143,8 @@ def _labels(labels: dict[str, str]) -> str:
 
 
 def serve(cluster: FederatedCluster) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"down\n" if cluster.down else cluster.exposition()
-            self.send_response(503 if cluster.down else 200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return serve_metrics(("127.0.0.1", 0), lambda path: (
+        (503, b"down\n") if cluster.down else (200, cluster.exposition())))
 
 
 @dataclass

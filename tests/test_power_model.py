@@ -226,28 +226,22 @@ def test_lab_node_power_follows_the_fitted_curve(tmp_path):
     assert with_power_models(DEFAULT_CLUSTERS, None) == DEFAULT_CLUSTERS
 
 
-def test_lab_kubelet_integrates_curve_power_and_shares_it_by_cpu(monkeypatch):
-    import threading
-    from types import SimpleNamespace
-
+def test_lab_kubelet_integrates_curve_power_and_shares_it_by_cpu():
     from tests.lab import kubelet as k
     from tests.lab.cluster import HostSpec
 
     host = HostSpec("edge1", 4, 30.0, 70.0, 5, "edge-b", 1.0, ((0, 0), (0.5, 0.8), (1, 1)))
-    a = k.Container("a", [], {}, [], Path("a.log"), cpu_prev=1.0)  # CPU seconds in the step
-    b = k.Container("b", [], {}, [], Path("b.log"), cpu_prev=3.0)
+    # CPU seconds used in the step (by processes that already exited: no /proc reading)
+    a = k.Container("a", [], {}, [], Path("a.log"), cpu_prev=k.CpuTimes(1.0, 0.0))
+    b = k.Container("b", [], {}, [], Path("b.log"), cpu_prev=k.CpuTimes(2.0, 1.0))
     node = k.NodeInfo(host, "127.0.0.1", {}, {})
-    kubelet = object.__new__(k.Kubelet)
-    waits = iter([False, True])  # one sample, then stop
-    kubelet.stopping = SimpleNamespace(wait=lambda _: next(waits))
-    kubelet.lock, kubelet.nodes = threading.Lock(), {"edge1": node}
-    kubelet.pods = {"p": k.Pod("u", "ns", "p", "edge1", "127.0.0.2", {}, [a, b])}
-    monkeypatch.setattr(k, "time", SimpleNamespace(monotonic=iter([0.0, 2.0]).__next__))
-    kubelet.power_loop()
-    assert node.utilization == pytest.approx(0.5)  # 4 CPU s in 2 s on 4 cores
-    assert node.watts == pytest.approx(30 + 40 * 0.8)  # the curve, not 30 + 40 * 0.5
-    assert node.joules == pytest.approx(2 * 62.0)
-    assert (a.joules, b.joules) == (pytest.approx(16.0), pytest.approx(48.0))  # 64 J by CPU
+    k.Kubelet.sample_node(node, [a, b], 2.0)  # 4 CPU s in 2 s on 4 cores: 50 %
+    assert node.cpu.total == pytest.approx(4.0)
+    assert node.idle_seconds == pytest.approx(4.0)
+    assert node.joules == pytest.approx(2 * (30 + 40 * 0.8))  # the curve, not 30 + 40 * 0.5
+    # the 64 J above idle go by CPU share; idle power is shared by process count
+    assert (a.joules_dynamic, b.joules_dynamic) == (pytest.approx(16.0), pytest.approx(48.0))
+    assert a.joules_idle == pytest.approx(60.0 / (k.BASE_PROCESSES + 2))
 
 
 def test_help():

@@ -51,7 +51,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +59,7 @@ import httpx
 from orchestrator.config import HostProfile
 from orchestrator.sim.performance import curve_fraction
 from tests.lab.cluster import K8S_VERSION, LABEL_PREFIX, HostSpec, Kube, KubeError
+from tests.lab.metrics_http import serve_metrics
 
 log = logging.getLogger("lab.kubelet")
 MLSERVICE = Path(__file__).resolve().with_name("mlservice.py")
@@ -593,26 +593,11 @@ class Kubelet:
         return render_node_metrics(n, pods)
 
     def serve_node_metrics(self, port: int) -> None:
-        kubelet = self
         for n in self.nodes.values():
-            class Handler(BaseHTTPRequestHandler):
-                node = n
-
-                def do_GET(self) -> None:
-                    ok = self.path.split("?")[0] == "/metrics"
-                    body = kubelet.node_metrics(self.node) if ok else b"not found\n"
-                    self.send_response(200 if ok else 404)
-                    self.send_header("Content-Type", "text/plain; version=0.0.4")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-
-                def log_message(self, format: str, *args: Any) -> None:
-                    pass
-
-            server = ThreadingHTTPServer((n.ip, port), Handler)
-            server.daemon_threads = True
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            def render(path: str, node: NodeInfo = n) -> tuple[int, bytes]:
+                return (200, self.node_metrics(node)) if path == "/metrics" else \
+                    (404, b"not found\n")
+            serve_metrics((n.ip, port), render)
 
     def serve(self, metrics_port: int | None = None) -> None:
         self.register_nodes()

@@ -36,7 +36,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -45,6 +44,8 @@ import dns.exception
 import dns.rdatatype
 import dns.resolver
 import httpx
+
+from tests.lab.metrics_http import serve_metrics
 
 MAX_RATE = 500.0
 MAX_DURATION = 600.0
@@ -186,22 +187,10 @@ class _MetricsServer:
                              f"{live.outcomes[outcome]}")
             return ("\n".join(lines) + "\n").encode()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = render()
-                self.send_response(200 if self.path.startswith("/metrics") else 404)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = serve_metrics(
+            ("127.0.0.1", port),
+            lambda path: (200 if path.startswith("/metrics") else 404, render()))
         self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
 
     def close(self) -> None:
         self.server.shutdown()
