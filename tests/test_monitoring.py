@@ -278,13 +278,14 @@ def test_samples_older_than_the_limit_make_the_observation_invalid(
     assert all(h.problems for h in r.hosts)
 
 
+def reader(federation: Federation, max_sample_age_s: float) -> Callable[[], Readings]:
+    cfg = continuum(federation.url, max_sample_age_s=max_sample_age_s)
+    return lambda: observe(federation.url, cfg)
+
+
 def test_a_cluster_that_stops_answering_invalidates_then_recovers(
         federation: Federation) -> None:
-    cfg = continuum(federation.url, max_sample_age_s=3)
-
-    def read() -> Readings:
-        return observe(federation.url, cfg)
-
+    read = reader(federation, max_sample_age_s=3)
     wait_for("valid readings", read, all_valid)
     edge = federation.clusters["edge"]
     edge.down = True
@@ -318,11 +319,7 @@ def test_a_pod_that_stopped_reporting_is_not_where_the_service_runs(
     # The resnet pod on edge1 ends and a new one reports from edge0, as after a move. The old
     # series keep their last scrape time in the global Prometheus, which answers with them for
     # its lookback (5 min): once older than the limit they no longer place the service.
-    cfg = continuum(federation.url, max_sample_age_s=3)
-
-    def read() -> Readings:
-        return observe(federation.url, cfg)
-
+    read = reader(federation, max_sample_age_s=3)
     wait_for("valid readings", read, all_valid)
     edge = federation.clusters["edge"]
     old, new = "resnet-7f9c6d5b4-x2k8q", "resnet-6b8d7c5f4-z9y8w"

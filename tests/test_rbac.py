@@ -15,6 +15,7 @@ holds exactly the manifests' rules, is refused the rest, and without any one rul
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import uuid
 from collections.abc import Iterator
@@ -324,23 +325,30 @@ def granted(kube: Kube, ns: str) -> set[Grant]:
     return grants(review["status"]["resourceRules"])
 
 
+@contextlib.contextmanager
+def edge_namespace(lab: Lab) -> Iterator[str]:
+    """A fresh namespace in edge, set up as a managed one (the manifests' RoleBinding)."""
+    ns = f"t{uuid.uuid4().hex[:6]}"
+    admin = lab.kube("edge")
+    namespace(admin, ns)
+    try:
+        for doc in managed_namespace(ns):
+            apply(admin, doc)
+        yield ns
+    finally:
+        remove(admin, {"kind": "Namespace", "metadata": {"name": ns}})
+
+
 def test_identity_holds_exactly_the_manifests_rules(lab: Lab, identity: Identity) -> None:
     nodes = grants(cluster_role("greenwise-mc-nodes")["rules"])
     services = grants(cluster_role("greenwise-mc-services")["rules"])
     leader = grants(next(d for d in load(LEADER) if d["kind"] == "Role")["rules"])
-    ns = f"t{uuid.uuid4().hex[:6]}"
-    kube = lab.kube("edge")
-    namespace(kube, ns)
-    try:
-        for doc in managed_namespace(ns):
-            apply(kube, doc)
+    with edge_namespace(lab) as ns:
         me = identity.kube("edge")
         assert granted(me, ns) - BUILTIN == nodes | services
         assert granted(me, SYSTEM_NS) - BUILTIN == nodes | leader
         assert granted(me, "kube-system") - BUILTIN == nodes
         assert granted(me, "default") - BUILTIN == nodes
-    finally:
-        remove(kube, {"kind": "Namespace", "metadata": {"name": ns}})
 
 
 def forbidden(kube: Kube, method: str, path: str, body: Doc | None = None) -> bool:
@@ -356,12 +364,7 @@ def forbidden(kube: Kube, method: str, path: str, body: Doc | None = None) -> bo
 
 
 def test_identity_is_refused_everything_else(lab: Lab, identity: Identity) -> None:
-    ns = f"t{uuid.uuid4().hex[:6]}"
-    admin = lab.kube("edge")
-    namespace(admin, ns)
-    try:
-        for doc in managed_namespace(ns):
-            apply(admin, doc)
+    with edge_namespace(lab) as ns:
         me = identity.kube("edge")
         deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
                       "spec": {"selector": {"matchLabels": {"a": "x"}}, "template": {
@@ -398,8 +401,6 @@ def test_identity_is_refused_everything_else(lab: Lab, identity: Identity) -> No
         allowed = [what for what, (method, path, body) in refused.items()
                    if not forbidden(me, method, path, body)]
         assert allowed == []
-    finally:
-        remove(admin, {"kind": "Namespace", "metadata": {"name": ns}})
 
 
 def leader_cases() -> list[Any]:

@@ -64,6 +64,12 @@ install_packages() {
   else
     log "Debian packages present"
   fi
+  # kubectl renders the manifests' kustomizations; most images have one, else Debian's.
+  if ! command -v kubectl > /dev/null; then
+    log "installing kubectl (Debian kubernetes-client)"
+    apt_get update
+    apt_get install -y --no-install-recommends kubernetes-client
+  fi
 }
 
 fetch_source() {
