@@ -11,25 +11,11 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.controller import Tick
+from orchestrator.migration.steps import DESCRIPTIONS, INTER_STEPS, INTRA_STEPS
 from orchestrator.model import Observation
 from orchestrator.output import table
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies.prediction import Prediction
-
-INTER_CLUSTER_STEPS = (
-    "copy Deployment, Service (and referenced ConfigMaps/Secrets) to the target cluster",
-    "wait until the copy is Ready",
-    "create the Traefik IngressRoute for the service hostname in the target cluster",
-    "point the DNS record at the target cluster's ingress",
-    "turn the source Service into an ExternalName forwarding to the DNS name",
-    "wait for the DNS TTL and in-flight requests to drain",
-    "delete the old Deployment",
-)
-INTRA_CLUSTER_STEPS = (
-    "check the target node (exists, Ready, schedulable, allocatable, taints)",
-    "patch the Deployment's node affinity (rolling update: surge, never below ready replicas)",
-    "wait for the rollout and verify the new pod is Ready on the target node",
-)
 
 
 def _bar(fraction: float, width: int = 12) -> str:
@@ -100,7 +86,8 @@ def plan_report(sim: SimulatedContinuum, obs: Observation, strategy: str, action
                 current: Prediction, chosen: Prediction) -> tuple[dict[str, Any], list[Table]]:
     s = obs.service
     target = sim.hosts[chosen.host]
-    steps = {"inter": INTER_CLUSTER_STEPS, "intra": INTRA_CLUSTER_STEPS}.get(chosen.move or "", ())
+    steps = [DESCRIPTIONS[name] for name in
+             {"inter": INTER_STEPS, "intra": INTRA_STEPS}.get(chosen.move or "", ())]
     data = {
         "scenario": sim.scenario.name, "strategy": strategy, "step": obs.step,
         "state": {
@@ -145,7 +132,6 @@ def plan_report(sim: SimulatedContinuum, obs: Observation, strategy: str, action
 def policy_plan_tables(data: dict[str, Any]) -> list[Table]:
     """`plan --config`: hosts and services as observed, each service's decision, the predicted
     change and the migration steps it would run."""
-    from orchestrator.migration.executor import DESCRIPTIONS
 
     tables = [table("hosts (observed)", ["host", "power W", "CPU", "problems"],
                     [[f"{h['cluster']}/{h['name']}", h["power_w"], h["cpu"],

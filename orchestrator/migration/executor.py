@@ -27,21 +27,8 @@ from orchestrator.migration import objects as O
 from orchestrator.migration.dns import DnsProvider, provider_from_config
 from orchestrator.migration.journal import Journal, MigrationRecord
 from orchestrator.migration.nodes import check_node
+from orchestrator.migration.steps import DESCRIPTIONS, INTER_STEPS, INTRA_STEPS
 
-INTER_STEPS = ("copy", "wait_ready", "route", "dns", "forward", "drain", "delete_old")
-INTRA_STEPS = ("check", "patch", "rollout")
-DESCRIPTIONS = {
-    "copy": "copy Deployment, Service, ConfigMaps and Secrets to the target",
-    "wait_ready": "wait until the copy is Ready",
-    "route": "create the Traefik IngressRoute in the target",
-    "dns": "point DNS at the target's ingress",
-    "forward": "turn the source Service into an ExternalName forwarder",
-    "drain": "wait for the DNS TTL and in-flight requests",
-    "delete_old": "delete the old Deployment",
-    "check": "check the target node",
-    "patch": "move the Deployment to the node (rolling update, surge 1, unavailable 0)",
-    "rollout": "wait for the rollout; the new pod Ready on the node",
-}
 TRAEFIK_NO_ROUTE = "404 page not found\n"  # what Traefik answers for a host it has no route for
 # Test hook (a failpoint): SIGKILL ourselves right after the named step is journaled done.
 CRASH_AFTER_ENV = "GREENWISE_FAILPOINT_CRASH_AFTER"
