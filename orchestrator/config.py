@@ -71,6 +71,9 @@ class ServiceSpec(_Strict):
     batch_overhead_ms: float = Field(default=5.0, ge=0)
     batch_size: int = Field(default=8, gt=0)
     max_batch_delay_ms: float = Field(default=100.0, ge=0)
+    # Requests computed at once (TorchServe's backend workers); None: one per core of the host,
+    # the paper's setting (workers = cores, one intra-op thread each).
+    workers: int | None = Field(default=None, gt=0)
     # Clients wait uniformly between these before their next request (Locust wait_time).
     think_time_s: tuple[float, float] = (0.1, 0.5)
     sla_latency_ms: float = Field(default=500.0, gt=0)
@@ -302,6 +305,10 @@ class ContinuumConfig(_Strict):
     dns: Rfc2136Config | CloudDnsConfig = Field(discriminator="provider")
     prometheus: PrometheusConfig | None = None
     services: tuple[ManagedService, ...] = ()
+    # How the managed services perform (the simulator's `service` section: time per image,
+    # batching, workers, users' think time): the predictions and the strategies use it.
+    # Default: the paper's ResNet-18 on TorchServe. Each service's SLA is its own field.
+    performance: ServiceSpec = ServiceSpec()
     controller: ControllerConfig = ControllerConfig()
     api_timeout_s: float = Field(default=10.0, gt=0)  # per Kubernetes API request
     api_retry_s: float = Field(default=20.0, ge=0)  # retrying transient API errors, in total
@@ -317,6 +324,9 @@ class ContinuumConfig(_Strict):
         lease = self.controller.lease_cluster
         if lease is not None and lease not in {c.name for c in self.clusters}:
             raise ValueError(f"controller.lease_cluster {lease!r} is not a cluster of the config")
+        if "sla_latency_ms" in self.performance.model_fields_set:
+            raise ValueError("performance.sla_latency_ms: set sla_latency_ms on each service "
+                             "instead")
         zone = self.dns.zone.rstrip(".")
         for s in self.services:
             if not (s.hostname.rstrip(".") + ".").endswith("." + zone + "."):
@@ -346,7 +356,7 @@ class ContinuumConfig(_Strict):
             name="continuum",
             clusters=tuple(ClusterSpec(name=c.name, tier=c.tier, hosts=c.hosts)
                            for c in self.clusters),
-            service=ServiceSpec(sla_latency_ms=sla))
+            service=self.performance.model_copy(update={"sla_latency_ms": sla}))
 
 
 def load_continuum(path: Path) -> ContinuumConfig:

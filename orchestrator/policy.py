@@ -43,7 +43,7 @@ from orchestrator.migration.executor import MigrationFailed, MigrationPlan
 from orchestrator.model import STAY, Observation, target_host
 from orchestrator.monitoring import Readings
 from strategies.base import Strategy
-from strategies.prediction import Predictor
+from strategies.prediction import Predictor, compare
 
 
 class EventLog:
@@ -146,7 +146,7 @@ class Decision:
     target: str | None = None  # cluster/node
     kind: str | None = None  # intra | inter
     predicted_gain: float | None = None
-    predicted: dict[str, dict[str, float]] | None = None  # stay / chosen / change per quantity
+    predicted: dict[str, dict[str, float]] | None = None  # strategies.prediction.compare
     outcome: str = "no action"  # stay | migration started | dry run: not applied | no action
     reason: str | None = None
     steps: list[str] = field(default_factory=list)
@@ -239,10 +239,7 @@ class PolicyLoop:
             self.learner.observed(key, obs)
         action, chosen = Controller(service, self.strategy, self.predictor).decide(obs)
         stay = self.predictor.predict(obs, STAY)
-        d.predicted = {q: {"stay": round(getattr(stay, q), 4),
-                           "chosen": round(getattr(chosen, q), 4),
-                           "change": round(getattr(chosen, q) - getattr(stay, q), 4)}
-                       for q in ("power_w", "latency_ms", "reward")}
+        d.predicted = compare(stay, chosen)
         d.predicted_gain = round(chosen.reward - stay.reward, 4)
         target = target_host(action)
         executed = STAY

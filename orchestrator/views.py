@@ -15,7 +15,7 @@ from orchestrator.migration.steps import DESCRIPTIONS, INTER_STEPS, INTRA_STEPS
 from orchestrator.model import Observation
 from orchestrator.output import table
 from orchestrator.sim.continuum import SimulatedContinuum
-from strategies.prediction import Prediction
+from strategies.prediction import Prediction, compare
 
 
 def _bar(fraction: float, width: int = 12) -> str:
@@ -102,15 +102,7 @@ def plan_report(sim: SimulatedContinuum, obs: Observation, strategy: str, action
             "move": chosen.move,
             "target": f"{sim.clusters[chosen.host]}/{target.name}",
         },
-        "predicted": {
-            "power_w": {"stay": round(current.power_w, 3), "chosen": round(chosen.power_w, 3),
-                        "change": round(chosen.power_w - current.power_w, 3)},
-            "latency_ms": {"stay": round(current.latency_ms, 3),
-                           "chosen": round(chosen.latency_ms, 3),
-                           "change": round(chosen.latency_ms - current.latency_ms, 3)},
-            "reward": {"stay": round(current.reward, 4), "chosen": round(chosen.reward, 4),
-                       "change": round(chosen.reward - current.reward, 4)},
-        },
+        "predicted": compare(current, chosen),
         "steps": list(steps),
     }
     target_name = data["decision"]["target"]
@@ -119,14 +111,20 @@ def plan_report(sim: SimulatedContinuum, obs: Observation, strategy: str, action
     tables = [
         hosts_table(sim, obs, f"state at step {obs.step}: {s.name} on {obs.location}, "
                               f"{s.users} users, {s.latency_ms:.0f} ms, {s.power_w:.1f} W"),
-        table(f"{strategy} would: {what} (nothing is changed)",
-              ["predicted", "stay", "chosen", "change"],
-              [[k, v["stay"], v["chosen"], f"{v['change']:+.3f}"] for k, v in pred.items()]),
+        predicted_table(f"{strategy} would: {what} (nothing is changed)", pred),
     ]
     if steps:
         tables.append(table("migration steps it would run", ["#", "step"],
                             [[i + 1, st] for i, st in enumerate(steps)]))
     return data, tables
+
+
+def predicted_table(title: str, predicted: dict[str, dict[str, float]]) -> Table:
+    """strategies.prediction.compare as a table: settled values, and the move's own cost."""
+    return table(title, ["predicted", "stay", "chosen (settled)", "change", "while moving"],
+                 [[k, v["stay"], v["chosen"], f"{v['change']:+.3f}",
+                   f"{v['move_cost']:+g}" if "move_cost" in v else ""]
+                  for k, v in predicted.items()])
 
 
 def policy_plan_tables(data: dict[str, Any]) -> list[Table]:
@@ -149,10 +147,8 @@ def policy_plan_tables(data: dict[str, Any]) -> list[Table]:
                          "predicted gain", "outcome / reason"], rows))
     for d in data["services"]:
         if d["predicted"] and d["target"]:
-            tables.append(table(f"{d['service']}: predicted, staying vs -> {d['target']}",
-                                ["predicted", "stay", "chosen", "change"],
-                                [[k, v["stay"], v["chosen"], f"{v['change']:+.3f}"]
-                                 for k, v in d["predicted"].items()]))
+            tables.append(predicted_table(
+                f"{d['service']}: predicted, staying vs -> {d['target']}", d["predicted"]))
         if d["steps"]:
             tables.append(table(f"{d['service']}: {d['kind']}-cluster migration steps it would "
                                 "run", ["#", "step"],

@@ -13,11 +13,22 @@ from strategies.reward import reward
 
 @dataclass(frozen=True)
 class Prediction:
+    """The service in the step of the action: a move's one-step cost is included (as the
+    simulator's step includes it) and also kept apart, so what it settles at is known."""
+
     host: int
     power_w: float
     latency_ms: float
     reward: float
     move: str | None  # "intra" | "inter" | None
+    move_cost_w: float = 0.0
+    move_cost_ms: float = 0.0
+
+    @property
+    def settled(self) -> dict[str, float]:
+        """Power and latency once the move is over (the cost of moving spent)."""
+        return {"power_w": self.power_w - self.move_cost_w,
+                "latency_ms": self.latency_ms - self.move_cost_ms}
 
 
 class Predictor:
@@ -36,10 +47,23 @@ class Predictor:
         move = None if dst == src else (
             "intra" if self.clusters[src] == self.clusters[dst] else "inter")
         o = self.model.outcome(dst, obs.service.users)
-        watts, latency = o.service_watts, o.latency_ms
+        cost_w = cost_ms = 0.0
         if move is not None:
             cost = getattr(self.scenario.migration, f"{move}_cluster")
-            watts += cost.watts
-            latency += cost.latency_ms
+            cost_w, cost_ms = cost.watts, cost.latency_ms
+        watts, latency = o.service_watts + cost_w, o.latency_ms + cost_ms
         r = reward(self.reward_kind, watts, latency, self.model.p_max, self.l_max)
-        return Prediction(dst, watts, latency, r, move)
+        return Prediction(dst, watts, latency, r, move, cost_w, cost_ms)
+
+
+def compare(stay: Prediction, chosen: Prediction) -> dict[str, dict[str, float]]:
+    """Staying vs the chosen action, per quantity. Power and latency: where the service settles
+    after the move (`change` = settled - staying) and the move's one-step cost apart
+    (`move_cost`); reward: of the step itself, cost included (what the gain gate weighs)."""
+    out = {q: {"stay": round(stay.settled[q], 3), "chosen": round(v, 3),
+               "change": round(v - stay.settled[q], 3),
+               "move_cost": round(getattr(chosen, q) - v, 3)}
+           for q, v in chosen.settled.items()}
+    out["reward"] = {"stay": round(stay.reward, 4), "chosen": round(chosen.reward, 4),
+                     "change": round(chosen.reward - stay.reward, 4)}
+    return out

@@ -54,7 +54,9 @@ def cli(*args: str, env: dict[str, str] | None = None,
 
 
 def manifests(ns: str, name: str, hostname: str, node: str, port: int,
-              node_selector: dict[str, str] | None = None) -> list[dict[str, Any]]:
+              node_selector: dict[str, str] | None = None,
+              settings: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The service's objects; `settings`: its container's environment (e.g. WORK_ROUNDS)."""
     labels = {"app": name}
     selector = {"kubernetes.io/hostname": node, **(node_selector or {})}
     return [
@@ -74,6 +76,7 @@ def manifests(ns: str, name: str, hostname: str, node: str, port: int,
                           "name": "ml", "image": ML_IMAGE,
                           "ports": [{"name": "http", "containerPort": 8080}],
                           "envFrom": [{"configMapRef": {"name": f"{name}-settings"}}],
+                          "env": [{"name": k, "value": v} for k, v in (settings or {}).items()],
                           # keeps serving while Endpoints and Traefik drop the pod
                           "lifecycle": {"preStop": {"exec": {"command": ["sleep", "3"]}}}}]}}}},
         # The Service port is the ingress port: an ExternalName forwarder then reaches the
@@ -90,8 +93,10 @@ def manifests(ns: str, name: str, hostname: str, node: str, port: int,
 
 
 def deploy(lab: Lab, tmp_path: Path, node: str = "edge0",
-           node_selector: dict[str, str] | None = None, **overrides: Any) -> Deployed:
-    """The ML stand-in on edge/<node>, its route in edge, DNS at edge's ingress, a config."""
+           node_selector: dict[str, str] | None = None, settings: dict[str, str] | None = None,
+           **overrides: Any) -> Deployed:
+    """The ML stand-in on edge/<node>, its route in edge, DNS at edge's ingress, a config
+    (`overrides`: top-level entries of it; `settings`: the pod's environment, e.g. WORK_ROUNDS)."""
     doc = yaml.safe_load(lab.continuum_file.read_text())
     ns, name = f"t{uuid.uuid4().hex[:6]}", "resnet"
     hostname = f"{ns}.{doc['dns']['zone'].rstrip('.')}"
@@ -105,7 +110,7 @@ def deploy(lab: Lab, tmp_path: Path, node: str = "edge0",
     d = Deployed(ns, name, hostname, config, lab)
     cluster = Clusters(d.cfg())["edge"]
     namespace(lab.kube("edge"), ns)
-    for obj in manifests(ns, name, hostname, node, port, node_selector):
+    for obj in manifests(ns, name, hostname, node, port, node_selector, settings):
         cluster.create(obj)
     dns = provider(d)
     dns.replace(hostname, "A", (edge["ingress"].rsplit(":", 1)[0],), 2)

@@ -1,11 +1,11 @@
 """Latency and power of the served model on each host, as a function of the number of users.
 
 Latency (Eq. 3) = backend + network. The backend is TorchServe's batching front end in front of
-one single-threaded worker per core, driven by a closed population of users who think
-`think_time_s` between requests (Locust). Per throughput X:
+single-threaded workers (one per core unless the service sets `workers`), driven by a closed
+population of users who think `think_time_s` between requests (Locust). Per throughput X:
   * batch size k = clamp(X * max_batch_delay, 1, batch_size), batch time t = overhead + k * s;
   * requests wait to fill a batch, up to max_batch_delay, unless a queue already fills it;
-  * batches queue for `cores` workers as an M/M/c queue (Erlang C);
+  * batches queue for the workers as an M/M/c queue (Erlang C);
 and X solves X = users / (think + latency(X)), so a small host saturates: X stops growing and
 latency grows with users. Power (Eq. 1-2) = idle + per-host curve of CPU utilization; the
 service gets its CPU share of the dynamic part and its process share of the idle part.
@@ -57,7 +57,7 @@ class Backend:
     """TorchServe-like backend of one service on one host."""
 
     def __init__(self, service: ServiceSpec, host: HostProfile) -> None:
-        self.servers = host.cores
+        self.servers = service.workers or host.cores
         slow = host.speed * (1.0 - host.background_utilization)
         self.per_image = service.inference_ms_per_image / 1000.0 / slow
         self.overhead = service.batch_overhead_ms / 1000.0 / slow
@@ -127,7 +127,7 @@ class PerformanceModel:
         svc_cpu = backend.busy_workers(x) * (1.0 - host.background_utilization) / host.cores
         host_cpu = min(1.0, host.background_utilization + svc_cpu)
         dynamic = (host.max_watts - host.idle_watts) * curve_fraction(host.power_curve, host_cpu)
-        processes = 1 + host.cores  # TorchServe front end + one worker per core
+        processes = 1 + backend.servers  # TorchServe front end + its workers
         idle_share = host.idle_watts * processes / (host.base_processes + processes)
         svc_dynamic = dynamic * svc_cpu / host_cpu if host_cpu > 0 else 0.0
         return Outcome(

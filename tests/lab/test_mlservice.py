@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,13 +72,25 @@ def test_latency_includes_the_wait_for_a_worker(tmp_path: Path) -> None:
     addr = "127.0.77.9"
     port = free_port(addr)
     p = spawn("ml-queue", [sys.executable, str(SERVICE), "--host", addr, "--port", str(port),
-                           "--rounds", "40000", "--workers", "1"], tmp_path)
+                           "--rounds", "100000", "--workers", "1"], tmp_path)
     try:
         wait_port(addr, port, p, timeout=15)
         url = f"http://{addr}:{port}/predictions/resnet-18"
-        with ThreadPoolExecutor(4) as pool:  # 4 at once: 3 of them wait for the one worker
-            answers = list(pool.map(lambda _: httpx.get(url, trust_env=False, timeout=30).json(),
-                                    range(4)))
+        # 4 at once, so 3 of them wait for the one worker: each client is connected before the
+        # barrier (a client's set-up costs as much as a computation on a busy machine).
+        clients = [httpx.Client(trust_env=False, timeout=30) for _ in range(4)]
+        for c in clients:
+            c.get(f"http://{addr}:{port}/ping").raise_for_status()
+        barrier = threading.Barrier(4)
+
+        def ask(c: httpx.Client) -> dict[str, float]:
+            barrier.wait()
+            return dict(c.get(url).json())
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(ask, clients))
+        for c in clients:
+            c.close()
         text = httpx.get(f"http://{addr}:{port}/metrics", trust_env=False).text
     finally:
         p.stop()
