@@ -6,8 +6,9 @@ service, then as the number of services and of clusters grows. Prints figures, a
     # uses the running lab at $GREENWISE_LAB_DIR, or brings one up and down
 
 Round-robin decides (it always wants a move, and no gate holds it back), so every tick plans a
-migration per service; it is a dry run, nothing changes. Where the lab's observation of a service
-is not valid (e.g. an exporter missing), decide and plan run on a stand-in observation at the
+migration per service; it is a dry run, nothing changes. Every service gets a light closed-loop
+load (2 users) through the lab's DNS and ingress so that its observation is real; where it is
+still not valid (e.g. an exporter missing), decide and plan run on a stand-in observation at the
 service's real placement, and the table says so.
 """
 
@@ -27,12 +28,18 @@ from orchestrator.config import load_continuum
 from orchestrator.kube.continuum import KubernetesContinuum
 from orchestrator.migration.executor import locate
 from orchestrator.model import Location
-from orchestrator.monitoring import HostReading, Readings, Sample, ServiceReading
+from orchestrator.monitoring import (
+    HostReading,
+    Readings,
+    Sample,
+    ServiceReading,
+    observe,
+)
 from orchestrator.policy import EventLog, Guard, PolicyLoop
 from strategies.base import StrategyOptions, create
 from strategies.prediction import Predictor
 from tests.lab.lab import Lab
-from tests.test_migrate import deploy, teardown
+from tests.test_migrate import deploy, load, teardown
 
 
 def stand_in(continuum: KubernetesContinuum, readings: Readings) -> tuple[Readings, int]:
@@ -81,6 +88,17 @@ def measure(config: Path, repeat: int) -> dict[str, Any]:
             "planned": planned, "stand_ins": stand_ins}
 
 
+def wait_valid(config: Path, timeout: float = 120) -> int:
+    """Wait until every service's observation is valid (or the timeout); how many are."""
+    cfg = load_continuum(config)
+    deadline = time.monotonic() + timeout
+    while True:
+        valid = sum(s.valid for s in observe(cfg.prometheus.url, cfg).services)
+        if valid == len(cfg.services) or time.monotonic() > deadline:
+            return valid
+        time.sleep(3)
+
+
 def write_config(base: dict[str, Any], services: list[dict[str, Any]], clusters: int,
                  path: Path) -> Path:
     doc = {**base, "services": services, "clusters": base["clusters"][:clusters]}
@@ -101,17 +119,21 @@ def main() -> None:
         if lab is None:
             lab = Lab(Path(tmp) / "lab")
             lab.up(quiet=True)
-        deployed = []
+        deployed: list[Any] = []
+        loads: list[Any] = []
         try:
             for i in range(max(counts)):
                 (Path(tmp) / f"svc{i}").mkdir()
                 deployed.append(deploy(lab, Path(tmp) / f"svc{i}"))
+            loads += [load(d, rate=20, duration=600, users=2) for d in deployed]
             base = yaml.safe_load(deployed[0].config.read_text())
             specs = [yaml.safe_load(d.config.read_text())["services"][0] for d in deployed]
             print(f"policy tick on the lab (dry run, round-robin; median of {args.repeat})")
             print(f"{'services':>8} {'clusters':>8} {'observe ms':>11} {'decide+plan ms':>15} "
                   f"{'tick ms':>8} {'max ms':>7} {'planned':>8}  note")
             cases = [(n, 3) for n in counts] + [(1, c) for c in (1, 2)]
+            everything = write_config(base, specs, 3, Path(tmp) / "all.yaml")
+            print(f"  ({wait_valid(everything)} of {len(specs)} services observed valid)")
             for n, c in cases:
                 cfg = write_config(base, specs[:n], c, Path(tmp) / f"c{n}-{c}.yaml")
                 r = measure(cfg, args.repeat)
@@ -120,6 +142,8 @@ def main() -> None:
                 print(f"{n:>8} {c:>8} {r['observe_ms']:>11.1f} {r['decide_plan_ms']:>15.1f} "
                       f"{r['tick_ms']:>8.1f} {r['tick_max_ms']:>7.1f} {r['planned']:>8}  {note}")
         finally:
+            for handle in loads:
+                handle.stop()
             for d in deployed:
                 teardown(d)
             if own:
