@@ -4,7 +4,8 @@ the gates an operator needs:
 
 - no action for a service whose observation is invalid (stale or missing data; the reason is
   logged), and a warning every tick while Prometheus cannot be queried at all;
-- a cooldown per service after each of its migrations;
+- a cooldown per service after each of its migrations, and no decision on a moved service
+  until it is observed at its new place (the old pod's samples stay current for a while);
 - at most `max_concurrent_migrations` migrations at once (they run in worker threads; ticks go
   on meanwhile and skip the services being moved);
 - a move only when the predicted reward gain over staying reaches `min_predicted_gain`;
@@ -40,7 +41,7 @@ from orchestrator.errors import GreenwiseError
 from orchestrator.kube.continuum import KubernetesContinuum, describe
 from orchestrator.kube.lease import Lease
 from orchestrator.migration.executor import MigrationFailed, MigrationPlan
-from orchestrator.model import STAY, Observation, target_host
+from orchestrator.model import STAY, Location, Observation, target_host
 from orchestrator.monitoring import Readings
 from strategies.base import Strategy
 from strategies.prediction import Predictor, compare
@@ -98,7 +99,13 @@ class Metrics:
 
 
 class Guard:
-    """The safety gates: cooldown per service, concurrent migrations, minimum predicted gain."""
+    """The safety gates: cooldown per service, concurrent migrations, minimum predicted gain,
+    and no decision on a moved service until it is observed at its new place."""
+
+    # The source pod's federated samples count as current until they are max_sample_age_s
+    # old, so a moved service can be observed at its old place for a while. Past this long,
+    # the observation is trusted again (someone else may have moved it since).
+    SETTLE_S = 300.0
 
     def __init__(self, settings: ControllerConfig,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -106,6 +113,7 @@ class Guard:
         self.clock = clock
         self.in_flight: set[str] = set()
         self.last_move: dict[str, float] = {}  # when each service's last migration ended
+        self.moved_to: dict[str, tuple[Location, float]] = {}  # not yet observed there
         self._lock = threading.Lock()
 
     def hold(self, service: str, gain: float) -> str | None:
@@ -129,10 +137,24 @@ class Guard:
         with self._lock:
             self.in_flight.add(service)
 
-    def finished(self, service: str) -> None:
+    def finished(self, service: str, moved_to: Location | None = None) -> None:
         with self._lock:
             self.in_flight.discard(service)
             self.last_move[service] = self.clock()
+            if moved_to is not None:
+                self.moved_to[service] = (moved_to, self.clock())
+
+    def unsettled(self, service: str, seen: Location | None) -> str | None:
+        """Why an observation of `service` at `seen` must not be decided on (None: it may)."""
+        with self._lock:
+            if service not in self.moved_to:
+                return None
+            to, when = self.moved_to[service]
+            if seen == to or self.clock() - when > self.SETTLE_S:
+                del self.moved_to[service]
+                return None
+            return (f"observed at {seen}, but it moved to {to}: waiting until the old pod's "
+                    "samples are no longer current")
 
 
 @dataclass
@@ -233,6 +255,9 @@ class PolicyLoop:
         if not reading.valid:
             d.reason = f"observation invalid: {reading.reason}"
             return d
+        d.reason = self.guard.unsettled(key, reading.location)
+        if d.reason:
+            return d
         service = self.continuum.service(key)
         obs = service.observe()
         if self.learner:
@@ -270,10 +295,11 @@ class PolicyLoop:
     # --- migrations in worker threads -------------------------------------------------------
     def _start(self, plan: MigrationPlan) -> None:
         self.guard.started(plan.service)
+        to = Location(plan.target_cluster, plan.target_node) if plan.target_node else None
         self.futures.append(self.pool.submit(self._run, plan.service, plan.kind,
                                              lambda: self.continuum.migrate(
                                                  plan, self._reporter(plan.service),
-                                                 self.stopping.is_set)))
+                                                 self.stopping.is_set), to))
 
     def resume_unfinished(self) -> None:
         """Finish or roll back what the journal says a previous run left unfinished."""
@@ -289,7 +315,8 @@ class PolicyLoop:
                 lambda mid=rec.id, key=rec.service: self.continuum.resume(
                     mid, self._reporter(key))))
 
-    def _run(self, service: str, kind: str, migrate: Callable[[], Any]) -> None:
+    def _run(self, service: str, kind: str, migrate: Callable[[], Any],
+             to: Location | None = None) -> None:
         started = time.monotonic()
         outcome, error = "done", None
         try:
@@ -299,7 +326,7 @@ class PolicyLoop:
         except Exception as e:  # a bug or an unexpected API answer: say so, keep running
             outcome, error = "failed", f"{type(e).__name__}: {e}"
         finally:
-            self.guard.finished(service)
+            self.guard.finished(service, to if outcome == "done" else None)
         self.outcomes[outcome] += 1
         if self.metrics:
             self.metrics.migrations.labels(kind, outcome).inc()

@@ -215,6 +215,21 @@ def test_cooldown_holds_a_service_that_just_moved() -> None:
     assert [p.target for p in c.migrated] == ["cloud/cloud", "edge/edge1"]
 
 
+def test_a_moved_service_is_not_decided_on_until_observed_at_its_new_place() -> None:
+    c = FakeContinuum({"ml/a": 0})
+    loop, out, _ = make_loop(c, cooldown_s=0)
+    assert loop.tick()[0].outcome == "migration started"
+    settle(loop)
+    c.where["ml/a"] = 0  # Prometheus still answers with the old pod's samples
+    d = loop.tick()[0]
+    assert d.action == "none" and d.predicted is None
+    assert d.reason.startswith("observed at edge/edge0, but it moved to cloud/cloud")
+    assert "waiting until the old pod" in lines(out)[-1]["reason"]
+    c.where["ml/a"] = 3
+    assert loop.tick()[0].action == "stay"  # MoveTo(3): it is there now
+    assert [p.target for p in c.migrated] == ["cloud/cloud"]
+
+
 def test_at_most_k_migrations_at_once_and_a_moving_service_is_left_alone() -> None:
     c = FakeContinuum({"ml/a": 0, "ml/b": 1, "ml/c": 2})
     c.finish.clear()  # migrations stay in flight
@@ -277,6 +292,15 @@ def test_guard_on_its_own() -> None:
     assert g.hold("b", 0.2) is None and g.hold("a", 0.2).startswith("cooldown")
     clock.now += 10
     assert g.hold("a", 0.2) is None
+    # a move's target, until observed there or for SETTLE_S at most
+    g.finished("a", Location("cloud", "cloud"))
+    assert g.unsettled("a", Location("edge", "edge0")) is not None
+    assert g.unsettled("b", Location("edge", "edge0")) is None
+    clock.now += Guard.SETTLE_S + 1
+    assert g.unsettled("a", Location("edge", "edge0")) is None
+    g.finished("a", Location("cloud", "cloud"))
+    assert g.unsettled("a", Location("cloud", "cloud")) is None
+    assert g.unsettled("a", Location("edge", "edge0")) is None  # settled once: done
 
 
 def _transitions(n: int) -> list[Transition]:
