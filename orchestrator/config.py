@@ -80,6 +80,10 @@ class ServiceSpec(_Strict):
     memory_gib: float = Field(default=2.0, gt=0)
     cpu_request: float = Field(default=1.0, gt=0)
 
+    def workers_on(self, host: HostProfile) -> int:
+        """How many requests it computes at once on `host`."""
+        return self.workers or host.cores
+
 
 class MigrationCost(_Strict):
     """What one move costs in the step it happens (make-before-break: two copies run briefly,

@@ -265,7 +265,7 @@ class PolicyLoop:
         action, chosen = Controller(service, self.strategy, self.predictor).decide(obs)
         stay = self.predictor.predict(obs, STAY)
         d.predicted = compare(stay, chosen)
-        d.predicted_gain = round(chosen.reward - stay.reward, 4)
+        d.predicted_gain = d.predicted["reward"]["change"]
         target = target_host(action)
         executed = STAY
         if target is None or target == obs.service.host:

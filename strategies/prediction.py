@@ -25,6 +25,10 @@ class Prediction:
     move_cost_ms: float = 0.0
 
     @property
+    def move_cost(self) -> dict[str, float]:
+        return {"power_w": self.move_cost_w, "latency_ms": self.move_cost_ms}
+
+    @property
     def settled(self) -> dict[str, float]:
         """Power and latency once the move is over (the cost of moving spent)."""
         return {"power_w": self.power_w - self.move_cost_w,
@@ -62,7 +66,7 @@ def compare(stay: Prediction, chosen: Prediction) -> dict[str, dict[str, float]]
     (`move_cost`); reward: of the step itself, cost included (what the gain gate weighs)."""
     out = {q: {"stay": round(stay.settled[q], 3), "chosen": round(v, 3),
                "change": round(v - stay.settled[q], 3),
-               "move_cost": round(getattr(chosen, q) - v, 3)}
+               "move_cost": round(chosen.move_cost[q], 3)}
            for q, v in chosen.settled.items()}
     out["reward"] = {"stay": round(stay.reward, 4), "chosen": round(chosen.reward, 4),
                      "change": round(chosen.reward - stay.reward, 4)}

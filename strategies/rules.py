@@ -24,8 +24,8 @@ class RulesStrategy:
     def __init__(self, options: StrategyOptions) -> None:
         self.hosts = options.scenario.hosts
         self.sla = options.scenario.service.sla_latency_ms
-        workers = options.scenario.service.workers
-        self.processes = [1 + (workers or h.cores) for h in self.hosts]  # front end + workers
+        service = options.scenario.service
+        self.processes = [1 + service.workers_on(h) for h in self.hosts]  # front end + workers
 
     def reset(self, sim: SimulatedContinuum | None) -> None:
         pass

@@ -350,15 +350,17 @@ def test_load_rises_the_controller_migrates_and_the_observed_change_is_the_predi
         time.sleep(10)
         busy = _observed(d)
         assert busy["latency_ms"] > calm["latency_ms"], (calm, busy)
-        if abs(users - overload_users(fitted(d, busy))) > 0.3 * users:
+        # The controller predicts with the service's time per request under this load.
+        performance = fitted(d, busy)
+        if abs(users - overload_users(performance)) > 0.3 * users:
             # Timed alone, the service looked much faster than it is under this load: load it
-            # again with as many users as its time under load calls for.
+            # again with as many users as its time under load calls for, and fit again.
             reports.append(heavy.stop())
-            users = overload_users(yaml.safe_load(d.config.read_text())["performance"])
+            users = overload_users(performance)
             heavy = load(d, rate=400, duration=600, users=users)
             time.sleep(10)
             busy = _observed(d)
-        fitted(d, busy)  # the controller predicts with the time under this load
+            fitted(d, busy)
         # The SLA puts the rules' evacuation threshold (80 %) between calm and busy latency.
         doc = yaml.safe_load(d.config.read_text())
         doc["services"][0]["sla_latency_ms"] = (calm["latency_ms"] + busy["latency_ms"]) / 1.6

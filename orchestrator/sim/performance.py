@@ -57,7 +57,7 @@ class Backend:
     """TorchServe-like backend of one service on one host."""
 
     def __init__(self, service: ServiceSpec, host: HostProfile) -> None:
-        self.servers = service.workers or host.cores
+        self.servers = service.workers_on(host)
         slow = host.speed * (1.0 - host.background_utilization)
         self.per_image = service.inference_ms_per_image / 1000.0 / slow
         self.overhead = service.batch_overhead_ms / 1000.0 / slow
