@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 from orchestrator.config import PAPER
 from orchestrator.controller import Controller
@@ -43,7 +44,7 @@ def env_steps(n: int) -> None:
             env.reset()
 
 
-def tick_ms(strategy: str, model_path: str | None = None, n: int = 500) -> float:
+def tick_ms(strategy: str, model_path: Path | None = None, n: int = 500) -> float:
     sim = SimulatedContinuum(PAPER.model_copy(update={"episode_steps": n + 1}), "test", seed=0)
     opts = StrategyOptions(PAPER, model_path=model_path)
     controller = Controller(sim, create(strategy, opts), Predictor(PAPER, model=sim.model))
@@ -56,17 +57,20 @@ def tick_ms(strategy: str, model_path: str | None = None, n: int = 500) -> float
     return statistics.median(times)
 
 
+def model(algorithm: str) -> Path:
+    return Path(f"/tmp/greenwise-bench-{algorithm}.zip")
+
+
 def main() -> None:
     print(f"raw simulator:        {rate(raw_sim, 200_000):10,.0f} steps/s   (goal >= 50,000)")
     print(f"GreenWise-v0 env:     {rate(env_steps, 50_000):10,.0f} steps/s")
     for algo in ("maskppo", "a2c"):
         start = time.perf_counter()
-        rl.train(algo, PAPER, "power-latency", 5500, seed=0, out=__import__("pathlib").Path(
-            f"/tmp/greenwise-bench-{algo}.zip"))
+        rl.train(algo, PAPER, "power-latency", 5500, seed=0, out=model(algo))
         print(f"train {algo:8s} 5500:  {time.perf_counter() - start:10.2f} s       "
               f"{'(goal <= 10 s)' if algo == 'maskppo' else ''}")
     for name in ("greedy", "rules", "maskppo", "a2c"):
-        path = f"/tmp/greenwise-bench-{name}.zip" if name in ("maskppo", "a2c") else None
+        path = model(name) if name in ("maskppo", "a2c") else None
         print(f"control tick {name:8s} {tick_ms(name, path):8.3f} ms median  (goal <= 5 ms)")
 
 
