@@ -513,7 +513,7 @@ def _records_table(title: str, records: list[dict[str, Any]]) -> Any:
 
 def _predict_move(config: Any, plan: Any, users: int) -> dict[str, Any]:
     """The model's power/latency at `users` on the source host vs the target host."""
-    from orchestrator.sim.performance import PerformanceModel
+    from orchestrator.performance import PerformanceModel
 
     scenario = config.scenario()
     model = PerformanceModel(scenario)

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from orchestrator.errors import GreenwiseError
+from orchestrator.workload import PATTERNS, pattern
 
 Tier = Literal["edge", "fog", "cloud"]
 
@@ -111,19 +112,29 @@ class WorkloadSpec(_Strict):
 class Scenario(_Strict):
     name: str = "custom"
     clusters: tuple[ClusterSpec, ...] = Field(min_length=1)
+    # One service (`service`, the paper's case) or several (`services`), sharing the hosts.
     service: ServiceSpec = ServiceSpec()
+    services: tuple[ServiceSpec, ...] = ()
     workload: WorkloadSpec = WorkloadSpec()
     migration: MigrationCosts = MigrationCosts()
     episode_steps: int = Field(default=25, gt=0)
 
     @model_validator(mode="after")
     def _unique(self) -> Scenario:
+        if self.services and "service" in self.model_fields_set:
+            raise ValueError("give either service (one) or services (several), not both")
         for kind, names in (("cluster", [c.name for c in self.clusters]),
-                            ("host", [h.name for h in self.hosts])):
+                            ("host", [h.name for h in self.hosts]),
+                            ("service", [s.name for s in self.fleet])):
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:
                 raise ValueError(f"{kind} names must be unique; repeated: {', '.join(dup)}")
         return self
+
+    @property
+    def fleet(self) -> tuple[ServiceSpec, ...]:
+        """Every service of the scenario, in order."""
+        return self.services or (self.service,)
 
     @property
     def hosts(self) -> tuple[HostProfile, ...]:
@@ -194,7 +205,6 @@ def describe_validation_error(e: ValidationError) -> str:
 
 def _resolve_traces(scenario: Scenario, base: Path) -> Scenario:
     """Trace paths in a scenario file are relative to that file; check and pin them."""
-    from orchestrator.sim.workload import PATTERNS, pattern  # late: workload imports errors only
 
     resolved = {}
     for field in ("train", "test"):
@@ -354,13 +364,15 @@ class ContinuumConfig(_Strict):
                              f"services: {known}")
 
     def scenario(self) -> Scenario:
-        """The clusters as a scenario, so the performance model can predict moves."""
-        sla = self.services[0].sla_latency_ms if self.services else 500.0
+        """The clusters as a scenario, so the performance model can predict moves: one
+        service profile per managed service (the shared performance, its own SLA)."""
+        specs = tuple(self.performance.model_copy(
+            update={"name": s.key, "sla_latency_ms": s.sla_latency_ms}) for s in self.services)
         return Scenario(
             name="continuum",
             clusters=tuple(ClusterSpec(name=c.name, tier=c.tier, hosts=c.hosts)
                            for c in self.clusters),
-            service=self.performance.model_copy(update={"sla_latency_ms": sla}))
+            services=specs)
 
 
 def load_continuum(path: Path) -> ContinuumConfig:

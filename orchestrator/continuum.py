@@ -1,33 +1,68 @@
-"""The Continuum protocol: what strategies and the controller see, simulated or real."""
+"""The Continuum protocol: what the loop and the strategies see, simulated or real.
+
+A continuum is hosts (in the order of its `topology`) and the managed services placed on them.
+`snapshot()` observes all of them at one instant; `masks()` says, per service, which actions
+are feasible (Eq. 7: stay always; hosts that can take it, counting the other services);
+`plan()` says what a move would do, reading only; `apply()` carries out planned moves.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from orchestrator.config import HostProfile
-from orchestrator.model import Observation
+from orchestrator.config import ServiceSpec
+from orchestrator.model import Move, Snapshot
+from orchestrator.topology import MoveKind, Topology
+
+
+class Plan(Protocol):
+    """A move and how it is carried out (the migration's steps)."""
+
+    @property
+    def move(self) -> Move: ...
+
+    @property
+    def kind(self) -> MoveKind: ...
+
+    @property
+    def steps(self) -> Sequence[str]: ...
+
+
+Done = Callable[[Plan, str], None]
 
 
 class Continuum(Protocol):
-    """Hosts that can be observed, and a service that can be told where to run."""
+    topology: Topology
+    specs: tuple[ServiceSpec, ...]  # per service, in snapshot order: its SLA and performance
 
-    hosts: tuple[HostProfile, ...]
+    def snapshot(self) -> Snapshot:
+        """Every service and every host now."""
 
-    def observe(self) -> Observation:
-        """The service and every host now."""
+    def masks(self, snapshot: Snapshot) -> np.ndarray:
+        """bool[services, hosts + 1]: the feasible actions of each service (Eq. 7)."""
 
-    def can_host(self, host: int) -> bool:
-        """Whether host `host` can take the service at all (capacity, memory, taints)."""
+    def plan(self, move: Move) -> Plan:
+        """What `move` would do (reads only); raises GreenwiseError if it cannot be done."""
 
-    def apply(self, target: int | None) -> None:
-        """Move the service to host `target` (None: stay), then let one control interval pass."""
+    def apply(self, plans: Sequence[Plan], on_done: Done | None = None) -> None:
+        """Carry the plans out, calling `on_done(plan, outcome)` as each ends ("done",
+        "rolled_back" or "failed"). The simulated continuum moves at once and then lets one
+        control interval pass; on clusters the migrations start (journaled, in the background)."""
 
 
-def action_mask(continuum: Continuum, current: int) -> np.ndarray:
-    """Eq. 7: stay is always allowed; the current host and hosts that cannot take it are not."""
-    mask = np.ones(len(continuum.hosts) + 1, dtype=bool)
-    for i in range(len(continuum.hosts)):
-        mask[i + 1] = i != current and continuum.can_host(i)
-    return mask
+@runtime_checkable
+class Clairvoyant(Protocol):
+    """A continuum that knows its future (the simulated one): what the oracle plans over."""
+
+    steps: int
+    t: int
+    placement: list[int]
+
+    def outcome(self, host: int, t: int, moved: MoveKind | None,
+                service: int = 0) -> tuple[float, float, object]:
+        """(service watts, latency ms, detail) of `service` on `host` at step t."""
+
+    def can_host(self, host: int, service: int = 0) -> bool: ...

@@ -8,7 +8,7 @@ result) by MAE (W) and MAPE (%), and keeps the model with the lowest held-out MA
 of the host's rows.
 
 The best model becomes the host's power profile in the form the simulator and the lab's node
-exporter use (orchestrator.sim.performance.curve_fraction):
+exporter use (orchestrator.performance.curve_fraction):
 watts(u) = idle_watts + (max_watts - idle_watts) * curve(u), with idle_watts = model(0),
 max_watts = model(1) and curve the model sampled at CURVE_POINTS utilizations, piecewise linear
 between them. Power is taken not to fall as utilization rises: the samples are made
@@ -347,7 +347,7 @@ def write_target(doc: dict[str, Any], path: Path) -> None:
 def tables(data: dict[str, Any]) -> list[Any]:
     """Table 7 (held-out MAE / MAPE per model and host, best marked *) and the chosen models."""
     from orchestrator.output import table
-    from orchestrator.sim.performance import curve_fraction
+    from orchestrator.performance import curve_fraction
 
     hosts = data["hosts"]
     cols = ["model"] + [f"{h} {k}" for h in hosts for k in ("MAE W", "MAPE %")]

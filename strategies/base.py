@@ -1,38 +1,92 @@
-"""The strategy protocol and its registry: every strategy is one module with one class."""
+"""The strategy protocols and their registry: every strategy is one module with one class.
+
+A strategy decides for every managed service at once: `decide(snapshot, masks)` returns one
+action per service (Eq. 8: 0 = stay, h = move to host h - 1). Most strategies here are written
+for one service (`decide(obs, mask) -> action`, the paper's MDP); `PerService` runs one instance
+of such a strategy per service. Each strategy declares typed `Options`, checked when it is
+created, and whether it `needs_future` (simulation only). Strategies see a continuum only
+through the protocol in orchestrator/continuum.py, never an implementation.
+"""
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import ClassVar, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from orchestrator.config import Scenario
-from orchestrator.errors import GreenwiseError
-from orchestrator.model import Observation
-from orchestrator.sim.continuum import SimulatedContinuum
+from orchestrator.config import Scenario, ServiceSpec, describe_validation_error
+from orchestrator.continuum import Continuum
+from orchestrator.errors import BadInput
+from orchestrator.model import STAY, Observation, Snapshot
 
 
-@dataclass
-class StrategyOptions:
+class NoOptions(BaseModel):
+    """A strategy without options: any option given is refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """What every strategy may know: the hosts and services (a scenario; on clusters, made
+    from the config), the seed, the reward objective, and which service it decides for."""
+
     scenario: Scenario
     seed: int = 0
-    model_path: Path | None = None
     reward: str = "power-latency"
-    extra: dict[str, str] = field(default_factory=dict)
+    on_clusters: bool = False
+    service: int = 0  # for a single-service strategy: the index of its service
+
+    @property
+    def spec(self) -> ServiceSpec:
+        return self.scenario.fleet[self.service]
+
+
+class ServiceStrategy(Protocol):
+    """Decides for one service (the paper's MDP)."""
+
+    name: ClassVar[str]
+    needs_future: ClassVar[bool]
+    Options: ClassVar[type[BaseModel]]
+
+    def reset(self, continuum: Continuum) -> None:
+        """A new episode (simulation) or run starts."""
+
+    def decide(self, obs: Observation, mask: np.ndarray) -> int:
+        """The action for this step: 0 = stay, h = move to host h - 1 (mask[h] must be True)."""
 
 
 class Strategy(Protocol):
-    name: ClassVar[str]
-    simulation_only: ClassVar[bool]
+    """Decides for every service at once."""
 
-    def reset(self, sim: SimulatedContinuum | None) -> None:
-        """A new episode starts; `sim` is given only on the simulated continuum."""
+    name: str
 
-    def decide(self, obs: Observation, mask: np.ndarray) -> int:
-        """The action for this step: 0 = stay, h = move to host h (mask[h] must be True)."""
+    def reset(self, continuum: Continuum) -> None: ...
+
+    def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
+        """One action per service of the snapshot."""
+
+
+class PerService:
+    """A single-service strategy run for each service: one instance per service, each with
+    its own service's SLA and performance profile; invalid services stay."""
+
+    def __init__(self, cls: type, context: StrategyContext, options: BaseModel) -> None:
+        self.name: str = cls.name
+        self.parts = [cls(replace(context, service=i), options)
+                      for i in range(len(context.scenario.fleet))]
+
+    def reset(self, continuum: Continuum) -> None:
+        for p in self.parts:
+            p.reset(continuum)
+
+    def decide(self, snapshot: Snapshot, masks: np.ndarray) -> list[int]:
+        return [p.decide(snapshot.view(i), masks[i]) if s.valid else STAY
+                for i, (p, s) in enumerate(zip(self.parts, snapshot.services, strict=True))]
 
 
 # One registry: name -> "module:Class". Modules load on first use, so commands that never touch
@@ -52,12 +106,22 @@ def names() -> list[str]:
     return list(REGISTRY)
 
 
-def strategy_class(name: str) -> type:
+def strategy_class(name: str) -> Any:
     if name not in REGISTRY:
-        raise GreenwiseError(f"unknown strategy {name!r}; choose one of: {', '.join(names())}")
+        raise BadInput(f"unknown strategy {name!r}; choose one of: {', '.join(names())}")
     module, _, cls = REGISTRY[name].partition(":")
     return getattr(importlib.import_module(module), cls)
 
 
-def create(name: str, options: StrategyOptions) -> Strategy:
-    return strategy_class(name)(options)
+def create(name: str, context: StrategyContext, options: dict[str, Any] | None = None
+           ) -> Strategy:
+    """The strategy `name` for every service of the context's scenario, its options checked."""
+    cls = strategy_class(name)
+    if cls.needs_future and context.on_clusters:
+        raise BadInput(f"strategy {name!r} reads the future: it runs only on the simulated "
+                       "continuum (no --config)")
+    try:
+        opts = cls.Options.model_validate(options or {})
+    except ValidationError as e:
+        raise BadInput(f"strategy {name!r}: {describe_validation_error(e)}") from e
+    return PerService(cls, context, opts)

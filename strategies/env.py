@@ -4,6 +4,7 @@ Observation (Eq. 4-6, all in [0, 1]): the service's host as one-hot, the service
 latency and users, then each host's power and CPU. Action (Eq. 8): Discrete(N + 1), 0 = stay,
 h = move to host h. `action_masks()` (Eq. 7) hides the current host and hosts that cannot take
 the service; choosing a masked action anyway keeps the service where it is and earns -1.
+A step is one tick of the control loop (orchestrator/control/loop.py), without gates.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import gymnasium as gym
 import numpy as np
 
 from orchestrator.config import Scenario, load_scenario
-from orchestrator.continuum import action_mask
-from orchestrator.model import Observation, target_host
+from orchestrator.control.loop import Loop, rewards
+from orchestrator.model import STAY, Observation
 from orchestrator.sim.continuum import SimulatedContinuum
-from strategies.reward import INVALID_ACTION_PENALTY, REWARDS, reward
+from strategies.prediction import Predictor
+from strategies.reward import REWARDS
 
 ENV_ID = "GreenWise-v0"
 
@@ -25,10 +27,10 @@ ENV_ID = "GreenWise-v0"
 class Encoder:
     """Turns an Observation into the normalized vector the RL policies see."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, service: int = 0) -> None:
         self.n = len(scenario.hosts)
         self.p_max = max(h.max_watts for h in scenario.hosts)
-        self.l_max = scenario.service.sla_latency_ms
+        self.l_max = scenario.fleet[service].sla_latency_ms
         self.u_max = 2.0 * scenario.workload.peak_users
         self.size = 2 * self.n + 4 + self.n
 
@@ -56,6 +58,8 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
             raise ValueError(f"reward must be one of {', '.join(REWARDS)}, not {reward_kind!r}")
         self.scenario = load_scenario(scenario) if isinstance(scenario, str) else scenario
         self.sim = SimulatedContinuum(self.scenario, phase, seed=seed)
+        self.loop = Loop(self.sim, None, Predictor(self.scenario, reward_kind, self.sim.model),
+                         explain=False)
         self.encode = Encoder(self.scenario)
         self.reward_kind = reward_kind
         self.p_max = self.encode.p_max
@@ -64,10 +68,10 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
         self.action_space = gym.spaces.Discrete(len(self.scenario.hosts) + 1)
 
     def observation(self) -> Observation:
-        return self.sim.observe()
+        return self.sim.snapshot().view(0)
 
     def action_masks(self) -> np.ndarray:
-        return action_mask(self.sim, self.sim.host)
+        return self.sim.masks(self.sim.snapshot())[0]
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -76,20 +80,21 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
             seed = int(self.np_random.integers(2**31))
         self._seeded = True
         self.sim.reset(seed=seed, start_host=(options or {}).get("start_host"))
-        return self.encode(self.sim.observe()), {"host": self.sim.host}
+        return self.encode(self.observation()), {"host": self.sim.host}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        action = int(action)
-        valid = bool(self.action_masks()[action])
-        self.sim.apply(target_host(action) if valid else None)
-        watts, latency = self.sim.current()
-        r = reward(self.reward_kind, watts, latency, self.p_max, self.l_max)
-        if not valid:
-            r = INVALID_ACTION_PENALTY
-        info = {"host": self.sim.host, "power_w": watts, "latency_ms": latency,
-                "moved": self.sim.moved, "invalid": not valid,
-                "sla_violation": latency > self.l_max}
-        return self.encode(self.sim.observe()), r, False, self.sim.done, info
+        """The agent's action for the first service, through the control loop (no gates);
+        any other services stay."""
+        before = self.sim.snapshot()
+        actions = [int(action)] + [STAY] * (len(before.services) - 1)
+        tick = self.loop.act(before, self.sim.masks(before), actions)
+        after = self.sim.snapshot()
+        s = after.services[0]
+        info = {"host": s.host, "power_w": s.power_w, "latency_ms": s.latency_ms,
+                "moved": self.sim.moved[0], "invalid": tick.refused(0),
+                "sla_violation": s.latency_ms > self.l_max}
+        r = rewards(self.loop.predictor, tick, after)[0]
+        return self.encode(after.view(0)), r, False, self.sim.done, info
 
 
 def register() -> None:

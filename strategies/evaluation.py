@@ -9,9 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.config import Scenario
+from orchestrator.config import ControllerConfig, Scenario
+from orchestrator.control.gates import Gates
+from orchestrator.control.loop import Loop, rewards
+from orchestrator.sim.continuum import SimulatedContinuum
+from orchestrator.workload import TICK_S
 from strategies.base import Strategy
-from strategies.env import GreenWiseEnv
+from strategies.prediction import Predictor
 
 
 @dataclass
@@ -38,24 +42,30 @@ class StrategyResult:
 
 def run_episodes(strategy: Strategy, scenario: Scenario, episodes: int, seed: int,
                  reward_kind: str = "power-latency", phase: str = "test",
-                 on_episode: Callable[[], None] | None = None) -> StrategyResult:
-    """Episode e uses seed + e, so every strategy meets the same workloads and start hosts."""
-    env = GreenWiseEnv(scenario, phase, reward_kind)
+                 on_episode: Callable[[], None] | None = None,
+                 gates: ControllerConfig | None = None) -> StrategyResult:
+    """Episode e uses seed + e, so every strategy meets the same workloads and start hosts.
+    Every tick goes through the control loop; `gates` (None: off, the paper's setting) run on
+    the simulated clock. Rewards, power and latency are summed over the services."""
+    sim = SimulatedContinuum(scenario, phase)
+    predictor = Predictor(scenario, reward_kind, sim.model)
     result = StrategyResult(host_steps={h.name: 0 for h in scenario.hosts})
     for e in range(episodes):
-        env.reset(seed=seed + e)
-        strategy.reset(env.sim)
+        sim.reset(seed=seed + e)
+        strategy.reset(sim)
+        clock = Gates(gates, clock=lambda: sim.t * TICK_S) if gates else None
+        loop = Loop(sim, strategy, predictor, clock, explain=False)
         total, power, latency = 0.0, [], []
-        done = False
-        while not done:
-            action = strategy.decide(env.observation(), env.action_masks())
-            _, r, _, done, info = env.step(action)
-            total += r
-            power.append(info["power_w"])
-            latency.append(info["latency_ms"])
-            result.sla_violations += info["sla_violation"]
-            result.migrations += info["moved"] is not None
-            result.host_steps[scenario.hosts[info["host"]].name] += 1
+        while not sim.done:
+            tick = loop.tick()
+            after = sim.snapshot()
+            total += sum(rewards(predictor, tick, after))
+            power.append(sum(s.power_w for s in after.services))
+            latency.append(float(np.mean([s.latency_ms for s in after.services])))
+            result.migrations += len(tick.plans)
+            for i, s in enumerate(after.services):
+                result.sla_violations += s.latency_ms > predictor.sla(i)
+                result.host_steps[scenario.hosts[s.host].name] += 1
         result.episode_rewards.append(total)
         result.episode_power.append(float(np.mean(power)))
         result.episode_latency.append(float(np.mean(latency)))

@@ -8,21 +8,23 @@ from typing import ClassVar
 import numpy as np
 
 from orchestrator.model import Observation
-from orchestrator.sim.continuum import SimulatedContinuum
-from strategies.base import StrategyOptions
+from orchestrator.continuum import Continuum
+from strategies.base import NoOptions, StrategyContext
 from strategies.prediction import Predictor
 
 
 class GreedyStrategy:
     name: ClassVar[str] = "greedy"
-    simulation_only: ClassVar[bool] = False
+    needs_future: ClassVar[bool] = False
+    Options: ClassVar[type[NoOptions]] = NoOptions
 
-    def __init__(self, options: StrategyOptions) -> None:
-        self.predictor = Predictor(options.scenario, options.reward)
+    def __init__(self, context: StrategyContext, options: NoOptions) -> None:
+        self.predictor = Predictor(context.scenario, context.reward)
+        self.service = context.service
 
-    def reset(self, sim: SimulatedContinuum | None) -> None:
+    def reset(self, continuum: Continuum) -> None:
         pass
 
     def decide(self, obs: Observation, mask: np.ndarray) -> int:
         valid = [a for a in range(len(mask)) if mask[a]]
-        return max(valid, key=lambda a: self.predictor.predict(obs, a).reward)
+        return max(valid, key=lambda a: self.predictor.predict(obs, a, self.service).reward)

@@ -33,7 +33,7 @@ from sb3_contrib import MaskablePPO
 from orchestrator.model import Observation
 from strategies.env import Encoder
 from strategies.prediction import Predictor
-from strategies.reward import INVALID_ACTION_PENALTY, reward
+from strategies.reward import INVALID_ACTION_PENALTY
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,7 @@ class OnlineLearner:
             return
         before, mask, action = self.pending.pop(service)
         p = self.predictor
-        r = reward(p.reward_kind, obs.service.power_w, obs.service.latency_ms, p.model.p_max,
-                   p.l_max)
+        r = p.reward(obs.service.power_w, obs.service.latency_ms, p.index(service))
         self.transitions.append(Transition(before, mask, action, r))
         self.new += 1
         if self.new >= self.every:

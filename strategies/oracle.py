@@ -1,6 +1,7 @@
 """Oracle: the best placement sequence for the whole episode, by dynamic programming over
-(step, host) with the episode's future workload and noise known. An upper bound; it needs the
-simulated continuum and cannot run on real clusters."""
+(step, host) with the episode's future workload and noise known. An upper bound for one
+service; it needs a continuum that knows its future (the simulated one), never real clusters.
+With several services each is planned alone (the others where they started)."""
 
 from __future__ import annotations
 
@@ -8,39 +9,42 @@ from typing import ClassVar
 
 import numpy as np
 
-from orchestrator.errors import GreenwiseError
+from orchestrator.continuum import Clairvoyant, Continuum
+from orchestrator.errors import BadInput
 from orchestrator.model import Observation
-from orchestrator.sim.continuum import SimulatedContinuum
-from strategies.base import StrategyOptions
+from strategies.base import NoOptions, StrategyContext
 from strategies.reward import reward
 
 
 class OracleStrategy:
     name: ClassVar[str] = "oracle"
-    simulation_only: ClassVar[bool] = True
+    needs_future: ClassVar[bool] = True
+    Options: ClassVar[type[NoOptions]] = NoOptions
 
-    def __init__(self, options: StrategyOptions) -> None:
-        self.reward_kind = options.reward
+    def __init__(self, context: StrategyContext, options: NoOptions) -> None:
+        self.reward_kind = context.reward
+        self.service = context.service
+        self.sla = context.spec.sla_latency_ms
         self.plan: list[int] = []
 
-    def reset(self, sim: SimulatedContinuum | None) -> None:
-        if sim is None:
-            raise GreenwiseError("the oracle needs the simulated continuum (it reads the future)")
-        n, steps = len(sim.hosts), sim.steps
-        p_max, l_max = sim.model.p_max, sim.scenario.service.sla_latency_ms
+    def reset(self, continuum: Continuum) -> None:
+        if not isinstance(continuum, Clairvoyant):
+            raise BadInput("the oracle needs the simulated continuum (it reads the future)")
+        sim, s = continuum, self.service
+        topology = continuum.topology
+        n, steps = len(topology), sim.steps
 
         def r(t: int, src: int, dst: int) -> float:
-            moved = None if src == dst else sim.move_kind(src, dst)
-            watts, latency, _ = sim.outcome(dst, t, moved)
-            return reward(self.reward_kind, watts, latency, p_max, l_max)
+            watts, latency, _ = sim.outcome(dst, t, topology.move_kind(src, dst), s)
+            return reward(self.reward_kind, watts, latency, topology.p_max, self.sla)
 
         value = np.full(n, -np.inf)
-        value[sim.host] = 0.0
+        value[sim.placement[s]] = 0.0
         back = np.zeros((steps + 1, n), dtype=int)
         for t in range(1, steps + 1):
             new = np.full(n, -np.inf)
             for dst in range(n):
-                if not sim.can_host(dst):
+                if not sim.can_host(dst, s):
                     continue
                 for src in range(n):
                     if value[src] > -np.inf and value[src] + r(t, src, dst) > new[dst]:

@@ -1,5 +1,5 @@
 """What the model predicts an action will do: the basis of greedy decisions, plans and the
-policy mode's minimum-gain guard. Users are assumed to stay as observed (one-step lookahead)."""
+minimum-gain gate. Users are assumed to stay as observed (one-step lookahead)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from orchestrator.config import Scenario
 from orchestrator.model import Observation, target_host
-from orchestrator.sim.performance import PerformanceModel
+from orchestrator.performance import PerformanceModel
+from orchestrator.topology import MoveKind, Topology
 from strategies.reward import reward
 
 
@@ -20,7 +21,7 @@ class Prediction:
     power_w: float
     latency_ms: float
     reward: float
-    move: str | None  # "intra" | "inter" | None
+    move: MoveKind | None
     move_cost_w: float = 0.0
     move_cost_ms: float = 0.0
 
@@ -36,28 +37,43 @@ class Prediction:
 
 
 class Predictor:
+    """Predictions for every service of a scenario, each with its own performance and SLA."""
+
     def __init__(self, scenario: Scenario, reward_kind: str = "power-latency",
                  model: PerformanceModel | None = None) -> None:
         self.scenario = scenario
-        self.model = model or PerformanceModel(scenario)
+        self.topology = Topology([(c.name, c.hosts) for c in scenario.clusters])
+        self.models = [model if model is not None and i == 0 else
+                       PerformanceModel(scenario, service=s)
+                       for i, s in enumerate(scenario.fleet)]
         self.reward_kind = reward_kind
-        self.clusters = [scenario.cluster_of(h.name) for h in scenario.hosts]
-        self.l_max = scenario.service.sla_latency_ms
+        self.p_max = self.topology.p_max
 
-    def predict(self, obs: Observation, action: int) -> Prediction:
+    def index(self, name: str) -> int:
+        """The index of the service named `name` (0 if unknown: the single service)."""
+        names = [s.name for s in self.scenario.fleet]
+        return names.index(name) if name in names else 0
+
+    def sla(self, service: int = 0) -> float:
+        return self.scenario.fleet[service].sla_latency_ms
+
+    def reward(self, power_w: float, latency_ms: float, service: int = 0) -> float:
+        """Eq. 9-11 for `service` drawing `power_w` at `latency_ms` (against its own SLA)."""
+        return reward(self.reward_kind, power_w, latency_ms, self.p_max, self.sla(service))
+
+    def predict(self, obs: Observation, action: int, service: int = 0) -> Prediction:
         src = obs.service.host
         dst = target_host(action)
         dst = src if dst is None else dst
-        move = None if dst == src else (
-            "intra" if self.clusters[src] == self.clusters[dst] else "inter")
-        o = self.model.outcome(dst, obs.service.users)
+        move = self.topology.move_kind(src, dst)
+        o = self.models[service].outcome(dst, obs.service.users)
         cost_w = cost_ms = 0.0
         if move is not None:
             cost = getattr(self.scenario.migration, f"{move}_cluster")
             cost_w, cost_ms = cost.watts, cost.latency_ms
         watts, latency = o.service_watts + cost_w, o.latency_ms + cost_ms
-        r = reward(self.reward_kind, watts, latency, self.model.p_max, self.l_max)
-        return Prediction(dst, watts, latency, r, move, cost_w, cost_ms)
+        return Prediction(dst, watts, latency, self.reward(watts, latency, service), move,
+                          cost_w, cost_ms)
 
 
 def compare(stay: Prediction, chosen: Prediction) -> dict[str, dict[str, float]]:

@@ -7,18 +7,20 @@ from typing import ClassVar
 import numpy as np
 
 from orchestrator.model import Observation
-from orchestrator.sim.continuum import SimulatedContinuum
-from strategies.base import StrategyOptions
+from orchestrator.continuum import Continuum
+from strategies.base import NoOptions, StrategyContext
 
 
 class RandomStrategy:
     name: ClassVar[str] = "random"
-    simulation_only: ClassVar[bool] = False
+    needs_future: ClassVar[bool] = False
+    Options: ClassVar[type[NoOptions]] = NoOptions
 
-    def __init__(self, options: StrategyOptions) -> None:
-        self.rng = np.random.default_rng(options.seed)
+    def __init__(self, context: StrategyContext, options: NoOptions) -> None:
+        # service 0 keeps the paper's stream; each further service its own
+        self.rng = np.random.default_rng(context.seed + context.service)
 
-    def reset(self, sim: SimulatedContinuum | None) -> None:
+    def reset(self, continuum: Continuum) -> None:
         pass
 
     def decide(self, obs: Observation, mask: np.ndarray) -> int:

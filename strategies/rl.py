@@ -17,9 +17,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from orchestrator.config import Scenario
 from orchestrator.errors import GreenwiseError
+from orchestrator.continuum import Continuum
 from orchestrator.model import Observation
-from orchestrator.sim.continuum import SimulatedContinuum
-from strategies.base import StrategyOptions
+from strategies.base import NoOptions, StrategyContext
 from strategies.env import Encoder, GreenWiseEnv
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"maskppo": MaskablePPO, "a2c": A2C}
@@ -59,6 +59,19 @@ def train(algorithm: str, scenario: Scenario, reward_kind: str, steps: int, seed
     return model
 
 
+_LOADED: dict[tuple[str, Path, int], BaseAlgorithm] = {}
+
+
+def _loaded(algorithm: str, path: Path, scenario: Scenario) -> BaseAlgorithm:
+    """One loaded model per file version, shared by the services that decide with it."""
+    if not path.is_file():
+        return load(algorithm, path, scenario)  # says what is missing
+    key = (algorithm, path.resolve(), path.stat().st_mtime_ns)
+    if key not in _LOADED:
+        _LOADED[key] = load(algorithm, path, scenario)
+    return _LOADED[key]
+
+
 def load(algorithm: str, path: Path, scenario: Scenario) -> BaseAlgorithm:
     if not path.is_file():
         raise GreenwiseError(f"model file {path} does not exist; train one with "
@@ -77,19 +90,21 @@ def load(algorithm: str, path: Path, scenario: Scenario) -> BaseAlgorithm:
     return model
 
 
+class RLOptions(NoOptions):
+    model: Path  # saved by `greenwise-mc train`
+
+
 class _RLStrategy:
     name: ClassVar[str]
-    simulation_only: ClassVar[bool] = False
+    needs_future: ClassVar[bool] = False
+    Options: ClassVar[type[RLOptions]] = RLOptions
 
-    def __init__(self, options: StrategyOptions) -> None:
-        self.encode = Encoder(options.scenario)
-        if options.model_path is None:
-            raise GreenwiseError(f"strategy {self.name!r} needs a trained model: pass --model "
-                                 "PATH (from `greenwise-mc train`)")
+    def __init__(self, context: StrategyContext, options: RLOptions) -> None:
+        self.encode = Encoder(context.scenario, context.service)
         torch.set_num_threads(1)
-        self.model = load(self.name, options.model_path, options.scenario)
+        self.model = _loaded(self.name, options.model, context.scenario)
 
-    def reset(self, sim: SimulatedContinuum | None) -> None:
+    def reset(self, continuum: Continuum) -> None:
         pass
 
     def _probabilities(self, obs: Observation) -> np.ndarray:

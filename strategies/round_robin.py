@@ -7,18 +7,19 @@ from typing import ClassVar
 import numpy as np
 
 from orchestrator.model import Observation
-from orchestrator.sim.continuum import SimulatedContinuum
-from strategies.base import StrategyOptions
+from orchestrator.continuum import Continuum
+from strategies.base import NoOptions, StrategyContext
 
 
 class RoundRobinStrategy:
     name: ClassVar[str] = "round-robin"
-    simulation_only: ClassVar[bool] = False
+    needs_future: ClassVar[bool] = False
+    Options: ClassVar[type[NoOptions]] = NoOptions
 
-    def __init__(self, options: StrategyOptions) -> None:
+    def __init__(self, context: StrategyContext, options: NoOptions) -> None:
         pass
 
-    def reset(self, sim: SimulatedContinuum | None) -> None:
+    def reset(self, continuum: Continuum) -> None:
         pass
 
     def decide(self, obs: Observation, mask: np.ndarray) -> int:

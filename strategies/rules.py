@@ -9,25 +9,33 @@ from typing import ClassVar
 
 import numpy as np
 
+from pydantic import Field
+
+from orchestrator.continuum import Continuum
 from orchestrator.model import Observation
-from orchestrator.sim.continuum import SimulatedContinuum
-from strategies.base import StrategyOptions
+from strategies.base import NoOptions, StrategyContext
+
+
+class RulesOptions(NoOptions):
+    evacuate_at: float = Field(default=0.8, gt=0)  # fraction of the SLA
+    safe_cpu: float = Field(default=0.6, gt=0, le=1)  # projected host CPU utilization
+    min_saving: float = Field(default=0.2, ge=0, le=1)  # fraction of the current power
 
 
 class RulesStrategy:
     name: ClassVar[str] = "rules"
-    simulation_only: ClassVar[bool] = False
-    evacuate_at = 0.8
-    safe_cpu = 0.6
-    min_saving = 0.2
+    needs_future: ClassVar[bool] = False
+    Options: ClassVar[type[RulesOptions]] = RulesOptions
 
-    def __init__(self, options: StrategyOptions) -> None:
-        self.hosts = options.scenario.hosts
-        self.sla = options.scenario.service.sla_latency_ms
-        service = options.scenario.service
+    def __init__(self, context: StrategyContext, options: RulesOptions) -> None:
+        self.hosts = context.scenario.hosts
+        service = context.spec
+        self.sla = service.sla_latency_ms
+        self.evacuate_at, self.safe_cpu = options.evacuate_at, options.safe_cpu
+        self.min_saving = options.min_saving
         self.processes = [1 + service.workers_on(h) for h in self.hosts]  # front end + workers
 
-    def reset(self, sim: SimulatedContinuum | None) -> None:
+    def reset(self, continuum: Continuum) -> None:
         pass
 
     def _projected_cpu(self, obs: Observation, h: int) -> float:

@@ -69,7 +69,7 @@ def test_reward_variants_follow_eq_9_to_11():
 
 def test_reward_kinds_pull_in_opposite_directions():
     """At light load Power-Aware prefers a frugal edge host, Latency-Aware the nearest one."""
-    from orchestrator.sim.performance import PerformanceModel
+    from orchestrator.performance import PerformanceModel
 
     model = PerformanceModel(PAPER)
     best = {}

@@ -26,7 +26,7 @@ from orchestrator.kube.clusters import Clusters
 from orchestrator.kube.continuum import KubernetesContinuum
 from orchestrator.migration.executor import MigrationFailed, locate
 from orchestrator.monitoring import observe
-from orchestrator.sim.performance import PerformanceModel
+from orchestrator.performance import PerformanceModel
 from tests.lab import loadgen
 from tests.lab.lab import Lab
 from tests.lab.workloads import wait_for

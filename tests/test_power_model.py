@@ -13,7 +13,7 @@ import yaml
 from orchestrator import power_model as pm
 from orchestrator.config import HostProfile, load_scenario
 from orchestrator.errors import GreenwiseError
-from orchestrator.sim.performance import PerformanceModel, curve_fraction
+from orchestrator.performance import PerformanceModel, curve_fraction
 
 EXAMPLE = Path(__file__).parent.parent / "docs" / "power" / "measurements-example.csv"
 

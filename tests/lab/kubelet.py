@@ -57,7 +57,7 @@ from typing import Any
 import httpx
 
 from orchestrator.config import HostProfile
-from orchestrator.sim.performance import curve_fraction
+from orchestrator.performance import curve_fraction
 from tests.lab.cluster import K8S_VERSION, LABEL_PREFIX, HostSpec, Kube, KubeError
 from tests.lab.metrics_http import serve_metrics
 
@@ -611,7 +611,7 @@ class Kubelet:
 
 
 def node_watts(host: HostSpec, utilization: float) -> float:
-    """The simulator's host power (orchestrator.sim.performance): idle + (max - idle) * curve."""
+    """The simulator's host power (orchestrator.performance): idle + (max - idle) * curve."""
     return host.idle_watts + (host.max_watts - host.idle_watts) * curve_fraction(
         host.power_curve, utilization)
 

@@ -105,12 +105,15 @@ class Backend:
 
 
 class PerformanceModel:
-    """Tabulated outcomes for every host and user count of a scenario."""
+    """Tabulated outcomes of one service (default: the scenario's first) for every host of a
+    scenario and every user count."""
 
-    def __init__(self, scenario: Scenario, max_users: int = 200) -> None:
+    def __init__(self, scenario: Scenario, max_users: int = 200,
+                 service: ServiceSpec | None = None) -> None:
         self.scenario = scenario
+        self.service = service or scenario.fleet[0]
         self.hosts = scenario.hosts
-        self.backends = [Backend(scenario.service, h) for h in self.hosts]
+        self.backends = [Backend(self.service, h) for h in self.hosts]
         self.p_max = max(h.max_watts for h in self.hosts)  # reward normalization (Eq. 9)
         self.empty = [self._host_only(h) for h in self.hosts]
         self._tables: list[list[Outcome]] = [[] for _ in self.hosts]

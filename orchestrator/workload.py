@@ -12,6 +12,7 @@ import numpy as np
 from orchestrator.errors import GreenwiseError
 
 DAY_STEPS = 96  # one step per 15 minutes
+TICK_S = 24 * 3600 / DAY_STEPS  # simulated seconds per step: the gates' clock in simulation
 
 
 def ramp(peak: int) -> list[float]:

@@ -1,0 +1,186 @@
+"""The one control loop: observe -> decide -> gate -> plan -> execute, on any continuum.
+
+`run` (simulated and real), `plan`, `evaluate` and the Gymnasium environment all go through
+`Loop.tick` / `Loop.act`. Per service and tick:
+- no decision on an invalid observation (the reason is kept), nor on a service still moving
+  or not yet observed where it moved to;
+- an action the mask forbids is refused: the service stays and the decision says so (the
+  evaluation scores it -1, as the paper's environment does);
+- a move must pass the gates (cooldown, minimum predicted gain, concurrent migrations) unless
+  the loop runs without gates (the paper's reproduction), then it is planned; a dry run stops
+  there; otherwise the continuum carries the plans out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from orchestrator.continuum import Continuum, Plan
+from orchestrator.control.gates import Gates
+from orchestrator.errors import GreenwiseError
+from orchestrator.model import STAY, Move, Observation, ServiceState, Snapshot, target_host
+from strategies.base import Strategy
+from strategies.prediction import Predictor, compare
+from strategies.reward import INVALID_ACTION_PENALTY
+
+
+@dataclass
+class Decision:
+    """What happened for one service in one tick: the structured log line."""
+
+    service: str
+    tick: int
+    action: str  # stay | move | held (a gate held it back) | refused (masked) | none
+    state: dict[str, Any] | None = None
+    target: str | None = None  # cluster/node
+    kind: str | None = None  # intra | inter
+    predicted_gain: float | None = None
+    predicted: dict[str, dict[str, float]] | None = None  # strategies.prediction.compare
+    outcome: str = "no action"  # stay | migration started | dry run: not applied | no action
+    reason: str | None = None
+    steps: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One tick: what was seen, the actions asked, the decisions and the plans carried out."""
+
+    snapshot: Snapshot
+    masks: np.ndarray
+    actions: tuple[int, ...]
+    decisions: tuple[Decision, ...]
+    plans: tuple[Plan, ...]
+
+    def refused(self, service: int) -> bool:
+        return self.decisions[service].action == "refused"
+
+
+class Learner(Protocol):
+    """Online training's view of the loop (strategies.online.OnlineLearner)."""
+
+    def observed(self, service: str, obs: Observation) -> None: ...
+
+    def acted(self, service: str, obs: Observation, mask: np.ndarray, action: int) -> None: ...
+
+
+def _finite(value: float, digits: int) -> float | None:
+    return round(value, digits) if math.isfinite(value) else None
+
+
+class Loop:
+    def __init__(self, continuum: Continuum, strategy: Strategy | None, predictor: Predictor,
+                 gates: Gates | None = None, dry_run: bool = False,
+                 learner: Learner | None = None, explain: bool = True) -> None:
+        """`strategy` None: actions come from outside (`act`, the Gymnasium env). `explain`
+        False skips the predictions a decision carries when no gate needs them (training)."""
+        self.continuum = continuum
+        self.strategy = strategy
+        self.predictor = predictor
+        self.gates = gates
+        self.dry_run = dry_run
+        self.learner = learner
+        self.explain = explain or gates is not None
+        self.ticks = 0
+
+    def tick(self) -> Tick:
+        assert self.strategy is not None, "a loop without a strategy is driven by act()"
+        snapshot = self.continuum.snapshot()
+        masks = self.continuum.masks(snapshot)
+        return self.act(snapshot, masks, self.strategy.decide(snapshot, masks))
+
+    def act(self, snapshot: Snapshot, masks: np.ndarray, actions: Sequence[int]) -> Tick:
+        """Gate, plan and (unless a dry run) carry out `actions`, one per service."""
+        self.ticks += 1
+        decisions, plans = [], []
+        for i, state in enumerate(snapshot.services):
+            d, plan = self._decide(snapshot, i, masks[i], int(actions[i]))
+            decisions.append(d)
+            if self.learner and state.valid and d.action != "none":
+                executed = actions[i] if plan is not None and not self.dry_run else STAY
+                self.learner.acted(state.name, snapshot.view(i), masks[i], int(executed))
+            if plan is not None:
+                plans.append(plan)
+        if not self.dry_run:
+            self.continuum.apply(plans, self._done)
+        return Tick(snapshot, masks, tuple(int(a) for a in actions), tuple(decisions),
+                    tuple(plans))
+
+    def _done(self, plan: Plan, outcome: str) -> None:
+        if self.gates:
+            service = self.continuum.specs[plan.move.service].name
+            to = self.continuum.topology.locations[plan.move.host]
+            self.gates.finished(service, to if outcome == "done" else None)
+
+    def state(self, s: ServiceState) -> dict[str, Any]:
+        """The observed state of a service, valid or not (None where nothing usable)."""
+        where = self.continuum.topology.locations[s.host] if s.host >= 0 else None
+        return {"location": None if where is None else str(where),
+                "users": s.users, "latency_ms": _finite(s.latency_ms, 1),
+                "power_w": _finite(s.power_w, 2), "cpu": _finite(s.cpu, 3),
+                "throughput_rps": _finite(s.throughput_rps, 2)}
+
+    def _decide(self, snapshot: Snapshot, i: int, mask: np.ndarray,
+                action: int) -> tuple[Decision, Plan | None]:
+        s = snapshot.services[i]
+        topology = self.continuum.topology
+        d = Decision(s.name, self.ticks, "none", state=self.state(s))
+        if not s.valid:
+            d.reason = f"observation invalid: {s.reason}"
+            return d, None
+        if self.gates:
+            if s.name in self.gates.in_flight:
+                d.reason = "a migration of it is in progress"
+                return d, None
+            d.reason = self.gates.unsettled(s.name, topology.locations[s.host])
+            if d.reason:
+                return d, None
+        obs = snapshot.view(i)
+        if self.learner:
+            self.learner.observed(s.name, obs)
+        target = target_host(action)
+        if not 0 <= action < len(mask) or not mask[action]:
+            d.action, d.outcome = "refused", "stay"
+            where = "its current host" if target == s.host else (
+                str(topology.locations[target]) if target is not None and
+                0 <= target < len(topology) else f"action {action}")
+            d.reason = f"{where} cannot take it (masked): it stays"
+            return d, None
+        if self.explain:
+            chosen = self.predictor.predict(obs, action, i)
+            d.predicted = compare(self.predictor.predict(obs, STAY, i), chosen)
+            d.predicted_gain = d.predicted["reward"]["change"]
+        if target is None:
+            d.action, d.outcome = "stay", "stay"
+            return d, None
+        d.action, d.target = "move", str(topology.locations[target])
+        d.kind = topology.move_kind(s.host, target)
+        if self.gates:
+            d.reason = self.gates.hold(s.name, d.predicted_gain or 0.0)
+            if d.reason:
+                d.action = "held"
+                return d, None
+        try:
+            plan = self.continuum.plan(Move(i, target))
+        except GreenwiseError as e:
+            d.action, d.reason = "held", f"cannot plan the move: {e}"
+            return d, None
+        d.kind, d.steps = plan.kind, list(plan.steps)
+        d.outcome = "dry run: not applied" if self.dry_run else "migration started"
+        if self.gates and not self.dry_run:  # counted now: the next service's gate sees it
+            self.gates.started(s.name)
+        return d, plan
+
+
+def rewards(predictor: Predictor, tick: Tick, after: Snapshot) -> tuple[float, ...]:
+    """Each service's reward for the tick (Eq. 9-11 on what followed; a refused action -1)."""
+    return tuple(INVALID_ACTION_PENALTY if tick.refused(i) else
+                 predictor.reward(s.power_w, s.latency_ms, i)
+                 for i, s in enumerate(after.services))
