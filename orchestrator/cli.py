@@ -314,7 +314,7 @@ def run(
 def _policy_run(config: Path, strategy: str, model: Path | None, seed: int, reward: str,
                 train_steps: int, ticks: int | None, interval: float, dry_run: bool,
                 online_training: bool, metrics_address: str, output: Format) -> None:
-    from orchestrator.kube.lease import Lease
+    from orchestrator.control.lease import Lease
     from orchestrator.policy import EventLog, Guard, Metrics, PolicyLoop, identity, serve
 
     if interval <= 0:

@@ -16,8 +16,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
 from orchestrator.config import Scenario
-from orchestrator.errors import GreenwiseError
 from orchestrator.continuum import Continuum
+from orchestrator.errors import GreenwiseError
 from orchestrator.model import Observation
 from strategies.base import NoOptions, StrategyContext
 from strategies.env import Encoder, GreenWiseEnv

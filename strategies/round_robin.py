@@ -6,8 +6,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from orchestrator.model import Observation
 from orchestrator.continuum import Continuum
+from orchestrator.model import Observation
 from strategies.base import NoOptions, StrategyContext
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-
 from pydantic import Field
 
 from orchestrator.continuum import Continuum

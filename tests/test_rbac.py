@@ -29,7 +29,7 @@ import yaml
 from orchestrator.config import ControllerConfig, load_continuum
 from orchestrator.errors import GreenwiseError
 from orchestrator.kube.clusters import Clusters
-from orchestrator.kube.lease import Lease
+from orchestrator.control.lease import Lease
 from orchestrator.migration.executor import INTER_STEPS, locate
 from tests.lab.cluster import Kube, KubeError, write_secret
 from tests.lab.lab import Lab

@@ -1,51 +1,89 @@
 """The Kubernetes continuum: the clusters of a continuum.yaml, observed through the global
-Prometheus and changed through the migrators.
+Prometheus and changed through the migrators; the Continuum protocol on real clusters.
 
-`refresh()` queries Prometheus once for every managed service; `service(key)` is then that
-service's view as the `Continuum` protocol has it (observe, can_host, apply), so the controller
-and the strategies work on it exactly as on the simulated continuum. Host indices are the hosts
-in config order across clusters, as the monitoring module numbers them.
+`snapshot()` queries Prometheus once for every managed service; `masks()` checks the nodes;
+`plan()` asks the migrator for the migration a move needs (reads only); `apply()` runs the
+migrations in worker threads, journaled, and reports each outcome. Host indices are the hosts
+in config order across clusters (the topology), as the monitoring module numbers them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
-from orchestrator.config import ContinuumConfig, HostProfile
-from orchestrator.errors import GreenwiseError
+import numpy as np
+
+from orchestrator.config import ContinuumConfig
+from orchestrator.errors import BadInput, GreenwiseError
 from orchestrator.kube.clusters import Clusters
-from orchestrator.migration.executor import MigrationPlan, Migrator, Reporter
+from orchestrator.migration.executor import MigrationFailed, MigrationPlan, Migrator, Reporter
 from orchestrator.migration.journal import MigrationRecord
 from orchestrator.migration.nodes import check_node
-from orchestrator.model import Location, Observation
-from orchestrator.monitoring import Readings, Sample, ServiceReading, observe
+from orchestrator.model import Move, Snapshot
+from orchestrator.monitoring import Readings, Sample, observe
+from orchestrator.topology import MoveKind, Topology
 
 # Reads made while deciding give up quickly on a cluster that does not answer (its nodes then
 # cannot host); migrations use the config's own, longer retry budget.
 DECIDE_RETRY_S = 3.0
 
 
+@dataclass(frozen=True)
+class KubePlan:
+    """A move and the journaled migration that carries it out."""
+
+    move: Move
+    migration: MigrationPlan
+
+    @property
+    def kind(self) -> MoveKind:
+        return "intra" if self.migration.kind == "intra" else "inter"
+
+    @property
+    def steps(self) -> Sequence[str]:
+        return self.migration.steps
+
+
+# (service key, event: start|done|undo|fail|resume, step, detail)
+StepReport = Callable[[str, str, str, str], None]
+# (plan, outcome: done|rolled_back|failed, error or None, seconds)
+Outcome = Callable[[KubePlan, str, str | None, float], None]
+
+
 class KubernetesContinuum:
     def __init__(self, config: ContinuumConfig, clusters: Clusters | None = None) -> None:
         if config.prometheus is None:
-            raise GreenwiseError("policy mode observes through Prometheus: set prometheus.url "
-                                 "(the global, federating one) in the config")
+            raise BadInput("policy mode observes through Prometheus: set prometheus.url "
+                           "(the global, federating one) in the config")
         if not config.services:
-            raise GreenwiseError("the config manages no services: list them under services:")
+            raise BadInput("the config manages no services: list them under services:")
         self.config = config
         self.clusters = clusters or Clusters(
             config, retry_seconds=min(config.api_retry_s, DECIDE_RETRY_S))
         self.migrator = Migrator(config, self.clusters)  # plans (reads only), in this thread
-        self.hosts: tuple[HostProfile, ...] = tuple(h for c in config.clusters for h in c.hosts)
-        self.locations = tuple(Location(c.name, h.name) for c in config.clusters
-                               for h in c.hosts)
+        self.topology = Topology([(c.name, c.hosts) for c in config.clusters])
+        self.hosts = self.topology.hosts
+        self.locations = self.topology.locations
+        self.scenario = config.scenario()
+        self.specs = self.scenario.fleet
         self.services = tuple(s.key for s in config.services)
         self.readings: Readings | None = None
         self.step = 0
         self._fits: dict[tuple[str, int], bool] = {}
+        # Migrations run in workers; `stopping` set: in flight ones finish or roll back.
+        self.stopping = threading.Event()
+        self.pool = ThreadPoolExecutor(config.controller.max_concurrent_migrations,
+                                       thread_name_prefix="migration")
+        self.futures: list[Future[None]] = []
+        self.report: StepReport = lambda key, event, step, detail: None
+        self.on_outcome: Outcome = lambda plan, outcome, error, seconds: None
 
+    # --- observing ----------------------------------------------------------------------------
     def refresh(self) -> Readings:
         """Observe every service and host now (raises PrometheusUnavailable / MonitoringError)."""
         self.readings, self._fits = None, {}
@@ -54,13 +92,21 @@ class KubernetesContinuum:
         self.step += 1
         return self.readings
 
-    def service(self, key: str) -> ServiceContinuum:
-        return ServiceContinuum(self, key)
+    def snapshot(self) -> Snapshot:
+        readings = self.refresh()
+        return Snapshot(self.step, tuple(readings.state(k) for k in self.services),
+                        readings.host_states())
 
-    def observe(self, key: str) -> Observation:
-        if self.readings is None:
-            raise RuntimeError("refresh() first")
-        return self.readings.observation(key, self.step)
+    # --- feasibility --------------------------------------------------------------------------
+    def masks(self, snapshot: Snapshot) -> np.ndarray:
+        out = np.zeros((len(self.services), len(self.hosts) + 1), dtype=bool)
+        out[:, 0] = True
+        for i, s in enumerate(snapshot.services):
+            if not s.valid:
+                continue
+            for h in range(len(self.hosts)):
+                out[i, h + 1] = h != s.host and self.can_host(self.services[i], h)
+        return out
 
     def can_host(self, key: str, host: int) -> bool:
         """check_node on the host's node (exists, Ready, schedulable, taints, allocatable)."""
@@ -84,9 +130,34 @@ class KubernetesContinuum:
             return str(e)
         return None
 
-    def plan(self, key: str, host: int) -> MigrationPlan:
-        """The migration that would move the service to host `host` (reads only)."""
-        return self.migrator.plan(key, str(self.locations[host]))
+    # --- acting -------------------------------------------------------------------------------
+    def plan(self, move: Move) -> KubePlan:
+        """The migration that would make `move` (reads only)."""
+        return KubePlan(move, self.migrator.plan(self.services[move.service],
+                                                 str(self.locations[move.host])))
+
+    def apply(self, plans: Sequence[KubePlan],
+              on_done: Callable[[KubePlan, str], None] | None = None) -> None:
+        """Start each plan's migration in a worker; `on_done(plan, outcome)` when it ends."""
+        for p in plans:
+            self.futures.append(self.pool.submit(self._run, p, on_done))
+
+    def _run(self, plan: KubePlan, on_done: Callable[[KubePlan, str], None] | None) -> None:
+        key = plan.migration.service
+        started = time.monotonic()
+        outcome, error = "done", None
+        try:
+            self.migrate(plan.migration, lambda ev, step, detail: self.report(key, ev, step,
+                                                                             detail),
+                         self.stopping.is_set)
+        except MigrationFailed as e:
+            outcome, error = ("rolled_back" if e.rolled_back else "failed"), str(e)
+        except Exception as e:  # a bug or an unexpected API answer: say so, keep running
+            outcome, error = "failed", f"{type(e).__name__}: {e}"
+        finally:
+            if on_done:
+                on_done(plan, outcome)
+        self.on_outcome(plan, outcome, error, time.monotonic() - started)
 
     def migrate(self, plan: MigrationPlan, report: Reporter | None = None,
                 interrupted: Callable[[], bool] | None = None) -> MigrationRecord:
@@ -108,24 +179,10 @@ class KubernetesContinuum:
     def unfinished(self) -> list[MigrationRecord]:
         return self.migrator.journal.unfinished()
 
-
-class ServiceContinuum:
-    """One managed service of a KubernetesContinuum, as the Continuum protocol sees it."""
-
-    def __init__(self, continuum: KubernetesContinuum, key: str) -> None:
-        self.continuum = continuum
-        self.key = key
-        self.hosts = continuum.hosts
-
-    def observe(self) -> Observation:
-        return self.continuum.observe(self.key)
-
-    def can_host(self, host: int) -> bool:
-        return self.continuum.can_host(self.key, host)
-
-    def apply(self, target: int | None) -> None:
-        if target is not None:
-            self.continuum.migrate(self.continuum.plan(self.key, target))
+    def drain(self) -> None:
+        """Stop: in-flight migrations finish (traffic moved) or roll back; wait for them."""
+        self.stopping.set()
+        self.pool.shutdown(wait=True)
 
 
 def finite(sample: Sample | None, digits: int) -> float | None:
@@ -133,11 +190,3 @@ def finite(sample: Sample | None, digits: int) -> float | None:
     if sample is None or not math.isfinite(sample.value):
         return None
     return round(sample.value, digits)
-
-
-def describe(reading: ServiceReading) -> dict[str, Any]:
-    """The observed state of a service, valid or not (None where nothing usable was read)."""
-    return {"location": None if reading.location is None else str(reading.location),
-            "users": finite(reading.users, 1), "latency_ms": finite(reading.latency_ms, 1),
-            "power_w": finite(reading.power_w, 2), "cpu": finite(reading.cpu, 3),
-            "throughput_rps": finite(reading.throughput_rps, 2)}

@@ -92,24 +92,31 @@ class Readings:
                 return s
         raise KeyError(f"no managed service {key!r}")
 
+    def host_states(self) -> tuple[HostState, ...]:
+        """Every host's power and CPU (NaN where nothing usable was read)."""
+        return tuple(HostState(h.name, h.cluster, _value(h.power_w), _value(h.cpu))
+                     for h in self.hosts)
+
+    def state(self, key: str) -> ServiceState:
+        """One service as the strategies see it; an invalid reading keeps its reason, NaN
+        where nothing usable was read, host -1 and users -1 where unknown."""
+        s = self.service(key)
+        index = next((i for i, h in enumerate(self.hosts)
+                      if Location(h.cluster, h.name) == s.location), -1)
+        users = _value(s.users)
+        return ServiceState(key, index, _value(s.power_w), _value(s.cpu), _value(s.latency_ms),
+                            round(users) if math.isfinite(users) else -1,
+                            _value(s.throughput_rps), None if s.valid else s.reason)
+
     def observation(self, key: str, step: int = 0) -> Observation:
         """The strategies' view of one service; only for a valid reading."""
-        s = self.service(key)
-        if not s.valid:
-            raise ValueError(f"{key}: observation invalid: {s.reason}")
-        hosts = tuple(HostState(h.name, h.cluster, _value(h.power_w), _value(h.cpu))
-                      for h in self.hosts)
-        index = next(i for i, h in enumerate(self.hosts)
-                     if Location(h.cluster, h.name) == s.location)
-        service = ServiceState(key, index, _value(s.power_w), _value(s.cpu),
-                               _value(s.latency_ms), round(_value(s.users)),
-                               _value(s.throughput_rps))
-        return Observation(step, service, hosts)
+        if not self.service(key).valid:
+            raise ValueError(f"{key}: observation invalid: {self.service(key).reason}")
+        return Observation(step, self.state(key), self.host_states())
 
 
 def _value(sample: Sample | None) -> float:
-    assert sample is not None
-    return sample.value
+    return math.nan if sample is None else sample.value
 
 
 Key = tuple[str, ...]
