@@ -1,4 +1,5 @@
-"""What `run` and `plan` show: the live placement view, the run summary and the plan report."""
+"""What `run` and `plan` show: the live placement view, the run summary and the plan tables,
+for any continuum (from snapshots and the loop's decisions)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.controller import Tick
-from orchestrator.migration.steps import DESCRIPTIONS, INTER_STEPS, INTRA_STEPS
-from orchestrator.model import Observation
+from orchestrator.config import ServiceSpec
+from orchestrator.control.loop import Decision, Step
+from orchestrator.migration.steps import DESCRIPTIONS
+from orchestrator.model import Snapshot
 from orchestrator.output import table
-from orchestrator.sim.continuum import SimulatedContinuum
-from strategies.prediction import Prediction, compare
+from orchestrator.topology import Topology
 
 
 def _bar(fraction: float, width: int = 12) -> str:
@@ -23,100 +24,70 @@ def _bar(fraction: float, width: int = 12) -> str:
     return "█" * n + "·" * (width - n)
 
 
-def hosts_table(sim: SimulatedContinuum, obs: Observation, title: str) -> Table:
+def hosts_table(topology: Topology, snapshot: Snapshot, title: str) -> Table:
     t = Table(title=title, title_justify="left")
-    for c in ("", "host", "cluster", "CPU", "", "host W", "net ms"):
-        t.add_column(c, justify="right" if c in ("host W", "net ms") else "left")
-    for i, (h, s) in enumerate(zip(sim.hosts, obs.hosts, strict=True)):
-        here = i == obs.service.host
-        t.add_row("▶" if here else "", Text(h.name, style="bold green" if here else ""),
-                  s.cluster, _bar(s.cpu), f"{100 * s.cpu:3.0f}%", f"{s.power_w:.1f}",
-                  f"{h.network_latency_ms:g}")
+    for c in ("host", "cluster", "CPU", "", "host W", "services"):
+        t.add_column(c, justify="right" if c == "host W" else "left")
+    for i, (h, s) in enumerate(zip(topology.hosts, snapshot.hosts, strict=True)):
+        here = [sv.name for sv in snapshot.services if sv.host == i]
+        t.add_row(Text(h.name, style="bold green" if here else ""), s.cluster, _bar(s.cpu),
+                  f"{100 * s.cpu:3.0f}%", f"{s.power_w:.1f}", ", ".join(here))
     return t
 
 
-def live_view(sim: SimulatedContinuum, history: Sequence[Tick], strategy: str) -> Group:
+def live_view(topology: Topology, specs: Sequence[ServiceSpec], history: Sequence[Step],
+              strategy: str, ticks: int) -> Group:
     last = history[-1]
-    obs = last.after
-    s = obs.service
-    sla = sim.scenario.service.sla_latency_ms
-    total = sum(t.reward for t in history)
-    moves = sum(t.moved for t in history)
+    after = last.after
+    total = sum(sum(st.rewards) for st in history)
+    moves = sum(len(st.tick.plans) for st in history)
+    late = sum(s.latency_ms > specs[i].sla_latency_ms for i, s in enumerate(after.services))
     status = Text.assemble(
-        (f"tick {len(history)}/{sim.steps}  ", "bold"), f"strategy {strategy}  ",
-        f"users {s.users:3d}  ",
-        (f"latency {s.latency_ms:6.1f} ms", "red" if s.latency_ms > sla else ""),
-        f"  service {s.power_w:5.1f} W  reward {last.reward:+.3f}  total {total:+.2f}  "
-        f"migrations {moves}")
-    decision = Text(f"last decision: {_describe(sim, last)}")
-    return Group(hosts_table(sim, obs, f"service {s.name} on {obs.location}"), status, decision)
+        (f"tick {len(history)}/{ticks}  ", "bold"), f"strategy {strategy}  ",
+        f"users {sum(s.users for s in after.services):3d}  ",
+        (f"over SLA {late}/{len(after.services)}", "red" if late else ""),
+        f"  services {sum(s.power_w for s in after.services):6.1f} W  "
+        f"reward {sum(last.rewards):+.3f}  total {total:+.2f}  migrations {moves}")
+    said = [f"{d.service}: {describe(d)}" for d in last.tick.decisions if d.action != "stay"]
+    return Group(hosts_table(topology, after, "placement"), status,
+                 Text("last decisions: " + ("; ".join(said) or "all stay")))
 
 
-def _describe(sim: SimulatedContinuum, tick: Tick) -> str:
-    if tick.action == 0:
-        return "stay"
-    dst = sim.hosts[tick.action - 1].name
-    if not tick.moved:
-        return f"{dst} is the current host: no move"
-    return (f"move to {sim.clusters[tick.action - 1]}/{dst} ({tick.prediction.move}-cluster), "
-            f"predicted {tick.prediction.latency_ms:.0f} ms, {tick.prediction.power_w:.1f} W")
+def describe(d: Decision) -> str:
+    """A decision in a few words."""
+    if d.action == "move":
+        return f"{d.kind}-cluster move to {d.target}"
+    if d.action in ("held", "refused", "none"):
+        return f"{d.action}{f' -> {d.target}' if d.target else ''} ({d.reason})"
+    return d.action
 
 
-def run_summary(sim: SimulatedContinuum, history: Sequence[Tick],
-                strategy: str) -> tuple[dict[str, Any], list[Table]]:
-    sla = sim.scenario.service.sla_latency_ms
-    steps = {h.name: 0 for h in sim.hosts}
-    for t in history:
-        steps[sim.hosts[t.after.service.host].name] += 1
+def run_summary(scenario: str, topology: Topology, specs: Sequence[ServiceSpec],
+                history: Sequence[Step], strategy: str) -> tuple[dict[str, Any], list[Table]]:
+    steps = {h.name: 0 for h in topology.hosts}
+    for st in history:
+        for s in st.after.services:
+            steps[topology.hosts[s.host].name] += 1
+    service_ticks = sum(steps.values()) or 1
+    actions = [d.action for st in history for d in st.tick.decisions]
     summary = {
-        "scenario": sim.scenario.name, "strategy": strategy, "ticks": len(history),
-        "total_reward": round(sum(t.reward for t in history), 4),
-        "mean_power_w": round(float(np.mean([t.after.service.power_w for t in history])), 3),
-        "mean_latency_ms": round(float(np.mean([t.after.service.latency_ms for t in history])), 3),
-        "sla_violations": sum(t.after.service.latency_ms > sla for t in history),
-        "migrations": sum(t.moved for t in history),
-        "host_time_share": {h: round(n / len(history), 4) for h, n in steps.items()},
+        "scenario": scenario, "strategy": strategy, "ticks": len(history),
+        "services": len(specs),
+        "total_reward": round(sum(sum(st.rewards) for st in history), 4),
+        "mean_power_w": round(float(np.mean(
+            [sum(s.power_w for s in st.after.services) for st in history])), 3),
+        "mean_latency_ms": round(float(np.mean(
+            [s.latency_ms for st in history for s in st.after.services])), 3),
+        "sla_violations": sum(s.latency_ms > specs[i].sla_latency_ms
+                              for st in history for i, s in enumerate(st.after.services)),
+        "migrations": sum(len(st.tick.plans) for st in history),
+        "held_by_gates": actions.count("held"),
+        "refused_masked": actions.count("refused"),
+        "host_time_share": {h: round(n / service_ticks, 4) for h, n in steps.items()},
     }
     rows = [[k, v] for k, v in summary.items() if k != "host_time_share"]
     rows += [[f"time on {h}", f"{100 * v:.0f}%"] for h, v in summary["host_time_share"].items()]
     return summary, [table("summary", ["", ""], rows)]
-
-
-def plan_report(sim: SimulatedContinuum, obs: Observation, strategy: str, action: int,
-                current: Prediction, chosen: Prediction) -> tuple[dict[str, Any], list[Table]]:
-    s = obs.service
-    target = sim.hosts[chosen.host]
-    steps = [DESCRIPTIONS[name] for name in
-             {"inter": INTER_STEPS, "intra": INTRA_STEPS}.get(chosen.move or "", ())]
-    data = {
-        "scenario": sim.scenario.name, "strategy": strategy, "step": obs.step,
-        "state": {
-            "service": s.name, "location": str(obs.location), "users": s.users,
-            "latency_ms": round(s.latency_ms, 3), "power_w": round(s.power_w, 3),
-            "cpu": round(s.cpu, 4),
-            "hosts": [{"name": h.name, "cluster": h.cluster, "power_w": round(h.power_w, 3),
-                       "cpu": round(h.cpu, 4)} for h in obs.hosts],
-        },
-        "decision": {
-            "action": action,
-            "move": chosen.move,
-            "target": f"{sim.clusters[chosen.host]}/{target.name}",
-        },
-        "predicted": compare(current, chosen),
-        "steps": list(steps),
-    }
-    target_name = data["decision"]["target"]
-    what = "stay" if chosen.move is None else f"{chosen.move}-cluster move to {target_name}"
-    pred = data["predicted"]
-    tables = [
-        hosts_table(sim, obs, f"state at step {obs.step}: {s.name} on {obs.location}, "
-                              f"{s.users} users, {s.latency_ms:.0f} ms, {s.power_w:.1f} W"),
-        predicted_table(f"{strategy} would: {what} (nothing is changed)", pred),
-    ]
-    if steps:
-        tables.append(table("migration steps it would run", ["#", "step"],
-                            [[i + 1, st] for i, st in enumerate(steps)]))
-    return data, tables
 
 
 def predicted_table(title: str, predicted: dict[str, dict[str, float]]) -> Table:
@@ -127,10 +98,9 @@ def predicted_table(title: str, predicted: dict[str, dict[str, float]]) -> Table
                   for k, v in predicted.items()])
 
 
-def policy_plan_tables(data: dict[str, Any]) -> list[Table]:
-    """`plan --config`: hosts and services as observed, each service's decision, the predicted
-    change and the migration steps it would run."""
-
+def plan_tables(data: dict[str, Any]) -> list[Table]:
+    """`plan`: hosts and services as observed, each service's decision, the predicted change
+    and the migration steps it would run (simulated or real: the same loop decided)."""
     tables = [table("hosts (observed)", ["host", "power W", "CPU", "problems"],
                     [[f"{h['cluster']}/{h['name']}", h["power_w"], h["cpu"],
                       "; ".join(h["problems"])] for h in data["hosts"]])]

@@ -11,7 +11,7 @@ import numpy as np
 
 from orchestrator.config import ControllerConfig, Scenario
 from orchestrator.control.gates import Gates
-from orchestrator.control.loop import Loop, rewards
+from orchestrator.control.loop import Loop, step
 from orchestrator.sim.continuum import SimulatedContinuum
 from orchestrator.workload import TICK_S
 from strategies.base import Strategy
@@ -57,13 +57,12 @@ def run_episodes(strategy: Strategy, scenario: Scenario, episodes: int, seed: in
         loop = Loop(sim, strategy, predictor, clock, explain=False)
         total, power, latency = 0.0, [], []
         while not sim.done:
-            tick = loop.tick()
-            after = sim.snapshot()
-            total += sum(rewards(predictor, tick, after))
-            power.append(sum(s.power_w for s in after.services))
-            latency.append(float(np.mean([s.latency_ms for s in after.services])))
-            result.migrations += len(tick.plans)
-            for i, s in enumerate(after.services):
+            st = step(loop)
+            total += sum(st.rewards)
+            power.append(sum(s.power_w for s in st.after.services))
+            latency.append(float(np.mean([s.latency_ms for s in st.after.services])))
+            result.migrations += len(st.tick.plans)
+            for i, s in enumerate(st.after.services):
                 result.sla_violations += s.latency_ms > predictor.sla(i)
                 result.host_steps[scenario.hosts[s.host].name] += 1
         result.episode_rewards.append(total)

@@ -17,7 +17,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from orchestrator.config import Scenario
 from orchestrator.continuum import Continuum
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import BadInput, GreenwiseError
 from orchestrator.model import Observation
 from strategies.base import NoOptions, StrategyContext
 from strategies.env import Encoder, GreenWiseEnv
@@ -91,7 +91,7 @@ def load(algorithm: str, path: Path, scenario: Scenario) -> BaseAlgorithm:
 
 
 class RLOptions(NoOptions):
-    model: Path  # saved by `greenwise-mc train`
+    model: Path | None = None  # saved by `greenwise-mc train`; required
 
 
 class _RLStrategy:
@@ -101,6 +101,9 @@ class _RLStrategy:
 
     def __init__(self, context: StrategyContext, options: RLOptions) -> None:
         self.encode = Encoder(context.scenario, context.service)
+        if options.model is None:
+            raise BadInput(f"strategy {self.name!r} needs a trained model: pass --model "
+                           "PATH (from `greenwise-mc train`)")
         torch.set_num_threads(1)
         self.model = _loaded(self.name, options.model, context.scenario)
 

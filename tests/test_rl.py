@@ -8,7 +8,8 @@ import pytest
 from orchestrator.config import PAPER, load_scenario
 from orchestrator.errors import GreenwiseError
 from strategies import rl
-from strategies.base import StrategyOptions, create
+from orchestrator.model import Snapshot
+from strategies.base import StrategyContext, create
 from strategies.env import GreenWiseEnv
 from strategies.evaluation import run_episodes
 
@@ -20,12 +21,13 @@ def test_train_save_load_and_act_within_the_mask(tmp_path, algorithm):
     out = tmp_path / f"{algorithm}.zip"
     rl.train(algorithm, PAPER, "power-latency", 300, seed=0, out=out)
     assert out.is_file()
-    agent = create(algorithm, StrategyOptions(PAPER, model_path=out))
+    agent = create(algorithm, StrategyContext(PAPER), {"model": out})
     env = GreenWiseEnv(PAPER, "test")
     env.reset(seed=3)
     for _ in range(25):
         mask = env.action_masks()
-        a = agent.decide(env.observation(), mask)
+        obs = env.observation()
+        a = agent.decide(Snapshot(obs.step, (obs.service,), obs.hosts), mask[None, :])[0]
         assert mask[a]
         env.step(a)
 
@@ -36,12 +38,12 @@ def test_trained_maskppo_beats_the_baselines_and_rules():
     path = Path("/tmp") / f"greenwise-test-maskppo-{np.random.default_rng().integers(1e9)}.zip"
     model.save(path)
     try:
-        agent = create("maskppo", StrategyOptions(PAPER, model_path=path))
+        agent = create("maskppo", StrategyContext(PAPER), {"model": path})
         ppo = run_episodes(agent, PAPER, 20, seed=100).summary()["mean_reward"]
     finally:
         path.unlink()
     for name in ("random", "round-robin", "rules"):
-        base = run_episodes(create(name, StrategyOptions(PAPER)), PAPER, 20, seed=100)
+        base = run_episodes(create(name, StrategyContext(PAPER)), PAPER, 20, seed=100)
         assert ppo > base.summary()["mean_reward"], name
 
 
@@ -50,15 +52,15 @@ def test_model_for_another_host_count_is_refused(tmp_path):
     rl.train("maskppo", PAPER, "power-latency", 250, seed=0, out=out)
     other = load_scenario(DOCS / "edge-fog-cloud.yaml")
     with pytest.raises(GreenwiseError, match="different number of hosts"):
-        create("maskppo", StrategyOptions(other, model_path=out))
+        create("maskppo", StrategyContext(other), {"model": out})
 
 
 def test_missing_or_corrupt_model_is_a_clear_error(tmp_path):
     with pytest.raises(GreenwiseError, match="does not exist"):
-        create("maskppo", StrategyOptions(PAPER, model_path=tmp_path / "none.zip"))
+        create("maskppo", StrategyContext(PAPER), {"model": tmp_path / "none.zip"})
     bad = tmp_path / "bad.zip"
     bad.write_text("not a model")
     with pytest.raises(GreenwiseError, match="not a maskppo model"):
-        create("maskppo", StrategyOptions(PAPER, model_path=bad))
+        create("maskppo", StrategyContext(PAPER), {"model": bad})
     with pytest.raises(GreenwiseError, match="needs a trained model"):
-        create("a2c", StrategyOptions(PAPER))
+        create("a2c", StrategyContext(PAPER))

@@ -5,6 +5,7 @@ import pytest
 
 from orchestrator.config import PAPER
 from orchestrator.errors import GreenwiseError
+from orchestrator.model import Move
 from orchestrator.sim.continuum import SimulatedContinuum
 from orchestrator.performance import PerformanceModel, curve_fraction, erlang_c
 from orchestrator.workload import day, episode_users, ramp, read_trace
@@ -92,17 +93,34 @@ def test_moves_cost_more_across_clusters():
     intra_w, intra_l, _ = sim.outcome(HOST["edge1"], 1, "intra")
     inter_w, inter_l, _ = sim.outcome(HOST["edge1"], 1, "inter")
     assert base_l < intra_l < inter_l and base_w < intra_w < inter_w
-    sim.apply(HOST["cloud"])
-    assert sim.moved == "inter" and sim.host == HOST["cloud"] and sim.t == 1
-    sim.apply(HOST["cloud"])
-    assert sim.moved is None
+    sim.apply([sim.plan(Move(0, HOST["cloud"]))])
+    assert sim.moved == ["inter"] and sim.host == HOST["cloud"] and sim.t == 1
+    sim.apply([])
+    assert sim.moved == [None]
 
 
 def test_observation_reflects_the_service_host():
     sim = SimulatedContinuum(PAPER, "test", seed=2)
     sim.reset(seed=2, start_host=HOST["edge2"])
-    obs = sim.observe()
+    obs = sim.snapshot().view(0)
     assert obs.service.host == HOST["edge2"] and str(obs.location) == "edge/edge2"
     busy = obs.hosts[HOST["edge2"]]
     assert busy.cpu == pytest.approx(obs.service.cpu) and busy.power_w > 21.4
     assert obs.hosts[HOST["edge0"]].power_w == 19.0
+
+
+def test_services_share_hosts_and_are_counted_in_the_masks():
+    """Several services: their CPU adds up on a shared host, and a host full of the others'
+    CPU requests is masked for the next one (capacity counted for all services)."""
+    fleet = PAPER.model_copy(update={"services": tuple(
+        PAPER.service.model_copy(update={"name": f"s{i}", "cpu_request": 2.0})
+        for i in range(3))})
+    sim = SimulatedContinuum(fleet, "test", seed=4)
+    edge0 = HOST["edge0"]
+    sim.placement = [edge0, edge0, HOST["cloud"]]
+    snap = sim.snapshot()
+    both = snap.services[0].cpu + snap.services[1].cpu
+    assert snap.hosts[edge0].cpu == pytest.approx(both)
+    masks = sim.masks(snap)
+    assert not masks[2][1 + edge0]  # 4 cores, 4 requested by the two already there
+    assert masks[2][1 + HOST["edge1"]] and masks[0][1 + HOST["cloud"]]

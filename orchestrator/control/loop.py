@@ -184,3 +184,19 @@ def rewards(predictor: Predictor, tick: Tick, after: Snapshot) -> tuple[float, .
     return tuple(INVALID_ACTION_PENALTY if tick.refused(i) else
                  predictor.reward(s.power_w, s.latency_ms, i)
                  for i, s in enumerate(after.services))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One tick and what followed it: the next snapshot and each service's reward."""
+
+    tick: Tick
+    after: Snapshot
+    rewards: tuple[float, ...]
+
+
+def step(loop: Loop) -> Step:
+    """Tick, then observe what followed (on the simulated continuum: the next step)."""
+    tick = loop.tick()
+    after = loop.continuum.snapshot()
+    return Step(tick, after, rewards(loop.predictor, tick, after))
