@@ -1,5 +1,6 @@
 """The Kubernetes continuum: the clusters of a continuum.yaml, observed through the global
-Prometheus and changed through the migrators.
+Prometheus and watch-fed caches of their Nodes, Pods and Deployments, changed through the
+migrators. A tick makes no API request: feasibility is judged on the caches' view.
 
 `refresh()` queries Prometheus once for every managed service; `service(key)` is then that
 service's view as the `Continuum` protocol has it (observe, can_host, apply), so the controller
@@ -15,15 +16,17 @@ from typing import Any
 
 from orchestrator.config import ContinuumConfig, HostProfile
 from orchestrator.errors import GreenwiseError
+from orchestrator.kube.cache import ClusterView, KubeCaches
 from orchestrator.kube.clusters import Clusters
+from orchestrator.kube.feasibility import unfit
 from orchestrator.migration.executor import MigrationPlan, Migrator, Reporter
 from orchestrator.migration.journal import MigrationRecord
-from orchestrator.migration.nodes import check_node
 from orchestrator.model import Location, Observation
 from orchestrator.monitoring import Readings, Sample, ServiceReading, observe
 
 # Reads made while deciding give up quickly on a cluster that does not answer (its nodes then
-# cannot host); migrations use the config's own, longer retry budget.
+# cannot host); migrations use the config's own, longer retry budget. The caches get as long
+# to sync when they start.
 DECIDE_RETRY_S = 3.0
 
 
@@ -45,14 +48,24 @@ class KubernetesContinuum:
         self.readings: Readings | None = None
         self.step = 0
         self._fits: dict[tuple[str, int], bool] = {}
+        self.caches = KubeCaches(self.clusters, {s.namespace for s in config.services})
+        self.views: dict[str, ClusterView] = {}  # the caches' content at the last refresh
 
     def refresh(self) -> Readings:
         """Observe every service and host now (raises PrometheusUnavailable / MonitoringError)."""
         self.readings, self._fits = None, {}
+        if not self.views:  # the first time: start the caches, give them a moment to sync
+            self.caches.start(wait_s=DECIDE_RETRY_S)
         assert self.config.prometheus is not None
         self.readings = observe(self.config.prometheus.url, self.config)
+        self.views = self.caches.views()
         self.step += 1
         return self.readings
+
+    def close(self) -> None:
+        """Stop the caches' watches."""
+        self.caches.close()
+        self.views = {}
 
     def service(self, key: str) -> ServiceContinuum:
         return ServiceContinuum(self, key)
@@ -63,25 +76,46 @@ class KubernetesContinuum:
         return self.readings.observation(key, self.step)
 
     def can_host(self, key: str, host: int) -> bool:
-        """check_node on the host's node (exists, Ready, schedulable, taints, allocatable)."""
+        """Whether the host's node can take every replica of the service, on the caches' view
+        at the last refresh (exists, Ready, schedulable, taints, labels, allocatable)."""
         if (key, host) not in self._fits:
-            self._fits[key, host] = self._check(key, host) is None
+            self._fits[key, host] = self.why_unfit(key, host) is None
         return self._fits[key, host]
 
-    def _check(self, key: str, host: int) -> str | None:
+    def why_unfit(self, key: str, host: int) -> str | None:
+        """Why the host cannot take the service now (None: it can)."""
         svc = self.config.service(key)
         reading = self.readings.service(key) if self.readings else None
         if reading is None or reading.location is None:
             return "the service's place is unknown"
         loc = self.locations[host]
-        try:
-            dep = self.clusters[reading.location.cluster].get(
-                "Deployment", svc.namespace, svc.deployment_name)
-            if dep is None:
-                return f"no Deployment {svc.namespace}/{svc.deployment_name}"
-            check_node(self.clusters[loc.cluster], loc.node, dep["spec"]["template"]["spec"])
-        except GreenwiseError as e:
-            return str(e)
+        source, target = self.views[reading.location.cluster], self.views[loc.cluster]
+        for view in (source, target):
+            if not view.synced:
+                return view.problem
+        dep = source.deployments.get((svc.namespace, svc.deployment_name))
+        if dep is None:
+            return f"no Deployment {svc.namespace}/{svc.deployment_name} in {source.cluster}"
+        node = target.nodes.get(loc.node)
+        if node is None:
+            return f"node {loc} does not exist"
+        # Its own pods leave when it moves: they do not take room from it.
+        own = ({p["metadata"]["uid"] for p in source.pods_of(dep)}
+               if source.cluster == target.cluster else set())
+        bound = [p["spec"] for p in target.pods_by_node.get(loc.node, [])
+                 if p["metadata"]["uid"] not in own]
+        return unfit(str(loc), node, bound, dep["spec"]["template"]["spec"],
+                     dep["spec"].get("replicas", 1))
+
+    def place(self, key: str) -> Location | None:
+        """Where the caches (at the last refresh) see the service: the cluster whose Deployment
+        has replicas and a node of its pods there; None if nowhere or not yet scheduled."""
+        svc = self.config.service(key)
+        for view in self.views.values():
+            dep = view.deployments.get((svc.namespace, svc.deployment_name))
+            if dep and dep["spec"].get("replicas"):
+                nodes = sorted(p["spec"]["nodeName"] for p in view.pods_of(dep))
+                return Location(view.cluster, nodes[0]) if nodes else None
         return None
 
     def plan(self, key: str, host: int) -> MigrationPlan:
