@@ -155,7 +155,7 @@ def tick_requests(lab: Lab, tmp_path: Path, ns: str, services: int) -> tuple[int
     path.write_text(yaml.safe_dump(doc))
     continuum = KubernetesContinuum(load_continuum(path))
     try:
-        continuum.refresh()  # the caches start, list and sync: once, not per tick
+        assert continuum.caches.start(wait_s=10)  # they list and sync once, not per tick
         counted = 0
         feasible = 0
         for _ in range(2):

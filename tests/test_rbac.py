@@ -389,7 +389,8 @@ def test_identity_is_refused_everything_else(lab: Lab, identity: Identity) -> No
                 "POST", f"{RBAC_API}/namespaces/{ns}/rolebindings", escalate),
             "create a Deployment in another namespace": (
                 "POST", "/apis/apps/v1/namespaces/default/deployments", deployment),
-            "list Deployments": ("GET", f"/apis/apps/v1/namespaces/{ns}/deployments", None),
+            "list Deployments in another namespace": (
+                "GET", "/apis/apps/v1/namespaces/default/deployments", None),
             "create a Pod": ("POST", f"/api/v1/namespaces/{ns}/pods", {
                 "metadata": {"name": "x"}, "spec": {"containers": [{"name": "x",
                                                                     "image": "x"}]}}),

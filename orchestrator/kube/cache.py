@@ -231,14 +231,18 @@ class ClusterView:
     deployments: dict[Key, Obj] = field(default_factory=dict)
 
     def pods_of(self, deployment: Obj) -> list[Obj]:
-        """The Deployment's pods (by its selector's matchLabels), not being deleted."""
-        ns = deployment["metadata"]["namespace"]
-        match = (deployment.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+        """The Deployment's pods, not being deleted."""
         return [p for pods in self.pods_by_node.values() for p in pods
-                if p["metadata"].get("namespace") == ns
-                and not p["metadata"].get("deletionTimestamp")
-                and all((p["metadata"].get("labels") or {}).get(k) == v
-                        for k, v in match.items())]
+                if owned(deployment, p) and not p["metadata"].get("deletionTimestamp")]
+
+
+def owned(deployment: Obj, pod: Obj) -> bool:
+    """Whether the pod is the Deployment's: its namespace, its selector's matchLabels."""
+    meta = pod["metadata"]
+    match = (deployment.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+    labels = meta.get("labels") or {}
+    return meta.get("namespace") == deployment["metadata"]["namespace"] and all(
+        labels.get(k) == v for k, v in match.items())
 
 
 class ClusterCache:
@@ -317,6 +321,10 @@ class KubeCaches:
     @property
     def requests(self) -> int:
         return sum(c.requests for c in self._caches.values())
+
+    @property
+    def started(self) -> bool:
+        return bool(self._caches)
 
     def start(self, wait_s: float = 0.0) -> bool:
         """Start every cluster's informers; wait up to `wait_s` for all to sync."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.config import ContinuumConfig, HostProfile
 from orchestrator.errors import GreenwiseError
-from orchestrator.kube.cache import ClusterView, KubeCaches
+from orchestrator.kube.cache import ClusterView, KubeCaches, owned
 from orchestrator.kube.clusters import Clusters
 from orchestrator.kube.feasibility import unfit
 from orchestrator.migration.executor import MigrationPlan, Migrator, Reporter
@@ -49,23 +49,30 @@ class KubernetesContinuum:
         self.step = 0
         self._fits: dict[tuple[str, int], bool] = {}
         self.caches = KubeCaches(self.clusters, {s.namespace for s in config.services})
-        self.views: dict[str, ClusterView] = {}  # the caches' content at the last refresh
+        self._views: dict[str, ClusterView] = {}  # the caches' content, once per refresh
 
     def refresh(self) -> Readings:
         """Observe every service and host now (raises PrometheusUnavailable / MonitoringError)."""
-        self.readings, self._fits = None, {}
-        if not self.views:  # the first time: start the caches, give them a moment to sync
-            self.caches.start(wait_s=DECIDE_RETRY_S)
+        self.readings, self._fits, self._views = None, {}, {}
         assert self.config.prometheus is not None
         self.readings = observe(self.config.prometheus.url, self.config)
-        self.views = self.caches.views()
         self.step += 1
         return self.readings
+
+    @property
+    def views(self) -> dict[str, ClusterView]:
+        """Every cluster's caches as they are at the first use after a refresh (the first use of
+        all starts them, waiting a moment for them to sync)."""
+        if not self._views:
+            if not self.caches.started:
+                self.caches.start(wait_s=DECIDE_RETRY_S)
+            self._views = self.caches.views()
+        return self._views
 
     def close(self) -> None:
         """Stop the caches' watches."""
         self.caches.close()
-        self.views = {}
+        self._views = {}
 
     def service(self, key: str) -> ServiceContinuum:
         return ServiceContinuum(self, key)
@@ -100,10 +107,9 @@ class KubernetesContinuum:
         if node is None:
             return f"node {loc} does not exist"
         # Its own pods leave when it moves: they do not take room from it.
-        own = ({p["metadata"]["uid"] for p in source.pods_of(dep)}
-               if source.cluster == target.cluster else set())
+        same = source.cluster == target.cluster
         bound = [p["spec"] for p in target.pods_by_node.get(loc.node, [])
-                 if p["metadata"]["uid"] not in own]
+                 if not (same and owned(dep, p))]
         return unfit(str(loc), node, bound, dep["spec"]["template"]["spec"],
                      dep["spec"].get("replicas", 1))
 
