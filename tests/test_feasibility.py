@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.kube.feasibility import pod_requests, quantity, tolerated, unfit
+from orchestrator.kube.feasibility import pod_requests, quantity, requested, tolerated, unfit
 
 Obj = dict[str, Any]
+NONE = requested([])  # no pod bound yet
 
 
 def node(cpu: str = "4", memory: str = "8Gi", ready: bool = True, unschedulable: bool = False,
@@ -26,53 +27,53 @@ def spec(cpu: str | None = None, memory: str | None = None, **extra: Any) -> Obj
 
 
 def test_every_replica_must_fit_not_just_one() -> None:
-    assert unfit("c/n1", node(cpu="4"), [], spec(cpu="1500m"), replicas=1) is None
-    assert unfit("c/n1", node(cpu="4"), [], spec(cpu="1500m"), replicas=2) is None
-    why = unfit("c/n1", node(cpu="4"), [], spec(cpu="1500m"), replicas=3)
+    assert unfit("c/n1", node(cpu="4"), NONE, spec(cpu="1500m"), replicas=1) is None
+    assert unfit("c/n1", node(cpu="4"), NONE, spec(cpu="1500m"), replicas=2) is None
+    why = unfit("c/n1", node(cpu="4"), NONE, spec(cpu="1500m"), replicas=3)
     assert why == "node c/n1 has 4 cpu allocatable left, the service requests 4.5 (3 x 1.5)"
 
 
 def test_pods_already_bound_take_their_requests() -> None:
     bound = [spec(cpu="2"), spec(cpu="500m", memory="1Gi")]
-    assert unfit("c/n1", node(cpu="4"), bound, spec(cpu="1500m")) is None
-    why = unfit("c/n1", node(cpu="4"), [*bound, spec(cpu="100m")], spec(cpu="1500m"))
+    assert unfit("c/n1", node(cpu="4"), requested(bound), spec(cpu="1500m")) is None
+    why = unfit("c/n1", node(cpu="4"), requested([*bound, spec(cpu="100m")]), spec(cpu="1500m"))
     assert why is not None and "1.4 cpu allocatable left" in why
-    assert unfit("c/n1", node(memory="2Gi"), bound, spec(memory="1Gi")) is None
-    assert "memory" in str(unfit("c/n1", node(memory="2Gi"), bound, spec(memory="1Gi"),
+    assert unfit("c/n1", node(memory="2Gi"), requested(bound), spec(memory="1Gi")) is None
+    assert "memory" in str(unfit("c/n1", node(memory="2Gi"), requested(bound), spec(memory="1Gi"),
                                  replicas=2))
 
 
 def test_not_ready_or_cordoned_nodes_take_nothing() -> None:
-    assert unfit("c/n1", node(ready=False), [], spec()) == "node c/n1 is not Ready"
-    assert unfit("c/n1", node(unschedulable=True), [], spec()) == \
+    assert unfit("c/n1", node(ready=False), NONE, spec()) == "node c/n1 is not Ready"
+    assert unfit("c/n1", node(unschedulable=True), NONE, spec()) == \
         "node c/n1 is cordoned (unschedulable)"
     no_conditions = node()
     no_conditions["status"]["conditions"] = []
-    assert unfit("c/n1", no_conditions, [], spec()) == "node c/n1 is not Ready"
+    assert unfit("c/n1", no_conditions, NONE, spec()) == "node c/n1 is not Ready"
 
 
 @pytest.mark.parametrize("effect", ["NoSchedule", "NoExecute"])
 def test_taints_must_be_tolerated(effect: str) -> None:
     taint = {"key": "gpu", "value": "yes", "effect": effect}
-    why = unfit("c/n1", node(taints=[taint]), [], spec())
+    why = unfit("c/n1", node(taints=[taint]), NONE, spec())
     assert why == f"node c/n1 has taint gpu:{effect} that the service does not tolerate"
     exact = [{"key": "gpu", "operator": "Equal", "value": "yes", "effect": effect}]
-    assert unfit("c/n1", node(taints=[taint]), [], spec(tolerations=exact)) is None
+    assert unfit("c/n1", node(taints=[taint]), NONE, spec(tolerations=exact)) is None
     exists = [{"key": "gpu", "operator": "Exists"}]
-    assert unfit("c/n1", node(taints=[taint]), [], spec(tolerations=exists)) is None
+    assert unfit("c/n1", node(taints=[taint]), NONE, spec(tolerations=exists)) is None
     other_value = [{"key": "gpu", "operator": "Equal", "value": "no"}]
-    assert unfit("c/n1", node(taints=[taint]), [], spec(tolerations=other_value)) is not None
+    assert unfit("c/n1", node(taints=[taint]), NONE, spec(tolerations=other_value)) is not None
 
 
 def test_prefer_no_schedule_does_not_block() -> None:
     taint = {"key": "busy", "effect": "PreferNoSchedule"}
-    assert unfit("c/n1", node(taints=[taint]), [], spec()) is None
+    assert unfit("c/n1", node(taints=[taint]), NONE, spec()) is None
 
 
 def test_selected_labels_must_be_there_but_the_hostname_is_what_moves() -> None:
     selector = {"nodeSelector": {"kubernetes.io/hostname": "elsewhere", "tier": "edge"}}
-    assert unfit("c/n1", node(labels={"tier": "edge"}), [], spec(**selector)) is None
-    assert unfit("c/n1", node(labels={"tier": "fog"}), [], spec(**selector)) == \
+    assert unfit("c/n1", node(labels={"tier": "edge"}), NONE, spec(**selector)) is None
+    assert unfit("c/n1", node(labels={"tier": "fog"}), NONE, spec(**selector)) == \
         "node c/n1 lacks label tier=edge the service selects"
 
 

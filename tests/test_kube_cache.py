@@ -148,7 +148,8 @@ def standin(continuum: KubernetesContinuum) -> Readings:
 def tick_requests(lab: Lab, tmp_path: Path, ns: str, services: int) -> tuple[int, int]:
     """(Kubernetes API requests, feasible hosts) of two ticks' observe + every action mask."""
     doc = yaml.safe_load(lab.continuum_file.read_text())
-    doc["services"] = [{"namespace": ns, "name": f"svc{i}", "hostname": f"svc{i}.{ns}.test"}
+    zone = doc["dns"]["zone"].rstrip(".")
+    doc["services"] = [{"namespace": ns, "name": f"svc{i}", "hostname": f"svc{i}.{ns}.{zone}"}
                        for i in range(services)]
     doc["state_dir"] = str(tmp_path / f"state{services}")
     path = tmp_path / f"c{services}.yaml"

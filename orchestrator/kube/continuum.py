@@ -18,7 +18,7 @@ from orchestrator.config import ContinuumConfig, HostProfile
 from orchestrator.errors import GreenwiseError
 from orchestrator.kube.cache import ClusterView, KubeCaches, owned
 from orchestrator.kube.clusters import Clusters
-from orchestrator.kube.feasibility import unfit
+from orchestrator.kube.feasibility import requested, unfit
 from orchestrator.migration.executor import MigrationPlan, Migrator, Reporter
 from orchestrator.migration.journal import MigrationRecord
 from orchestrator.model import Location, Observation
@@ -50,10 +50,11 @@ class KubernetesContinuum:
         self._fits: dict[tuple[str, int], bool] = {}
         self.caches = KubeCaches(self.clusters, {s.namespace for s in config.services})
         self._views: dict[str, ClusterView] = {}  # the caches' content, once per refresh
+        self._used: dict[tuple[str, str], dict[str, float]] = {}  # requests bound, per node
 
     def refresh(self) -> Readings:
         """Observe every service and host now (raises PrometheusUnavailable / MonitoringError)."""
-        self.readings, self._fits, self._views = None, {}, {}
+        self.readings, self._fits, self._views, self._used = None, {}, {}, {}
         assert self.config.prometheus is not None
         self.readings = observe(self.config.prometheus.url, self.config)
         self.step += 1
@@ -106,11 +107,14 @@ class KubernetesContinuum:
         node = target.nodes.get(loc.node)
         if node is None:
             return f"node {loc} does not exist"
-        # Its own pods leave when it moves: they do not take room from it.
-        same = source.cluster == target.cluster
-        bound = [p["spec"] for p in target.pods_by_node.get(loc.node, [])
-                 if not (same and owned(dep, p))]
-        return unfit(str(loc), node, bound, dep["spec"]["template"]["spec"],
+        pods = target.pods_by_node.get(loc.node, [])
+        if (loc.cluster, loc.node) not in self._used:
+            self._used[loc.cluster, loc.node] = requested(p["spec"] for p in pods)
+        used = self._used[loc.cluster, loc.node]
+        if source.cluster == target.cluster:  # its own pods leave as it moves: room for it
+            own = requested(p["spec"] for p in pods if owned(dep, p))
+            used = {r: v - own[r] for r, v in used.items()}
+        return unfit(str(loc), node, used, dep["spec"]["template"]["spec"],
                      dep["spec"].get("replicas", 1))
 
     def place(self, key: str) -> Location | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from orchestrator.kube.clusters import node_ready
@@ -20,6 +21,7 @@ _SUFFIX = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**1
            "Gi": 2**30, "Ti": 2**40}
 
 
+@lru_cache(maxsize=4096)  # a handful of distinct values, parsed for every pod every tick
 def quantity(q: str | int | float | None) -> float:
     """A Kubernetes resource quantity ("500m", "2", "1Gi") as a number."""
     if q is None:
@@ -39,6 +41,15 @@ def pod_requests(pod_spec: Obj) -> dict[str, float]:
     return total
 
 
+def requested(pod_specs: Iterable[Obj]) -> dict[str, float]:
+    """What pods like these request together (e.g. those bound to a node)."""
+    total = dict.fromkeys(RESOURCES, 0.0)
+    for spec in pod_specs:
+        for r, v in pod_requests(spec).items():
+            total[r] += v
+    return total
+
+
 def tolerated(taint: Obj, tolerations: list[Obj]) -> bool:
     for t in tolerations:
         if t.get("effect") and t["effect"] != taint.get("effect"):
@@ -50,10 +61,10 @@ def tolerated(taint: Obj, tolerations: list[Obj]) -> bool:
     return False
 
 
-def unfit(where: str, node: Obj, bound: Iterable[Obj], pod_spec: Obj,
+def unfit(where: str, node: Obj, used: dict[str, float], pod_spec: Obj,
           replicas: int = 1) -> str | None:
     """Why `node` (named `where` in messages) cannot take `replicas` pods like `pod_spec`,
-    given the specs of the pods already `bound` to it; None when it can."""
+    given what the pods already bound to it request (`used`, see requested); None: it can."""
     if not node_ready(node):
         return f"node {where} is not Ready"
     if (node.get("spec") or {}).get("unschedulable"):
@@ -69,13 +80,9 @@ def unfit(where: str, node: Obj, bound: Iterable[Obj], pod_spec: Obj,
         if k != "kubernetes.io/hostname" and labels.get(k) != v:
             return f"node {where} lacks label {k}={v} the service selects"
     allocatable = (node.get("status") or {}).get("allocatable") or {}
-    used = dict.fromkeys(RESOURCES, 0.0)
-    for spec in bound:
-        for r, v in pod_requests(spec).items():
-            used[r] += v
     need = pod_requests(pod_spec)
     for r in RESOURCES:
-        free = quantity(allocatable.get(r)) - used[r]
+        free = quantity(allocatable.get(r)) - used.get(r, 0.0)
         if need[r] * replicas > free:
             each = f" ({replicas} x {need[r]:g})" if replicas > 1 else ""
             return (f"node {where} has {free:g} {r} allocatable left, the service requests "

@@ -7,7 +7,7 @@ from typing import Any
 
 from orchestrator.errors import GreenwiseError
 from orchestrator.kube.clusters import Cluster
-from orchestrator.kube.feasibility import unfit
+from orchestrator.kube.feasibility import requested, unfit
 
 
 def check_node(cluster: Cluster, node_name: str, pod_spec: dict[str, Any],
@@ -20,7 +20,7 @@ def check_node(cluster: Cluster, node_name: str, pod_spec: dict[str, Any],
     if node is None:
         raise GreenwiseError(f"node {where} does not exist; nodes in {cluster.name}: "
                              f"{', '.join(sorted(nodes))}")
-    problem = unfit(where, node, _pods_on(cluster, node_name), pod_spec, replicas)
+    problem = unfit(where, node, requested(_pods_on(cluster, node_name)), pod_spec, replicas)
     if problem:
         raise GreenwiseError(problem)
     return node
