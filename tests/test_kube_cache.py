@@ -13,7 +13,14 @@ import pytest
 import yaml
 
 from orchestrator.config import load_continuum
-from orchestrator.kube.cache import NODES, ClusterCache, Informer, deployments, interrupt
+from orchestrator.kube.cache import (
+    NODES,
+    ClusterCache,
+    Informer,
+    Resource,
+    deployments,
+    interrupt,
+)
 from orchestrator.kube.clusters import Cluster, Clusters
 from orchestrator.kube.continuum import KubernetesContinuum
 from orchestrator.model import Location
@@ -80,17 +87,23 @@ def test_events_are_applied(edge: tuple[Cluster, str]) -> None:
 
 def test_expired_watch_resyncs(edge: tuple[Cluster, str]) -> None:
     cluster, ns = edge
-    cluster.create(deployment(ns, "kept"))
+    # IngressRoutes: a custom resource, whose watch cache starts when its CRD is installed, so
+    # resourceVersion 1 is older than anything the apiserver can replay: 410 Gone, for real.
+    routes = Resource("IngressRoute", "traefik.io/v1alpha1", "ingressroutes", ns)
+    cluster.create({"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+                    "metadata": {"name": "kept", "namespace": ns},
+                    "spec": {"routes": [{"kind": "Rule", "match": "Host(`kept.test`)",
+                                         "services": [{"name": "kept", "port": 80}]}]}})
     # The server ends each watch after 1 s: the informer then watches again from its version.
-    informer = Informer(cluster, deployments(ns), watch_timeout_s=1)
+    informer = Informer(cluster, routes, watch_timeout_s=1)
     informer.start()
     try:
         assert informer.wait_synced(10) and informer.lists == 1
         with informer._lock:  # as if events were missed, and the version compacted away
             informer._store.clear()
             informer._version = "1"
-        # The next watch is refused with 410 Gone (too old resource version): LIST again.
         wait_for("a resync", lambda: informer.lists == 2, timeout=15)
+        assert informer.expired == 1 and informer.error is None  # a 410, not a dropped watch
         assert informer.synced and informer.get(ns, "kept") is not None
     finally:
         informer.close()

@@ -82,6 +82,7 @@ class Informer:
         self.api.session.hooks["response"].append(self._counted)
         self.requests = 0  # HTTP requests made (LISTs and WATCHes): background, per cluster
         self.lists = 0  # LISTs made: 1 + the resyncs
+        self.expired = 0  # watches refused with 410 Gone (each followed by a LIST)
         self.error: str | None = None  # why it is not synced, if it was once and is not now
         self._store: dict[Key, Obj] = {}
         self._version = ""
@@ -148,6 +149,7 @@ class Informer:
                 while not self._stopping.is_set():
                     self._watch()  # returns when the server ends the watch: watch again
             except WatchExpired:
+                self.expired += 1
                 log.info("%s/%s: watch expired (410 Gone): listing again", self.cluster.name,
                          self.resource)
                 continue

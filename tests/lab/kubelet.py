@@ -423,6 +423,8 @@ class Kubelet:
         """Start the containers, then keep the pod's Ready state in step with its processes."""
         try:
             if pod.load is not None:  # the idle image: Running and Ready at once, no process
+                for c in pod.containers:
+                    c.started_at = pod.started_at
                 pod.ready = True
                 self.post_status(pod)
                 return
