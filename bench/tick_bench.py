@@ -15,7 +15,7 @@ services that move, and reads the API itself). Round-robin always wants a move a
 it back in this dry run, so every service plans every tick: the plan column is the cost per
 moved service, not a per-tick constant (a real run starts at most max_concurrent_migrations).
 
-Requests are counted by wrapping requests' HTTPAdapter.send: per phase, Kubernetes apart from
+Requests are counted by wrapping requests' Session.send: per phase, Kubernetes apart from
 Prometheus, and the caches' own LIST/WATCH (background threads, per cluster, not per tick).
 """
 
@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from requests.adapters import HTTPAdapter
+from requests import Session
 
 from orchestrator.config import load_continuum
 from orchestrator.kube.clusters import Clusters
@@ -63,13 +63,13 @@ class RequestCounter:
         self.prometheus = urlsplit(prometheus_url).netloc
         self.phase = "setup"
         self.counts: Counter[tuple[str, str]] = Counter()
-        self._send = HTTPAdapter.send
+        self._send = Session.send
 
     @contextmanager
     def installed(self) -> Iterator[RequestCounter]:
         counter, send = self, self._send
 
-        def counted(adapter: HTTPAdapter, request: Any, *args: Any, **kwargs: Any) -> Any:
+        def counted(session: Session, request: Any, *args: Any, **kwargs: Any) -> Any:
             if threading.current_thread().name.startswith("informer-"):
                 target = "caches"
             elif urlsplit(request.url).netloc == counter.prometheus:
@@ -77,13 +77,13 @@ class RequestCounter:
             else:
                 target = "kubernetes"
             counter.counts[counter.phase, target] += 1
-            return send(adapter, request, *args, **kwargs)
+            return send(session, request, *args, **kwargs)
 
-        HTTPAdapter.send = counted  # type: ignore[method-assign]
+        Session.send = counted  # type: ignore[method-assign]
         try:
             yield self
         finally:
-            HTTPAdapter.send = send  # type: ignore[method-assign]
+            Session.send = send  # type: ignore[method-assign]
 
     def take(self) -> Counter[tuple[str, str]]:
         taken, self.counts = self.counts, Counter()
@@ -158,12 +158,15 @@ def wait_valid(config: Path, timeout: float) -> int:
 
 
 def measure(config: Path, repeat: int, counter: RequestCounter,
-            profile: cProfile.Profile | None = None) -> dict[str, Any]:
+            profile: cProfile.Profile | None = None, moves: bool = True) -> dict[str, Any]:
+    """Median figures of `repeat` ticks (after one to warm up); the last one profiled if asked.
+    Without `moves` the gain gate holds every move back: nothing is planned."""
     cfg = load_continuum(config)
     continuum = KubernetesContinuum(cfg)
     scenario = cfg.scenario()
     strategy = create("round-robin", StrategyOptions(scenario))
-    guard = Guard(cfg.controller.model_copy(update={"min_predicted_gain": -10.0}))
+    gain = -10.0 if moves else float("inf")
+    guard = Guard(cfg.controller.model_copy(update={"min_predicted_gain": gain}))
     loop = PolicyLoop(continuum, strategy, "round-robin", Predictor(scenario), guard,
                       EventLog(open(os.devnull, "w")), dry_run=True)  # noqa: SIM115
     plan_s: list[float] = []
@@ -204,6 +207,7 @@ def measure(config: Path, repeat: int, counter: RequestCounter,
                           "stand_ins": stand_ins, "counts": counts})
     finally:
         continuum.close()
+    started = sum(v for (_, k), v in ticks[0]["counts"].items() if k == "caches")
     ticks = ticks[1:]
 
     def median(f: Callable[[dict[str, Any]], float]) -> float:
@@ -222,6 +226,7 @@ def measure(config: Path, repeat: int, counter: RequestCounter,
                            + t["counts"]["decide", "kubernetes"]),
         "plan_req": median(lambda t: t["counts"]["plan", "kubernetes"] / max(1, t["plans"])),
         "cache_req": sum(v for t in ticks for (_, k), v in t["counts"].items() if k == "caches"),
+        "start_req": started,
     }
 
 
@@ -276,22 +281,24 @@ def main() -> int:
                 for n in counts:
                     cfg = Path(tmp) / f"c{n}.yaml"
                     cfg.write_text(yaml.safe_dump({**base, "services": services[:n]}))
-                    r = measure(cfg, args.repeat, counter, profile if n == counts[-1] else None)
-                    note = f"{r['plans']} plans/tick"
+                    r = measure(cfg, args.repeat, counter)
+                    note = f"{r['plans']} plans/tick; caches started with {r['start_req']} req"
                     if r["stand_ins"]:
                         note += f"; stand-in observation for {r['stand_ins']} (invalid)"
                     print(f"{n:>8} {r['observe_ms']:>8.1f} {r['decide_ms']:>7.1f} "
                           f"{r['tick_ms']:>7.1f} {r['plan_ms']:>9.1f} {r['prom_req']:>5.0f} "
                           f"{r['kube_req']:>5.0f} {r['plan_req']:>5.1f} {r['cache_req']:>4}  "
                           f"{note}")
+                held = measure(cfg, 1, counter, profile, moves=False)
             print("  tick = observe + decide (masks, strategy, gates); plan/move and plan req: "
                   "per moved service;\n  kube req: Kubernetes requests in observe + decide; "
                   "bg: the caches' LIST/WATCH during all measured ticks")
             out = io.StringIO()
             stats = pstats.Stats(profile, stream=out).sort_stats("cumulative")
-            stats.print_stats(args.profile_top)
-            print(f"\nprofile of one tick with {counts[-1]} services (plans included), "
-                  "by cumulative time:")
+            stats.print_stats("orchestrator|strategies|monitoring|cache", args.profile_top)
+            print(f"\nprofile of one tick with {counts[-1]} services, every move held by the "
+                  f"gain gate (nothing planned; {held['tick_ms']:.0f} ms, "
+                  f"{held['kube_req']:.0f} Kubernetes requests), by cumulative time:")
             print("\n".join(line for line in out.getvalue().splitlines()[5:] if line.strip()))
         finally:
             remove(lab, ns)

@@ -7,8 +7,9 @@ When the server ends a watch normally it watches again from the last version see
 also applies whatever happened while it was away. Until that LIST succeeds it is not `synced`,
 and readers must not trust it (a cluster that does not answer cannot host anything).
 
-Reads are thread-safe and return copies; `ClusterCache.view()` takes one consistent-enough
-copy of everything a control tick needs, so a tick costs no API request at all.
+Reads are thread-safe: `get` and `items` return copies; `ClusterCache.view()` gathers what a
+control tick needs without copying (the cache never changes a stored object, an event replaces
+it, so the view's objects are only to be read), and a tick costs no API request at all.
 """
 
 from __future__ import annotations
@@ -108,8 +109,13 @@ class Informer:
             return copy.deepcopy(obj) if obj is not None else None
 
     def items(self) -> list[Obj]:
+        return copy.deepcopy(self.shared())
+
+    def shared(self) -> list[Obj]:
+        """The stored objects themselves, not copies: cheap, and safe to read in any thread,
+        since an event replaces an object and never changes one; never change them."""
         with self._lock:
-            return copy.deepcopy(list(self._store.values()))
+            return list(self._store.values())
 
     # --- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -223,7 +229,7 @@ def interrupt(response: requests.Response) -> None:
 
 @dataclass(frozen=True)
 class ClusterView:
-    """What one cluster's caches held at one instant: copies, safe to use in any thread."""
+    """What one cluster's caches held at one instant (their objects, shared: read only)."""
 
     cluster: str
     synced: bool
@@ -294,13 +300,13 @@ class ClusterCache:
             return ClusterView(self.cluster.name, False, f"cluster {self.cluster.name}'s caches "
                                                          f"are not synced ({why})")
         by_node: dict[str, list[Obj]] = {}
-        for p in self.pods.items():
+        for p in self.pods.shared():
             node = (p.get("spec") or {}).get("nodeName")
             if node and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
                 by_node.setdefault(node, []).append(p)
-        deps = {key_of(d): d for i in self.deployments.values() for d in i.items()}
+        deps = {key_of(d): d for i in self.deployments.values() for d in i.shared()}
         return ClusterView(self.cluster.name, True, None,
-                           {n["metadata"]["name"]: n for n in self.nodes.items()}, by_node, deps)
+                           {n["metadata"]["name"]: n for n in self.nodes.shared()}, by_node, deps)
 
 
 class KubeCaches:
