@@ -28,6 +28,7 @@ import yaml
 
 from orchestrator.config import ControllerConfig, load_continuum
 from orchestrator.errors import GreenwiseError
+from orchestrator.kube.cache import KubeCaches
 from orchestrator.kube.clusters import Clusters
 from orchestrator.kube.lease import Lease
 from orchestrator.migration.executor import INTER_STEPS, locate
@@ -337,6 +338,22 @@ def edge_namespace(lab: Lab) -> Iterator[str]:
         yield ns
     finally:
         remove(admin, {"kind": "Namespace", "metadata": {"name": ns}})
+
+
+def test_role_is_enough_for_policy_modes_caches(lab: Lab, identity: Identity,
+                                               tmp_path: Path) -> None:
+    """Nodes and pods listed and watched cluster-wide, Deployments in the managed namespace."""
+    m = manage(lab, identity, tmp_path)
+    caches = KubeCaches(Clusters(load_continuum(m.config)), [m.d.ns])
+    try:
+        synced = caches.start(wait_s=30)
+        views = caches.views()
+        assert synced, {name: v.problem for name, v in views.items()}
+        assert (m.d.ns, m.d.name) in views["edge"].deployments
+        assert views["edge"].pods_of(views["edge"].deployments[m.d.ns, m.d.name])
+    finally:
+        caches.close()
+        forget(lab, m)
 
 
 def test_identity_holds_exactly_the_manifests_rules(lab: Lab, identity: Identity) -> None:
