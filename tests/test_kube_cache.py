@@ -158,8 +158,9 @@ def standin(continuum: KubernetesContinuum) -> Readings:
                                  for k in continuum.services))
 
 
-def tick_requests(lab: Lab, tmp_path: Path, ns: str, services: int) -> tuple[int, int]:
-    """(Kubernetes API requests, feasible hosts) of two ticks' observe + every action mask."""
+def tick_requests(lab: Lab, tmp_path: Path, ns: str, services: int) -> tuple[int, int, int]:
+    """Two ticks' observe + every action mask: (Kubernetes API requests the ticks made, the
+    caches' own LIST + WATCH requests in all, feasible hosts)."""
     doc = yaml.safe_load(lab.continuum_file.read_text())
     zone = doc["dns"]["zone"].rstrip(".")
     doc["services"] = [{"namespace": ns, "name": f"svc{i}", "hostname": f"svc{i}.{ns}.{zone}"}
@@ -169,17 +170,18 @@ def tick_requests(lab: Lab, tmp_path: Path, ns: str, services: int) -> tuple[int
     path.write_text(yaml.safe_dump(doc))
     continuum = KubernetesContinuum(load_continuum(path))
     try:
-        assert continuum.caches.start(wait_s=10)  # they list and sync once, not per tick
-        counted = 0
-        feasible = 0
+        assert continuum.caches.start(wait_s=10)  # they list and watch once, not per tick
+        informers = [i for c in continuum.caches._caches.values() for i in c.informers]
+        wait_for("every watch open", lambda: all(i._response for i in informers), timeout=10)
+        ticks, feasible = 0, 0
         for _ in range(2):
-            before = continuum.clusters.requests + continuum.caches.requests
+            before = continuum.clusters.requests
             continuum.refresh()
             continuum.readings = standin(continuum)
             feasible += sum(continuum.can_host(k, h) for k in continuum.services
                             for h in range(len(continuum.hosts)))
-            counted += continuum.clusters.requests + continuum.caches.requests - before
-        return counted, feasible
+            ticks += continuum.clusters.requests - before
+        return ticks, continuum.caches.requests, feasible
     finally:
         continuum.close()
 
@@ -189,7 +191,10 @@ def test_tick_requests_do_not_grow_with_services(edge: tuple[Cluster, str], lab:
     cluster, ns = edge
     for i in range(8):
         cluster.create(deployment(ns, f"svc{i}", replicas=1))
-    one, feasible_one = tick_requests(lab, tmp_path, ns, 1)
-    eight, feasible_eight = tick_requests(lab, tmp_path, ns, 8)
+    one, caches_one, feasible_one = tick_requests(lab, tmp_path, ns, 1)
+    eight, caches_eight, feasible_eight = tick_requests(lab, tmp_path, ns, 8)
     assert one == eight == 0
+    # per cluster: a LIST and a WATCH of nodes, of pods and of the one managed namespace's
+    # Deployments, whatever the number of services
+    assert caches_one == caches_eight == 3 * 3 * 2
     assert feasible_one > 0 and feasible_eight == 8 * feasible_one  # the masks were computed

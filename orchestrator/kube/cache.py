@@ -19,13 +19,14 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pykube
 import requests
 
+from orchestrator.errors import GreenwiseError
 from orchestrator.kube.clusters import Cluster, Clusters
 
 log = logging.getLogger(__name__)
@@ -310,21 +311,16 @@ class ClusterCache:
 
 
 class KubeCaches:
-    """One ClusterCache per cluster of a continuum, started on first use, closed by close()."""
+    """One ClusterCache per cluster of a continuum, started by start(), closed by close().
+
+    A cluster that cannot even be connected to (e.g. its kubeconfig is unusable) gets no cache:
+    its view says why, and the other clusters' hosts are judged as usual."""
 
     def __init__(self, clusters: Clusters, namespaces: Iterable[str]) -> None:
         self.clusters = clusters
         self.namespaces = frozenset(namespaces)
         self._caches: dict[str, ClusterCache] = {}
-
-    def __getitem__(self, cluster: str) -> ClusterCache:
-        if cluster not in self._caches:
-            self._caches[cluster] = ClusterCache(self.clusters[cluster], self.namespaces)
-            self._caches[cluster].start()
-        return self._caches[cluster]
-
-    def __iter__(self) -> Iterator[ClusterCache]:
-        return (self[c.name] for c in self.clusters.config.clusters)
+        self._unusable: dict[str, str] = {}  # cluster -> why it has no cache
 
     @property
     def requests(self) -> int:
@@ -332,18 +328,34 @@ class KubeCaches:
 
     @property
     def started(self) -> bool:
-        return bool(self._caches)
+        return bool(self._caches or self._unusable)
 
     def start(self, wait_s: float = 0.0) -> bool:
         """Start every cluster's informers; wait up to `wait_s` for all to sync."""
-        caches = list(self)
+        for c in self.clusters.config.clusters:
+            if c.name in self._caches or c.name in self._unusable:
+                continue
+            try:
+                self._caches[c.name] = ClusterCache(self.clusters[c.name], self.namespaces)
+            except GreenwiseError as e:
+                self._unusable[c.name] = str(e)
+                continue
+            self._caches[c.name].start()
         deadline = time.monotonic() + wait_s
-        return all(c.wait_synced(max(0.0, deadline - time.monotonic())) for c in caches)
+        synced = [c.wait_synced(max(0.0, deadline - time.monotonic()))
+                  for c in self._caches.values()]
+        return all(synced) and not self._unusable
 
     def views(self) -> dict[str, ClusterView]:
-        return {c.cluster.name: c.view() for c in self}
+        """Every cluster's view now (start() first)."""
+        views = {name: ClusterView(name, False, why) for name, why in self._unusable.items()}
+        return {**views, **{name: c.view() for name, c in self._caches.items()}}
 
     def close(self) -> None:
         for c in self._caches.values():
+            for i in c.informers:
+                i.stop()  # every thread at once, then each joins
+        for c in self._caches.values():
             c.close()
         self._caches.clear()
+        self._unusable.clear()
