@@ -186,8 +186,10 @@ class Informer:
                   "allowWatchBookmarks": "true", "timeoutSeconds": str(self.watch_timeout_s)}
         r = self.api.get(version=self.resource.version, url=self.resource.url, params=params,
                          stream=True, timeout=(self.api.timeout, self.watch_timeout_s + 30))
-        self._response = r
+        self._response = r  # before looking at _stopping: stop() then breaks it, or we return
         try:
+            if self._stopping.is_set():
+                return
             if r.status_code == 410:
                 raise WatchExpired()
             self.api.raise_for_status(r)
