@@ -28,6 +28,7 @@ import yaml
 
 from orchestrator.config import ControllerConfig, load_continuum
 from orchestrator.errors import GreenwiseError
+from orchestrator.kube.cache import KubeCaches
 from orchestrator.kube.clusters import Clusters
 from orchestrator.control.lease import Lease
 from orchestrator.migration.executor import INTER_STEPS, locate
@@ -339,6 +340,22 @@ def edge_namespace(lab: Lab) -> Iterator[str]:
         remove(admin, {"kind": "Namespace", "metadata": {"name": ns}})
 
 
+def test_role_is_enough_for_policy_modes_caches(lab: Lab, identity: Identity,
+                                               tmp_path: Path) -> None:
+    """Nodes and pods listed and watched cluster-wide, Deployments in the managed namespace."""
+    m = manage(lab, identity, tmp_path)
+    caches = KubeCaches(Clusters(load_continuum(m.config)), [m.d.ns])
+    try:
+        synced = caches.start(wait_s=30)
+        views = caches.views()
+        assert synced, {name: v.problem for name, v in views.items()}
+        assert (m.d.ns, m.d.name) in views["edge"].deployments
+        assert views["edge"].pods_of(views["edge"].deployments[m.d.ns, m.d.name])
+    finally:
+        caches.close()
+        forget(lab, m)
+
+
 def test_identity_holds_exactly_the_manifests_rules(lab: Lab, identity: Identity) -> None:
     nodes = grants(cluster_role("greenwise-mc-nodes")["rules"])
     services = grants(cluster_role("greenwise-mc-services")["rules"])
@@ -389,7 +406,8 @@ def test_identity_is_refused_everything_else(lab: Lab, identity: Identity) -> No
                 "POST", f"{RBAC_API}/namespaces/{ns}/rolebindings", escalate),
             "create a Deployment in another namespace": (
                 "POST", "/apis/apps/v1/namespaces/default/deployments", deployment),
-            "list Deployments": ("GET", f"/apis/apps/v1/namespaces/{ns}/deployments", None),
+            "list Deployments in another namespace": (
+                "GET", "/apis/apps/v1/namespaces/default/deployments", None),
             "create a Pod": ("POST", f"/api/v1/namespaces/{ns}/pods", {
                 "metadata": {"name": "x"}, "spec": {"containers": [{"name": "x",
                                                                     "image": "x"}]}}),

@@ -78,14 +78,19 @@ class Cluster:
         try:
             kc.set_current_context(context)
             self.api = pykube.HTTPClient(kc, timeout=timeout)
+            self.api.session.hooks["response"].append(self._counted)
         except (KeyError, TypeError, pykube.PyKubeError) as e:
             raise GreenwiseError(f"cluster {cfg.name}: context {context!r} in {path} is "
                                  f"incomplete ({type(e).__name__}: {e})") from e
+        self.requests = 0  # HTTP requests answered through self.api (the per-tick cost)
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
             stop=tenacity.stop_after_delay(retry_seconds),
             wait=tenacity.wait_exponential(multiplier=0.2, max=3.0),
             reraise=True)
+
+    def _counted(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.requests += 1
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run one API call with retries; what still fails is a ClusterUnavailable."""
@@ -214,6 +219,11 @@ class Clusters:
 
     def __iter__(self) -> Iterator[Cluster]:
         return (self[c.name] for c in self.config.clusters)
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests made so far through the clusters connected (not the caches' own)."""
+        return sum(c.requests for c in self._open.values())
 
 
 def is_ready(pod: dict[str, Any]) -> bool:

@@ -1,7 +1,8 @@
 """The Kubernetes continuum: the clusters of a continuum.yaml, observed through the global
 Prometheus and changed through the migrators; the Continuum protocol on real clusters.
 
-`snapshot()` queries Prometheus once for every managed service; `masks()` checks the nodes;
+`snapshot()` queries Prometheus once for every managed service; `masks()` judges the nodes on
+watch-fed caches of every cluster's Nodes, Pods and Deployments (a tick makes no API request);
 `plan()` asks the migrator for the migration a move needs (reads only); `apply()` runs the
 migrations in worker threads, journaled, and reports each outcome. Host indices are the hosts
 in config order across clusters (the topology), as the monitoring module numbers them.
@@ -19,17 +20,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from orchestrator.config import ContinuumConfig
-from orchestrator.errors import BadInput, GreenwiseError
+from orchestrator.errors import BadInput
+from orchestrator.kube.cache import ClusterView, KubeCaches, owned
 from orchestrator.kube.clusters import Clusters
+from orchestrator.kube.feasibility import requested, unfit
 from orchestrator.migration.executor import MigrationFailed, MigrationPlan, Migrator, Reporter
 from orchestrator.migration.journal import MigrationRecord
-from orchestrator.migration.nodes import check_node
-from orchestrator.model import Move, Snapshot
+from orchestrator.model import Location, Move, Snapshot
 from orchestrator.monitoring import Readings, Sample, observe
 from orchestrator.topology import MoveKind, Topology
 
 # Reads made while deciding give up quickly on a cluster that does not answer (its nodes then
-# cannot host); migrations use the config's own, longer retry budget.
+# cannot host); migrations use the config's own, longer retry budget. The caches get as long
+# to sync when they start.
 DECIDE_RETRY_S = 3.0
 
 
@@ -75,6 +78,9 @@ class KubernetesContinuum:
         self.readings: Readings | None = None
         self.step = 0
         self._fits: dict[tuple[str, int], bool] = {}
+        self.caches = KubeCaches(self.clusters, {s.namespace for s in config.services})
+        self._views: dict[str, ClusterView] = {}  # the caches' content, once per refresh
+        self._used: dict[tuple[str, str], dict[str, float]] = {}  # requests bound, per node
         # Migrations run in workers; `stopping` set: in flight ones finish or roll back.
         self.stopping = threading.Event()
         self.pool = ThreadPoolExecutor(config.controller.max_concurrent_migrations,
@@ -86,7 +92,7 @@ class KubernetesContinuum:
     # --- observing ----------------------------------------------------------------------------
     def refresh(self) -> Readings:
         """Observe every service and host now (raises PrometheusUnavailable / MonitoringError)."""
-        self.readings, self._fits = None, {}
+        self.readings, self._fits, self._views, self._used = None, {}, {}, {}
         assert self.config.prometheus is not None
         self.readings = observe(self.config.prometheus.url, self.config)
         self.step += 1
@@ -108,26 +114,64 @@ class KubernetesContinuum:
                 out[i, h + 1] = h != s.host and self.can_host(self.services[i], h)
         return out
 
+    @property
+    def views(self) -> dict[str, ClusterView]:
+        """Every cluster's caches as they are at the first use after a refresh (the first use of
+        all starts them, waiting a moment for them to sync)."""
+        if not self._views:
+            if not self.caches.started:
+                self.caches.start(wait_s=DECIDE_RETRY_S)
+            self._views = self.caches.views()
+        return self._views
+
+    def close(self) -> None:
+        """Stop the caches' watches."""
+        self.caches.close()
+        self._views = {}
+
     def can_host(self, key: str, host: int) -> bool:
-        """check_node on the host's node (exists, Ready, schedulable, taints, allocatable)."""
+        """Whether the host's node can take every replica of the service, on the caches' view
+        at the last refresh (exists, Ready, schedulable, taints, labels, allocatable)."""
         if (key, host) not in self._fits:
-            self._fits[key, host] = self._check(key, host) is None
+            self._fits[key, host] = self.why_unfit(key, host) is None
         return self._fits[key, host]
 
-    def _check(self, key: str, host: int) -> str | None:
+    def why_unfit(self, key: str, host: int) -> str | None:
+        """Why the host cannot take the service now (None: it can)."""
         svc = self.config.service(key)
         reading = self.readings.service(key) if self.readings else None
         if reading is None or reading.location is None:
             return "the service's place is unknown"
         loc = self.locations[host]
-        try:
-            dep = self.clusters[reading.location.cluster].get(
-                "Deployment", svc.namespace, svc.deployment_name)
-            if dep is None:
-                return f"no Deployment {svc.namespace}/{svc.deployment_name}"
-            check_node(self.clusters[loc.cluster], loc.node, dep["spec"]["template"]["spec"])
-        except GreenwiseError as e:
-            return str(e)
+        source, target = self.views[reading.location.cluster], self.views[loc.cluster]
+        for view in (source, target):
+            if not view.synced:
+                return view.problem
+        dep = source.deployments.get((svc.namespace, svc.deployment_name))
+        if dep is None:
+            return f"no Deployment {svc.namespace}/{svc.deployment_name} in {source.cluster}"
+        node = target.nodes.get(loc.node)
+        if node is None:
+            return f"node {loc} does not exist"
+        pods = target.pods_by_node.get(loc.node, [])
+        if (loc.cluster, loc.node) not in self._used:
+            self._used[loc.cluster, loc.node] = requested(p["spec"] for p in pods)
+        used = self._used[loc.cluster, loc.node]
+        if source.cluster == target.cluster:  # its own pods leave as it moves: room for it
+            own = requested(p["spec"] for p in pods if owned(dep, p))
+            used = {r: v - own[r] for r, v in used.items()}
+        return unfit(str(loc), node, used, dep["spec"]["template"]["spec"],
+                     dep["spec"].get("replicas", 1))
+
+    def place(self, key: str) -> Location | None:
+        """Where the caches (at the last refresh) see the service: the cluster whose Deployment
+        has replicas and a node of its pods there; None if nowhere or not yet scheduled."""
+        svc = self.config.service(key)
+        for view in self.views.values():
+            dep = view.deployments.get((svc.namespace, svc.deployment_name))
+            if dep and dep["spec"].get("replicas"):
+                nodes = sorted(p["spec"]["nodeName"] for p in view.pods_of(dep))
+                return Location(view.cluster, nodes[0]) if nodes else None
         return None
 
     # --- acting -------------------------------------------------------------------------------
@@ -180,9 +224,11 @@ class KubernetesContinuum:
         return self.migrator.journal.unfinished()
 
     def drain(self) -> None:
-        """Stop: in-flight migrations finish (traffic moved) or roll back; wait for them."""
+        """Stop: in-flight migrations finish (traffic moved) or roll back; wait for them; stop
+        the caches."""
         self.stopping.set()
         self.pool.shutdown(wait=True)
+        self.close()
 
 
 def finite(sample: Sample | None, digits: int) -> float | None:

@@ -136,7 +136,7 @@ class Migrator:
         source = self.clusters[here.cluster]
         dep = source.get("Deployment", svc.namespace, svc.deployment_name)
         assert dep is not None
-        pod_spec = dep["spec"]["template"]["spec"]
+        pod_spec, replicas = dep["spec"]["template"]["spec"], dep["spec"].get("replicas", 1)
         ns, name, depname = svc.namespace, svc.name, svc.deployment_name
         if here.cluster == target.name:
             if not node:
@@ -144,13 +144,13 @@ class Migrator:
                                      f"node to move it within the cluster: --to {target.name}/NODE")
             if here.nodes == [node]:
                 raise GreenwiseError(f"{svc.key} already runs on {target.name}/{node}")
-            check_node(target, node, pod_spec)
+            check_node(target, node, pod_spec, replicas)
             return MigrationPlan(svc.key, "intra", here.cluster, here.nodes, target.name, node,
                                  list(INTRA_STEPS),
                                  changes=[f"{here.cluster}: Deployment {ns}/{depname} "
                                           f"(nodeSelector -> {node}, rolling update)"])
         if node:
-            check_node(target, node, pod_spec)
+            check_node(target, node, pod_spec, replicas)
         else:
             target.nodes()  # reachable?
         existing = target.get("Deployment", ns, depname)

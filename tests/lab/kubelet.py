@@ -13,6 +13,11 @@ re-posted every 30 s) and runs every pod bound to one of its nodes as real local
 - the pod is Running at once and Ready when every declared TCP containerPort accepts
   connections (or its readinessProbe.httpGet answers 2xx/3xx); a container that exits is
   restarted with back-off (restartPolicy Always) and the pod is not Ready meanwhile;
+- a pod whose containers all use the image `greenwise.io/idle` (any tag) starts no process: it
+  is Running and Ready at once with a pod IP, ends at once when deleted (no preStop), and
+  reports synthetic load on its node's /metrics (below) as its annotations say
+  (`greenwise.io/idle-rps`, `-latency-ms` at node speed 1, `-cpu` busy cores, `-users`,
+  `-hostname`; see IdleLoad), so that hundreds of services fit on a small machine;
 - on deletion it runs each preStop hook (exec: a local command; httpGet: a request to the pod),
   sends SIGTERM, waits out terminationGracePeriodSeconds (or the deletion's grace), SIGKILLs
   what is left and deletes the pod with grace 0;
@@ -30,7 +35,11 @@ re-posted every 30 s) and runs every pod bound to one of its nodes as real local
     idle, and iowait/irq/nice/softirq/steal at 0) for each of the node's cores, the pods' CPU
     time spread evenly over them and the rest of each second idle;
   - cAdvisor's container_cpu_usage_seconds_total{namespace, pod, container, image}: per
-    container, plus the pod's own cgroup (container="", the sum) as cAdvisor has it.
+    container, plus the pod's own cgroup (container="", the sum) as cAdvisor has it;
+  - for idle-image pods, as their ML server and load generator would: TorchServe's
+    ts_inference_requests_total and ts_inference_latency_microseconds{namespace, pod}, and
+    loadgen_users{hostname, namespace, pod} (each pod its share of the users); their CPU time
+    is the `-cpu` cores they claim, so node CPU, power and Kepler follow from it as above.
   The scrape target adds `node` and `cluster` (tests/lab/kubesd.py).
 
     python -m tests.lab.kubelet --config STATE/clusters/edge/kubelet.json
@@ -50,7 +59,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +81,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 BASE_PROCESSES: int = HostProfile.model_fields["base_processes"].default
 # node_exporter's CPU modes; the lab's pods only ever spend user and system time.
 CPU_MODES = ("idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user")
+IDLE_IMAGE = "greenwise.io/idle"
+IDLE_ANNOTATION = "greenwise.io/idle-"
 
 
 def now() -> str:
@@ -104,6 +115,35 @@ class CpuTimes:
         return CpuTimes(max(self.user, other.user), max(self.system, other.system))
 
 
+@dataclass(frozen=True)
+class IdleLoad:
+    """What an idle-image pod reports: annotation greenwise.io/idle-<field, - for _>."""
+
+    rps: float = 10.0  # requests per second it serves
+    latency_ms: float = 20.0  # mean latency on a node of speed 1 (divided by the node's speed)
+    cpu: float = 0.05  # busy cores
+    users: float = 2.0  # its share of the service's users
+    hostname: str = ""  # the service's public name, the users' label (none reported if empty)
+
+    @classmethod
+    def of(cls, annotations: dict[str, str]) -> IdleLoad:
+        given: dict[str, Any] = {}
+        for name, default in asdict(cls()).items():
+            value = annotations.get(IDLE_ANNOTATION + name.replace("_", "-"))
+            if value is None:
+                continue
+            try:
+                given[name] = type(default)(value)
+            except ValueError:
+                log.warning("annotation %s%s=%r is not a %s; using %r", IDLE_ANNOTATION, name,
+                            value, type(default).__name__, default)
+        return cls(**given)
+
+
+def is_idle_image(image: str) -> bool:
+    return image.split("@", 1)[0].rsplit(":", 1)[0] == IDLE_IMAGE
+
+
 @dataclass
 class NodeInfo:
     host: HostSpec
@@ -132,8 +172,12 @@ class Container:
     cpu_seen: CpuTimes = CpuTimes()  # cpu_prev + cpu_last when the node last sampled
     joules_dynamic: float = 0.0
     joules_idle: float = 0.0
+    idle_cores: float | None = None  # an idle-image container: busy cores it claims, no process
+    since: float = field(default_factory=time.monotonic)
 
     def cpu_total(self) -> CpuTimes:
+        if self.idle_cores is not None:
+            return CpuTimes(user=self.idle_cores * (time.monotonic() - self.since))
         if self.proc is not None:
             self.cpu_last = self.cpu_last.at_least(process_cpu_times(self.proc.pid))
         return self.cpu_prev + self.cpu_last
@@ -151,6 +195,8 @@ class Pod:
     ready: bool = False
     terminating: bool = False
     started_at: str = field(default_factory=now)
+    load: IdleLoad | None = None  # an idle-image pod: no process, synthetic metrics
+    since: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -316,16 +362,21 @@ class Kubelet:
         base_env = {"POD_NAME": meta["name"], "POD_NAMESPACE": meta["namespace"], "POD_IP": ip,
                     "NODE_NAME": node.host.name, "CLUSTER": self.cluster,
                     "NODE_SPEED": str(node.host.speed), "HOST_IP": node.ip}
+        specs = spec.get("containers", [])
+        idle = bool(specs) and all(is_idle_image(c.get("image", "")) for c in specs)
+        load = IdleLoad.of(meta.get("annotations") or {}) if idle else None
         containers = []
-        for c in spec.get("containers", []):
+        for c in specs:
             env = {**base_env, **self.container_env(c, obj, ip)}
             ports = [int(p["containerPort"]) for p in c.get("ports", [])
                      if p.get("protocol", "TCP") == "TCP"]
             containers.append(Container(
-                name=c["name"], cmd=self.container_cmd(c, env, ports), env=env, ports=ports,
-                log=self.pod_dir / f"{meta['namespace']}_{meta['name']}_{c['name']}.log"))
+                name=c["name"], cmd=[] if idle else self.container_cmd(c, env, ports), env=env,
+                ports=ports, log=self.pod_dir / f"{meta['namespace']}_{meta['name']}_"
+                                                f"{c['name']}.log",
+                idle_cores=load.cpu / len(specs) if load else None))
         pod = Pod(meta["uid"], meta["namespace"], meta["name"], node.host.name, ip, spec,
-                  containers)
+                  containers, load=load)
         with self.lock:
             self.pods[pod.uid] = pod
         log.info("pod %s/%s on %s gets %s", pod.namespace, pod.name, pod.node, ip)
@@ -371,6 +422,12 @@ class Kubelet:
     def run_pod(self, pod: Pod) -> None:
         """Start the containers, then keep the pod's Ready state in step with its processes."""
         try:
+            if pod.load is not None:  # the idle image: Running and Ready at once, no process
+                for c in pod.containers:
+                    c.started_at = pod.started_at
+                pod.ready = True
+                self.post_status(pod)
+                return
             for c in pod.containers:
                 self.start_container(pod, c)
             self.post_status(pod)
@@ -450,7 +507,7 @@ class Kubelet:
         ready = "True" if pod.ready else "False"
         statuses = []
         for c in pod.containers:
-            running = c.proc is not None and c.proc.poll() is None
+            running = c.idle_cores is not None or (c.proc is not None and c.proc.poll() is None)
             state: dict[str, Any] = {"running": {"startedAt": c.started_at}}
             if not running and phase != "Running" and c.proc is not None:
                 state = {"terminated": {"exitCode": c.proc.returncode, "startedAt": c.started_at,
@@ -491,7 +548,7 @@ class Kubelet:
             hooks = [threading.Thread(target=self.pre_stop, args=(pod, spec_c, c, deadline),
                                       daemon=True)
                      for spec_c, c in zip(pod.spec["containers"], pod.containers, strict=True)
-                     if spec_c.get("lifecycle", {}).get("preStop")]
+                     if spec_c.get("lifecycle", {}).get("preStop") and c.idle_cores is None]
             for h in hooks:
                 h.start()
             for h in hooks:
@@ -653,7 +710,32 @@ def render_node_metrics(n: NodeInfo, pods: list[Pod]) -> bytes:
         # The pod's cgroup, as cAdvisor reports it too (consumers filter container="").
         cpu_lines.append(f'container_cpu_usage_seconds_total{{{at},container="",image=""}} '
                          f"{sum(c.cpu_seen.total for c in pod.containers):.3f}")
-    return ("\n".join([*lines, *joules, *cpu_lines]) + "\n").encode()
+    return ("\n".join([*lines, *joules, *cpu_lines, *idle_metrics(n, pods)]) + "\n").encode()
+
+
+def idle_metrics(n: NodeInfo, pods: list[Pod]) -> list[str]:
+    """What the idle-image pods' ML servers and load generators would report: counters that
+    grow at their annotated rates since they started (TorchServe's names, loadgen's users)."""
+    idle = [p for p in pods if p.load is not None]
+    if not idle:
+        return []
+    requests = ["# HELP ts_inference_requests_total Total number of inference requests.",
+                "# TYPE ts_inference_requests_total counter"]
+    latency = ["# HELP ts_inference_latency_microseconds Cumulative inference duration in us",
+               "# TYPE ts_inference_latency_microseconds counter"]
+    users = ["# HELP loadgen_users Virtual users running (open loop: requests in flight).",
+             "# TYPE loadgen_users gauge"]
+    for pod in idle:
+        assert pod.load is not None
+        at = f'namespace="{pod.namespace}",pod="{pod.name}"'
+        served = pod.load.rps * (time.monotonic() - pod.since)
+        requests.append(f"ts_inference_requests_total{{{at}}} {served:.3f}")
+        latency.append(f"ts_inference_latency_microseconds{{{at}}} "
+                       f"{served * pod.load.latency_ms * 1000 / n.host.speed:.1f}")
+        if pod.load.hostname:
+            users.append(f'loadgen_users{{hostname="{pod.load.hostname}",{at}}} '
+                         f"{pod.load.users:g}")
+    return [*requests, *latency, *(users if len(users) > 2 else [])]
 
 
 def process_cpu_times(pid: int) -> CpuTimes:
