@@ -30,7 +30,8 @@ from orchestrator.config import ControllerConfig, load_continuum
 from orchestrator.errors import GreenwiseError
 from orchestrator.kube.clusters import Clusters
 from orchestrator.kube.lease import Lease
-from orchestrator.migration.executor import INTER_STEPS, locate
+from orchestrator.migration.planner import locate
+from orchestrator.migration.steps import INTER_STEPS
 from tests.lab.cluster import Kube, KubeError, write_secret
 from tests.lab.lab import Lab
 from tests.lab.workloads import namespace, wait_for

@@ -19,6 +19,7 @@ from orchestrator.kube.clusters import Clusters
 from orchestrator.migration.executor import MigrationPlan, Migrator, Reporter
 from orchestrator.migration.journal import MigrationRecord
 from orchestrator.migration.nodes import check_node
+from orchestrator.migration.plan import Target
 from orchestrator.model import Location, Observation
 from orchestrator.monitoring import Readings, Sample, ServiceReading, observe
 
@@ -86,7 +87,8 @@ class KubernetesContinuum:
 
     def plan(self, key: str, host: int) -> MigrationPlan:
         """The migration that would move the service to host `host` (reads only)."""
-        return self.migrator.plan(key, str(self.locations[host]))
+        loc = self.locations[host]
+        return self.migrator.plan(key, Target(loc.cluster, loc.node))
 
     def migrate(self, plan: MigrationPlan, report: Reporter | None = None,
                 interrupted: Callable[[], bool] | None = None) -> MigrationRecord:
