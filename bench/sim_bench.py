@@ -12,8 +12,9 @@ import statistics
 import time
 from pathlib import Path
 
-from orchestrator.config import PAPER
 from orchestrator.controller import Controller
+
+from orchestrator.config import PAPER
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies import rl
 from strategies.base import StrategyOptions, create

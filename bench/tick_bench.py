@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from orchestrator.policy import EventLog, Guard, PolicyLoop
 from requests import Session
 
 from orchestrator.config import load_continuum
@@ -47,7 +48,6 @@ from orchestrator.kube.clusters import Clusters
 from orchestrator.kube.continuum import KubernetesContinuum
 from orchestrator.migration.executor import MigrationPlan
 from orchestrator.monitoring import HostReading, Readings, Sample, ServiceReading, observe
-from orchestrator.policy import EventLog, Guard, PolicyLoop
 from strategies.base import StrategyOptions, create
 from strategies.prediction import Predictor
 from tests.lab.lab import REPO, Lab

@@ -20,8 +20,9 @@ import yaml
 from orchestrator.config import load_continuum
 from orchestrator.kube.clusters import Clusters
 from orchestrator.migration.dns import CloudDnsProvider, Rfc2136Provider
-from orchestrator.migration.executor import INTER_STEPS, locate
 from orchestrator.migration.objects import OWNER_LABEL
+from orchestrator.migration.planner import locate
+from orchestrator.migration.steps import INTER_STEPS
 from tests.lab import loadgen
 from tests.lab.clouddns_fake import start_clouddns_fake
 from tests.lab.lab import Lab
@@ -47,9 +48,11 @@ class Deployed:
         return load_continuum(self.config)
 
 
-def cli(*args: str, env: dict[str, str] | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True,
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+        crash_after: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`greenwise-mc ARGS`; `crash_after`: killed right after that migration step is done."""
+    entry = ["tests.crash_after", crash_after] if crash_after else ["orchestrator"]
+    return subprocess.run([sys.executable, "-m", *entry, *args], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
@@ -259,7 +262,7 @@ def test_dry_run_changes_nothing(service: Deployed) -> None:
 @pytest.mark.parametrize("step", INTER_STEPS)
 def test_crash_after_each_step_then_resume(service: Deployed, step: str) -> None:
     r = cli("migrate", service.key, "--to", "cloud", "--config", str(service.config),
-            env={"GREENWISE_FAILPOINT_CRASH_AFTER": step})
+            crash_after=step)
     assert r.returncode == -signal.SIGKILL, r.stderr
     r = cli("migrate", "--resume", "--config", str(service.config), "-o", "json")
     assert r.returncode == 0, r.stderr

@@ -15,10 +15,12 @@ from typing import ClassVar
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from orchestrator.policy import EventLog, Guard, Metrics, PolicyLoop
 
 from orchestrator.config import ControllerConfig, load_scenario
 from orchestrator.kube.continuum import ServiceContinuum
 from orchestrator.migration.executor import MigrationPlan
+from orchestrator.migration.plan import Target
 from orchestrator.model import Location
 from orchestrator.monitoring import (
     HostReading,
@@ -27,7 +29,6 @@ from orchestrator.monitoring import (
     Sample,
     ServiceReading,
 )
-from orchestrator.policy import EventLog, Guard, Metrics, PolicyLoop
 from strategies.env import Encoder
 from strategies.online import OnlineLearner, ReplayEnv, Transition
 from strategies.prediction import Predictor
@@ -87,8 +88,8 @@ class FakeContinuum:
     def plan(self, key: str, host: int) -> MigrationPlan:
         src, dst = self.locations[self.where[key]], self.locations[host]
         kind = "intra" if src.cluster == dst.cluster else "inter"
-        return MigrationPlan(key, kind, src.cluster, [src.node], dst.cluster, dst.node,
-                             ["check", "patch", "rollout"])
+        return MigrationPlan(key, kind, src.cluster, (src.node,), Target(dst.cluster, dst.node),
+                             ("check", "patch", "rollout"))
 
     def migrate(self, plan: MigrationPlan, report=None, interrupted=None) -> None:
         self.migrated.append(plan)
@@ -154,7 +155,7 @@ def test_a_wanted_move_starts_a_migration_and_logs_one_line_per_decision() -> No
                                                         "migration started")
     assert d.predicted is not None and set(d.predicted) == {"power_w", "latency_ms", "reward"}
     assert d.predicted_gain == pytest.approx(d.predicted["reward"]["change"])
-    assert [p.target for p in c.migrated] == ["cloud/cloud"]
+    assert [str(p.target) for p in c.migrated] == ["cloud/cloud"]
     [decision] = [x for x in lines(out) if x["event"] == "decision"]
     assert decision["service"] == "ml/a" and decision["state"]["location"] == "edge/edge0"
     assert decision["state"]["users"] == 30 and decision["action"] == "move"
@@ -212,7 +213,7 @@ def test_cooldown_holds_a_service_that_just_moved() -> None:
     clock.now += 2
     assert loop.tick()[0].outcome == "migration started"
     settle(loop)
-    assert [p.target for p in c.migrated] == ["cloud/cloud", "edge/edge1"]
+    assert [str(p.target) for p in c.migrated] == ["cloud/cloud", "edge/edge1"]
 
 
 def test_a_moved_service_is_not_decided_on_until_observed_at_its_new_place() -> None:
@@ -227,7 +228,7 @@ def test_a_moved_service_is_not_decided_on_until_observed_at_its_new_place() -> 
     assert "waiting until the old pod" in lines(out)[-1]["reason"]
     c.where["ml/a"] = 3
     assert loop.tick()[0].action == "stay"  # MoveTo(3): it is there now
-    assert [p.target for p in c.migrated] == ["cloud/cloud"]
+    assert [str(p.target) for p in c.migrated] == ["cloud/cloud"]
 
 
 def test_at_most_k_migrations_at_once_and_a_moving_service_is_left_alone() -> None:

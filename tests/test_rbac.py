@@ -27,11 +27,12 @@ import pytest
 import yaml
 
 from orchestrator.config import ControllerConfig, load_continuum
+from orchestrator.control.lease import Lease
 from orchestrator.errors import GreenwiseError
 from orchestrator.kube.cache import KubeCaches
 from orchestrator.kube.clusters import Clusters
-from orchestrator.control.lease import Lease
-from orchestrator.migration.executor import INTER_STEPS, locate
+from orchestrator.migration.planner import locate
+from orchestrator.migration.steps import INTER_STEPS
 from tests.lab.cluster import Kube, KubeError, write_secret
 from tests.lab.lab import Lab
 from tests.lab.workloads import namespace, wait_for

@@ -7,8 +7,8 @@ import pytest
 
 from orchestrator.config import PAPER, load_scenario
 from orchestrator.errors import GreenwiseError
-from strategies import rl
 from orchestrator.model import Snapshot
+from strategies import rl
 from strategies.base import StrategyContext, create
 from strategies.env import GreenWiseEnv
 from strategies.evaluation import run_episodes

@@ -6,8 +6,8 @@ import pytest
 from orchestrator.config import PAPER
 from orchestrator.errors import GreenwiseError
 from orchestrator.model import Move
-from orchestrator.sim.continuum import SimulatedContinuum
 from orchestrator.performance import PerformanceModel, curve_fraction, erlang_c
+from orchestrator.sim.continuum import SimulatedContinuum
 from orchestrator.workload import day, episode_users, ramp, read_trace
 
 MODEL = PerformanceModel(PAPER)

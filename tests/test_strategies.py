@@ -94,9 +94,9 @@ def test_options_are_typed_and_checked_at_creation():
     assert rules.parts[0].safe_cpu == 0.5
     with pytest.raises(GreenwiseError, match="safe_cpu"):
         create("rules", OPTS, {"safe_cpu": 2.0})
-    with pytest.raises(GreenwiseError, match="greedy.*model"):
+    with pytest.raises(GreenwiseError, match=r"greedy.*model"):
         create("greedy", OPTS, {"model": "m.zip"})
-    with pytest.raises(GreenwiseError, match="maskppo.*needs a trained model"):
+    with pytest.raises(GreenwiseError, match=r"maskppo.*needs a trained model"):
         create("maskppo", OPTS)
 
 

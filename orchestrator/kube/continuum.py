@@ -26,6 +26,7 @@ from orchestrator.kube.clusters import Clusters
 from orchestrator.kube.feasibility import requested, unfit
 from orchestrator.migration.executor import MigrationFailed, MigrationPlan, Migrator, Reporter
 from orchestrator.migration.journal import MigrationRecord
+from orchestrator.migration.plan import Target
 from orchestrator.model import Location, Move, Snapshot
 from orchestrator.monitoring import Readings, Sample, observe
 from orchestrator.topology import MoveKind, Topology
@@ -177,8 +178,9 @@ class KubernetesContinuum:
     # --- acting -------------------------------------------------------------------------------
     def plan(self, move: Move) -> KubePlan:
         """The migration that would make `move` (reads only)."""
+        loc = self.locations[move.host]
         return KubePlan(move, self.migrator.plan(self.services[move.service],
-                                                 str(self.locations[move.host])))
+                                                 Target(loc.cluster, loc.node)))
 
     def apply(self, plans: Sequence[KubePlan],
               on_done: Callable[[KubePlan, str], None] | None = None) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.migration.plan import MigrationPlan
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS migrations (
   id TEXT PRIMARY KEY, service TEXT NOT NULL, kind TEXT NOT NULL, source TEXT NOT NULL,
@@ -47,7 +49,7 @@ class MigrationRecord:
     source: str
     target: str
     state: str
-    plan: dict[str, Any]
+    plan: MigrationPlan
     error: str | None
     started: float
     finished: float | None
@@ -73,12 +75,11 @@ class Journal:
     def close(self) -> None:
         self.db.close()
 
-    def start(self, service: str, kind: str, source: str, target: str,
-              plan: dict[str, Any]) -> str:
+    def start(self, plan: MigrationPlan) -> str:
         mid = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.db.execute("INSERT INTO migrations VALUES (?,?,?,?,?,?,?,?,?,?)",
-                        (mid, service, kind, source, target, "running", json.dumps(plan), None,
-                         time.time(), None))
+                        (mid, plan.service, plan.kind, plan.source_cluster, str(plan.target),
+                         "running", json.dumps(plan.to_dict()), None, time.time(), None))
         return mid
 
     def begin(self, mid: str, name: str, undo: dict[str, Any]) -> None:
@@ -101,8 +102,8 @@ class Journal:
         row = self.db.execute("SELECT * FROM migrations WHERE id=?", (mid,)).fetchone()
         if row is None:
             raise KeyError(mid)
-        rec = MigrationRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]),
-                              row[7], row[8], row[9])
+        rec = MigrationRecord(row[0], row[1], row[2], row[3], row[4], row[5],
+                              MigrationPlan.from_dict(json.loads(row[6])), row[7], row[8], row[9])
         for s in self.db.execute("SELECT name, state, undo, began, ended FROM steps "
                                  "WHERE migration=? ORDER BY seq", (mid,)):
             rec.steps.append(StepRecord(s[0], s[1], json.loads(s[2]), s[3], s[4]))
@@ -114,8 +115,3 @@ class Journal:
         if service:
             q, args = q + " AND service=?", (*UNFINISHED, service)
         return [self.get(r[0]) for r in self.db.execute(q + " ORDER BY started", args)]
-
-    def recent(self, limit: int = 20) -> list[MigrationRecord]:
-        rows = self.db.execute("SELECT id FROM migrations ORDER BY started DESC LIMIT ?",
-                               (limit,)).fetchall()
-        return [self.get(r[0]) for r in rows]

@@ -5,24 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import BadInput
 from orchestrator.kube.clusters import Cluster
 from orchestrator.kube.feasibility import requested, unfit
 
 
 def check_node(cluster: Cluster, node_name: str, pod_spec: dict[str, Any],
                replicas: int = 1) -> dict[str, Any]:
-    """Raise a GreenwiseError saying why `node_name` cannot take `replicas` pods like
+    """Raise a BadInput saying why `node_name` cannot take `replicas` pods like
     `pod_spec`; return the node."""
     nodes = {n["metadata"]["name"]: n for n in cluster.nodes()}
     where = f"{cluster.name}/{node_name}"
     node = nodes.get(node_name)
     if node is None:
-        raise GreenwiseError(f"node {where} does not exist; nodes in {cluster.name}: "
+        raise BadInput(f"node {where} does not exist; nodes in {cluster.name}: "
                              f"{', '.join(sorted(nodes))}")
     problem = unfit(where, node, requested(_pods_on(cluster, node_name)), pod_spec, replicas)
     if problem:
-        raise GreenwiseError(problem)
+        raise BadInput(problem)
     return node
 
 

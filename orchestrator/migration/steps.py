@@ -1,18 +1,351 @@
-"""The steps of each kind of move, named once: the executor runs them, plans print them."""
+"""The steps of a migration, one class each, and the step list of each kind of move.
+
+Inter-cluster migration (make-before-break): copy, wait Ready, route, DNS, forward, drain,
+delete the old copy. Intra-cluster move: check the node, patch the Deployment onto it with a
+surge-only rolling update, wait for the rollout.
+
+The executor journals what `capture_undo` returns before it calls `do`, and hands that same
+record to `undo` when rolling back, also for a step that was begun but never finished.
+"""
 
 from __future__ import annotations
 
-INTER_STEPS = ("copy", "wait_ready", "route", "dns", "forward", "drain", "delete_old")
-INTRA_STEPS = ("check", "patch", "rollout")
-DESCRIPTIONS = {
-    "copy": "copy Deployment, Service, ConfigMaps and Secrets to the target",
-    "wait_ready": "wait until the copy is Ready",
-    "route": "create the Traefik IngressRoute in the target",
-    "dns": "point DNS at the target's ingress",
-    "forward": "turn the source Service into an ExternalName forwarder",
-    "drain": "wait for the DNS TTL and in-flight requests",
-    "delete_old": "delete the old Deployment",
-    "check": "check the target node",
-    "patch": "move the Deployment to the node (rolling update, surge 1, unavailable 0)",
-    "rollout": "wait for the rollout; the new pod Ready on the node",
-}
+import ipaddress
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx
+
+from orchestrator.errors import OperationalError
+from orchestrator.kube.clusters import KINDS, Cluster, is_ready
+from orchestrator.migration import objects as O
+from orchestrator.migration.context import MigrationContext
+from orchestrator.migration.nodes import check_node
+
+if TYPE_CHECKING:  # plan.py imports this module for the step names and descriptions
+    from orchestrator.migration.plan import MigrationPlan
+
+Undo = dict[str, Any]  # JSON: what undoing a step needs, captured before it acts
+TRAEFIK_NO_ROUTE = "404 page not found\n"  # what Traefik answers for a host it has no route for
+
+
+class Step:
+    name: ClassVar[str]
+    description: ClassVar[str]  # the same for every plan; `describe` names the plan's places
+    commits: ClassVar[bool] = False  # done = traffic moved: the migration finishes from here on
+    reversible: ClassVar[bool] = True  # False: once begun, only finishing the migration is left
+
+    def describe(self, plan: MigrationPlan) -> str:
+        return self.description
+
+    def capture_undo(self, ctx: MigrationContext) -> Undo:
+        return {}
+
+    def do(self, ctx: MigrationContext, undo: Undo) -> None:
+        raise NotImplementedError
+
+    def undo(self, ctx: MigrationContext, undo: Undo) -> None:
+        """Nothing to undo unless a step says otherwise."""
+
+
+# --- objects: how they were before, put back -------------------------------------------------
+
+def capture_objects(cluster: Cluster, namespace: str, refs: list[tuple[str, str]]) -> Undo:
+    return {"cluster": cluster.name, "objects": [
+        {"kind": kind, "name": name, "prior": cluster.get(kind, namespace, name)}
+        for kind, name in refs]}
+
+
+def restore_objects(ctx: MigrationContext, undo: Undo) -> Cluster:
+    """Put back each object as it was; delete those that did not exist (if ours)."""
+    cluster = ctx.clusters[undo["cluster"]]
+    ns = ctx.service.namespace
+    for entry in reversed(undo["objects"]):
+        current = cluster.get(entry["kind"], ns, entry["name"])
+        prior = entry["prior"]
+        if prior is None:
+            if current is not None and owned(current, ctx.id):
+                cluster.delete(entry["kind"], ns, entry["name"])
+        else:
+            put(cluster, O.restorable(prior, current))
+    return cluster
+
+
+def owned(obj: dict[str, Any], migration: str) -> bool:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(O.OWNER_LABEL) == migration
+
+
+def put(cluster: Cluster, obj: dict[str, Any]) -> None:
+    """Create, or replace what is there (keeping its resourceVersion)."""
+    m = obj["metadata"]
+    current = cluster.get(obj["kind"], m["namespace"], m["name"])
+    if current is None:
+        m.pop("resourceVersion", None)
+        cluster.create(obj)
+        return
+    m["resourceVersion"] = current["metadata"]["resourceVersion"]
+    if obj["kind"] == "Service" and obj["spec"].get("type") != "ExternalName" and \
+            current["spec"].get("type") != "ExternalName":
+        obj["spec"]["clusterIP"] = current["spec"].get("clusterIP")
+    cluster.replace(obj)
+
+
+# --- inter-cluster migration -----------------------------------------------------------------
+
+class Copy(Step):
+    name = "copy"
+    description = "copy Deployment, Service, ConfigMaps and Secrets to the target"
+
+    def describe(self, plan: MigrationPlan) -> str:
+        return f"copy Deployment, Service, ConfigMaps and Secrets to {plan.target.cluster}"
+
+    def capture_undo(self, ctx: MigrationContext) -> Undo:
+        svc = ctx.service
+        dep = ctx.source.get("Deployment", svc.namespace, svc.deployment_name)
+        if dep is None:
+            raise OperationalError(f"source Deployment {svc.namespace}/{svc.deployment_name} "
+                                   "vanished")
+        cms, secrets = O.references(dep)
+        return capture_objects(ctx.target, svc.namespace, [
+            ("Deployment", svc.deployment_name), ("Service", svc.name),
+            *(("ConfigMap", c) for c in sorted(cms)), *(("Secret", s) for s in sorted(secrets))])
+
+    def do(self, ctx: MigrationContext, undo: Undo) -> None:
+        src, dst, ns = ctx.source, ctx.clusters[undo["cluster"]], ctx.service.namespace
+        # A namespace made for the copy carries the migration's label: rollback removes it.
+        dst.ensure_namespace(ns, {O.OWNER_LABEL: ctx.id})
+        for entry in undo["objects"]:
+            kind, name = entry["kind"], entry["name"]
+            obj = src.get(kind, ns, name)
+            if obj is None:
+                raise OperationalError(f"source {kind} {ns}/{name} is missing")
+            desired = O.portable(obj, kind, KINDS[kind][0], owner=ctx.id)
+            if kind == "Deployment":
+                O.pin_to_node(desired, ctx.plan.target.node)
+            put(dst, desired)
+
+    def undo(self, ctx: MigrationContext, undo: Undo) -> None:
+        cluster, ns = restore_objects(ctx, undo), ctx.service.namespace
+        if (cluster.namespace_labels(ns) or {}).get(O.OWNER_LABEL) == ctx.id:
+            cluster.delete_namespace(ns)
+            ctx.wait(f"namespace {ns} gone from {cluster.name}",
+                     lambda: cluster.namespace_labels(ns) is None)
+
+
+class WaitReady(Step):
+    name = "wait_ready"
+    description = "wait until the copy is Ready"
+
+    def describe(self, plan: MigrationPlan) -> str:
+        return f"wait until the copy is Ready in {plan.target.cluster}"
+
+    def do(self, ctx: MigrationContext, undo: Undo) -> None:
+        dst, svc = ctx.target, ctx.service
+        ctx.wait(f"Deployment {svc.namespace}/{svc.deployment_name} Ready in {dst.name}",
+                 lambda: rolled_out(dst.get("Deployment", svc.namespace, svc.deployment_name)),
+                 interruptible=True)
+
+
+class Route(Step):
+    name = "route"
+    description = "create the Traefik IngressRoute in the target"
+
+    def describe(self, plan: MigrationPlan) -> str:
+        return f"create the Traefik IngressRoute in {plan.target.cluster}"
+
+    def capture_undo(self, ctx: MigrationContext) -> Undo:
+        return capture_objects(ctx.target, ctx.service.namespace,
+                               [("IngressRoute", ctx.service.name)])
+
+    def do(self, ctx: MigrationContext, undo: Undo) -> None:
+        dst, svc = ctx.clusters[undo["cluster"]], ctx.service
+        if not O.routes_host(dst.get("IngressRoute", svc.namespace, svc.name), svc.hostname,
+                             svc.name):  # else the route is there (the service lived here)
+            service = dst.get("Service", svc.namespace, svc.name) or {}
+            port = (service.get("spec", {}).get("ports") or [{"port": 80}])[0]["port"]
+            put(dst, O.ingress_route(svc.namespace, svc.name, svc.hostname, port, ctx.id))
+        # Make before break: DNS may only move once the target's ingress serves the name.
+        ingress = dst.cfg.ingress
+        ctx.wait(f"{svc.hostname} routed by {dst.name}'s ingress {ingress}",
+                 lambda: route_live(ingress, svc.hostname, svc.probe_path), interruptible=True)
+
+    def undo(self, ctx: MigrationContext, undo: Undo) -> None:
+        restore_objects(ctx, undo)
+
+
+class Dns(Step):
+    name = "dns"
+    description = "point DNS at the target's ingress"
+    commits = True
+
+    def describe(self, plan: MigrationPlan) -> str:
+        return f"point DNS at {plan.target.cluster}'s ingress"
+
+    def capture_undo(self, ctx: MigrationContext) -> Undo:
+        prior = ctx.dns.get(ctx.service.hostname)
+        return {"prior": None if prior is None else asdict(prior)}
+
+    def do(self, ctx: MigrationContext, undo: Undo) -> None:
+        host = ctx.target.cfg.ingress_host
+        ctx.dns.replace(ctx.service.hostname, record_type(host), (host,), ctx.config.dns.ttl)
+
+    def undo(self, ctx: MigrationContext, undo: Undo) -> None:
+        prior = undo["prior"]
+        if prior is None:
+            ctx.dns.delete(ctx.service.hostname)
+        else:
+            ctx.dns.replace(ctx.service.hostname, prior["rtype"], tuple(prior["values"]),
+                            prior["ttl"])
+
+
+class Forward(Step):
+    name = "forward"
+    description = "turn the source Service into an ExternalName forwarder"
+
+    def describe(self, plan: MigrationPlan) -> str:
+        return (f"turn the Service in {plan.source_cluster} into an ExternalName forwarder to "
+                f"{plan.target.cluster}")
+
+    def capture_undo(self, ctx: MigrationContext) -> Undo:
+        return capture_objects(ctx.source, ctx.service.namespace, [("Service", ctx.service.name)])
+
+    def do(self, ctx: MigrationContext, undo: Undo) -> None:
+        src, svc = ctx.clusters[undo["cluster"]], ctx.service
+        current = src.get("Service", svc.namespace, svc.name)
+        if current is not None and not O.is_forwarder(current):
+            src.replace(O.forwarder(current, ctx.target.cfg.ingress_host, ctx.id))
+
+    def undo(self, ctx: MigrationContext, undo: Undo) -> None:
+        restore_objects(ctx, undo)
+
+
+class Drain(Step):
+    name = "drain"
+    description = "wait for the DNS TTL and in-flight requests"
+
+    def do(self, ctx: MigrationContext, undo: Undo) -> None:
+        time.sleep(ctx.config.dns.ttl + ctx.drain_seconds)
+
+
+class DeleteOld(Step):
+    name = "delete_old"
+    description = "delete the old Deployment"
+    reversible = False
+
+    def describe(self, plan: MigrationPlan) -> str:
+        return f"delete the old Deployment in {plan.source_cluster}"
+
+    def do(self, ctx: MigrationContext, undo: Undo) -> None:
+        ctx.source.delete("Deployment", ctx.service.namespace, ctx.service.deployment_name)
+
+
+# --- intra-cluster move ----------------------------------------------------------------------
+
+class Check(Step):
+    name = "check"
+    description = "check the target node"
+
+    def describe(self, plan: MigrationPlan) -> str:
+        return f"check node {plan.target}"
+
+    def do(self, ctx: MigrationContext, undo: Undo) -> None:
+        svc, node = ctx.service, ctx.plan.target.node
+        dep = ctx.target.get("Deployment", svc.namespace, svc.deployment_name)
+        if dep is None or node is None:
+            raise OperationalError(f"Deployment {svc.namespace}/{svc.deployment_name} vanished "
+                                   f"from {ctx.target.name}")
+        check_node(ctx.target, node, dep["spec"]["template"]["spec"])
+
+
+class Patch(Step):
+    name = "patch"
+    description = "move the Deployment to the node (rolling update, surge 1, unavailable 0)"
+    commits = True
+
+    def describe(self, plan: MigrationPlan) -> str:
+        return (f"move the Deployment to {plan.target.node} "
+                "(rolling update, surge 1, unavailable 0)")
+
+    def capture_undo(self, ctx: MigrationContext) -> Undo:
+        return capture_objects(ctx.target, ctx.service.namespace,
+                               [("Deployment", ctx.service.deployment_name)])
+
+    def do(self, ctx: MigrationContext, undo: Undo) -> None:
+        svc = ctx.service
+        ctx.clusters[undo["cluster"]].patch("Deployment", svc.namespace, svc.deployment_name, {
+            "spec": {"strategy": {"type": "RollingUpdate",
+                                  "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                     "template": {"spec": {"nodeSelector": {
+                         O.HOSTNAME_LABEL: ctx.plan.target.node}}}}})
+
+    def undo(self, ctx: MigrationContext, undo: Undo) -> None:
+        cluster, svc = restore_objects(ctx, undo), ctx.service
+        ctx.wait(f"{svc.key} restored", lambda: rolled_out(
+            cluster.get("Deployment", svc.namespace, svc.deployment_name)))
+
+
+class Rollout(Step):
+    name = "rollout"
+    description = "wait for the rollout; the new pod Ready on the node"
+
+    def describe(self, plan: MigrationPlan) -> str:
+        return f"wait for the rollout; the new pod Ready on {plan.target.node}"
+
+    def do(self, ctx: MigrationContext, undo: Undo) -> None:
+        cluster, svc, node = ctx.target, ctx.service, ctx.plan.target.node
+
+        def moved() -> bool:
+            dep = cluster.get("Deployment", svc.namespace, svc.deployment_name)
+            if dep is None or not rolled_out(dep):
+                return False
+            pods = running_pods(cluster, dep)
+            return bool(pods) and all(p["spec"].get("nodeName") == node and is_ready(p)
+                                      for p in pods)
+
+        ctx.wait(f"{svc.key} Ready on {cluster.name}/{node}", moved)
+
+
+INTER: tuple[Step, ...] = (Copy(), WaitReady(), Route(), Dns(), Forward(), Drain(), DeleteOld())
+INTRA: tuple[Step, ...] = (Check(), Patch(), Rollout())
+STEPS: dict[str, Step] = {s.name: s for s in (*INTER, *INTRA)}
+INTER_STEPS = tuple(s.name for s in INTER)
+INTRA_STEPS = tuple(s.name for s in INTRA)
+DESCRIPTIONS = {name: s.description for name, s in STEPS.items()}
+
+
+# --- reading the clusters and the ingress ----------------------------------------------------
+
+def running_pods(cluster: Cluster, deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Deployment's pods that are not being deleted."""
+    selector = ",".join(f"{k}={v}" for k, v in
+                        deployment["spec"]["selector"].get("matchLabels", {}).items())
+    return [p for p in cluster.list("Pod", deployment["metadata"]["namespace"], selector)
+            if not p["metadata"].get("deletionTimestamp")]
+
+
+def rolled_out(dep: dict[str, Any] | None) -> bool:
+    if not dep:
+        return False
+    spec, status = dep.get("spec", {}), dep.get("status") or {}
+    want = spec.get("replicas", 1)
+    return (status.get("observedGeneration", 0) >= dep["metadata"].get("generation", 0)
+            and status.get("updatedReplicas", 0) == want and status.get("replicas", 0) == want
+            and status.get("availableReplicas", 0) >= want)
+
+
+def route_live(ingress: str, hostname: str, path: str) -> bool:
+    """The ingress has a working route for `hostname`: not its own 404, not a 5xx."""
+    try:
+        r = httpx.get(f"http://{ingress}{path}", headers={"Host": hostname}, timeout=2,
+                      trust_env=False)
+    except httpx.HTTPError:
+        return False
+    return r.status_code < 500 and not (r.status_code == 404 and r.text == TRAEFIK_NO_ROUTE)
+
+
+def record_type(host: str) -> str:
+    try:
+        return "A" if ipaddress.ip_address(host).version == 4 else "AAAA"
+    except ValueError:
+        return "CNAME"

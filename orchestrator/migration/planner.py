@@ -1,0 +1,93 @@
+"""Where a service runs, and the plan that moves it: reads the clusters, changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from orchestrator.config import ContinuumConfig, ManagedService
+from orchestrator.errors import BadInput
+from orchestrator.kube.clusters import Clusters, is_ready
+from orchestrator.migration import objects as O
+from orchestrator.migration.dns import DnsProvider
+from orchestrator.migration.nodes import check_node
+from orchestrator.migration.plan import MigrationPlan, Target
+from orchestrator.migration.steps import INTER_STEPS, INTRA_STEPS, running_pods
+
+
+@dataclass
+class Placement:
+    cluster: str
+    nodes: list[str]
+    replicas: int
+    ready: int
+
+
+def locate(clusters: Clusters, svc: ManagedService) -> Placement:
+    """Where the service runs: the cluster whose Deployment has replicas and whose Service is
+    not a forwarder."""
+    found = []
+    for cluster in clusters:
+        dep = cluster.get("Deployment", svc.namespace, svc.deployment_name)
+        if not dep or not dep.get("spec", {}).get("replicas"):
+            continue
+        if O.is_forwarder(cluster.get("Service", svc.namespace, svc.name)):
+            continue
+        pods = running_pods(cluster, dep)
+        found.append(Placement(cluster.name, sorted({p["spec"].get("nodeName") or "?"
+                                                     for p in pods}),
+                               dep["spec"]["replicas"], sum(is_ready(p) for p in pods)))
+    if not found:
+        raise BadInput(f"service {svc.key} runs in no cluster (no Deployment "
+                       f"{svc.deployment_name} with replicas); deploy it first")
+    if len(found) > 1:
+        raise BadInput(f"service {svc.key} runs in {', '.join(p.cluster for p in found)}: "
+                       "an unfinished migration? run `greenwise-mc migrate --resume`")
+    return found[0]
+
+
+def plan_migration(config: ContinuumConfig, clusters: Clusters, service: str, to: Target,
+                   dns: Callable[[], DnsProvider]) -> MigrationPlan:
+    """The plan that moves `service` to `to`; raises BadInput when it cannot go there."""
+    svc = config.service(service)
+    target = clusters[config.cluster(to.cluster).name]
+    if config.dns.provider == "rfc2136":
+        dns()  # a missing or malformed TSIG key is bad input: fail before acting
+    here = locate(clusters, svc)
+    dep = clusters[here.cluster].get("Deployment", svc.namespace, svc.deployment_name)
+    if dep is None:
+        raise BadInput(f"Deployment {svc.namespace}/{svc.deployment_name} vanished from "
+                       f"{here.cluster} while planning; try again")
+    pod_spec, replicas = dep["spec"]["template"]["spec"], dep["spec"].get("replicas", 1)
+    ns, name, depname = svc.namespace, svc.name, svc.deployment_name
+    if here.cluster == target.name:
+        if not to.node:
+            raise BadInput(f"{svc.key} already runs in cluster {target.name}; give a node to "
+                           f"move it within the cluster: --to {target.name}/NODE")
+        if here.nodes == [to.node]:
+            raise BadInput(f"{svc.key} already runs on {to}")
+        check_node(target, to.node, pod_spec, replicas)
+        return MigrationPlan(svc.key, "intra", here.cluster, tuple(here.nodes), to, INTRA_STEPS,
+                             changes=(
+                                 f"{here.cluster}: Deployment {ns}/{depname} "
+                                 f"(nodeSelector -> {to.node}, rolling update)",))
+    if to.node:
+        check_node(target, to.node, pod_spec, replicas)
+    else:
+        target.nodes()  # reachable?
+    existing = target.get("Deployment", ns, depname)
+    if existing and existing.get("spec", {}).get("replicas"):
+        raise BadInput(f"cluster {target.name} already has a Deployment {ns}/{depname} with "
+                       "replicas; refusing to overwrite it")
+    cms, secrets = O.references(dep)
+    ingress = target.cfg.ingress_host
+    return MigrationPlan(
+        svc.key, "inter", here.cluster, tuple(here.nodes), to, INTER_STEPS,
+        creates=(f"{target.name}: Deployment {ns}/{depname}",
+                 f"{target.name}: Service {ns}/{name}",
+                 *(f"{target.name}: ConfigMap {ns}/{c}" for c in sorted(cms)),
+                 *(f"{target.name}: Secret {ns}/{s}" for s in sorted(secrets)),
+                 f"{target.name}: IngressRoute {ns}/{name} Host({svc.hostname})"),
+        changes=(f"DNS {svc.hostname} -> {ingress} ({config.dns.provider})",
+                 f"{here.cluster}: Service {ns}/{name} -> ExternalName {ingress}"),
+        deletes=(f"{here.cluster}: Deployment {ns}/{depname}",))
