@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import BadInput
 
 Tier = Literal["edge", "fog", "cloud"]
 
@@ -159,19 +159,19 @@ def _read_mapping(path: Path, expected: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise GreenwiseError(f"{path}: not valid YAML ({_first_line(str(e))})") from e
+        raise BadInput(f"{path}: not valid YAML ({_first_line(str(e))})") from e
     if not isinstance(data, dict):
-        raise GreenwiseError(f"{path}: expected a mapping with {expected}")
+        raise BadInput(f"{path}: expected a mapping with {expected}")
     return data
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """A built-in scenario by name, or a YAML file; bad input raises GreenwiseError."""
+    """A built-in scenario by name, or a YAML file; bad input raises BadInput."""
     if str(name_or_path) in BUILTIN:
         return BUILTIN[str(name_or_path)]
     path = Path(name_or_path)
     if not path.is_file():
-        raise GreenwiseError(
+        raise BadInput(
             f"scenario {str(name_or_path)!r} is neither a built-in ({', '.join(BUILTIN)}) "
             "nor a readable file; pass --scenario paper or a path to a scenario YAML"
         )
@@ -180,7 +180,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
-        raise GreenwiseError(f"{path}: {describe_validation_error(e)}") from e
+        raise BadInput(f"{path}: {describe_validation_error(e)}") from e
     return _resolve_traces(scenario, path.parent)
 
 
@@ -342,16 +342,16 @@ class ContinuumConfig(_Strict):
         for c in self.clusters:
             if c.name == name:
                 return c
-        raise GreenwiseError(f"unknown cluster {name!r}; clusters in the config: "
-                             f"{', '.join(c.name for c in self.clusters)}")
+        raise BadInput(f"unknown cluster {name!r}; clusters in the config: "
+                       f"{', '.join(c.name for c in self.clusters)}")
 
     def service(self, key: str) -> ManagedService:
         for s in self.services:
             if s.key == key:
                 return s
         known = ", ".join(s.key for s in self.services) or "none"
-        raise GreenwiseError(f"unknown service {key!r} (expected NAMESPACE/SERVICE); managed "
-                             f"services: {known}")
+        raise BadInput(f"unknown service {key!r} (expected NAMESPACE/SERVICE); managed "
+                       f"services: {known}")
 
     def scenario(self) -> Scenario:
         """The clusters as a scenario, so the performance model can predict moves."""
@@ -366,13 +366,13 @@ class ContinuumConfig(_Strict):
 def load_continuum(path: Path) -> ContinuumConfig:
     """Read continuum.yaml; relative paths in it are relative to the file."""
     if not path.is_file():
-        raise GreenwiseError(f"config {path} does not exist; pass --config continuum.yaml "
-                             "(see kubeconfigs.example/continuum.yaml)")
+        raise BadInput(f"config {path} does not exist; pass --config continuum.yaml "
+                       "(see kubeconfigs.example/continuum.yaml)")
     data = _read_mapping(path, "'clusters' and 'dns'")
     try:
         cfg = ContinuumConfig.model_validate(data)
     except ValidationError as e:
-        raise GreenwiseError(f"{path}: {describe_validation_error(e)}") from e
+        raise BadInput(f"{path}: {describe_validation_error(e)}") from e
     base = path.resolve().parent
 
     def pin(p: Path | None) -> Path | None:

@@ -10,7 +10,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from orchestrator.config import Scenario
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import BadInput
 from orchestrator.model import Observation
 from orchestrator.sim.continuum import SimulatedContinuum
 
@@ -54,7 +54,7 @@ def names() -> list[str]:
 
 def strategy_class(name: str) -> type:
     if name not in REGISTRY:
-        raise GreenwiseError(f"unknown strategy {name!r}; choose one of: {', '.join(names())}")
+        raise BadInput(f"unknown strategy {name!r}; choose one of: {', '.join(names())}")
     module, _, cls = REGISTRY[name].partition(":")
     return getattr(importlib.import_module(module), cls)
 

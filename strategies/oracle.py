@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import BadInput
 from orchestrator.model import Observation
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies.base import StrategyOptions
@@ -25,7 +25,7 @@ class OracleStrategy:
 
     def reset(self, sim: SimulatedContinuum | None) -> None:
         if sim is None:
-            raise GreenwiseError("the oracle needs the simulated continuum (it reads the future)")
+            raise BadInput("the oracle needs the simulated continuum (it reads the future)")
         n, steps = len(sim.hosts), sim.steps
         p_max, l_max = sim.model.p_max, sim.scenario.service.sla_latency_ms
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.config import ContinuumConfig, HostProfile
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import BadInput, GreenwiseError
 from orchestrator.kube.clusters import Clusters
 from orchestrator.migration.executor import MigrationPlan, Migrator, Reporter
 from orchestrator.migration.journal import MigrationRecord
@@ -30,10 +30,10 @@ DECIDE_RETRY_S = 3.0
 class KubernetesContinuum:
     def __init__(self, config: ContinuumConfig, clusters: Clusters | None = None) -> None:
         if config.prometheus is None:
-            raise GreenwiseError("policy mode observes through Prometheus: set prometheus.url "
-                                 "(the global, federating one) in the config")
+            raise BadInput("policy mode observes through Prometheus: set prometheus.url "
+                           "(the global, federating one) in the config")
         if not config.services:
-            raise GreenwiseError("the config manages no services: list them under services:")
+            raise BadInput("the config manages no services: list them under services:")
         self.config = config
         self.clusters = clusters or Clusters(
             config, retry_seconds=min(config.api_retry_s, DECIDE_RETRY_S))

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from orchestrator.config import ContinuumConfig, ManagedService
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import BadInput, GreenwiseError, OperationalError
 from orchestrator.kube.clusters import KINDS, Cluster, Clusters, is_ready
 from orchestrator.migration import objects as O
 from orchestrator.migration.dns import DnsProvider, provider_from_config
@@ -34,7 +34,7 @@ TRAEFIK_NO_ROUTE = "404 page not found\n"  # what Traefik answers for a host it 
 CRASH_AFTER_ENV = "GREENWISE_FAILPOINT_CRASH_AFTER"
 
 
-class MigrationFailed(Exception):
+class MigrationFailed(OperationalError):
     """A migration did not complete; `rolled_back` says whether the source was restored."""
 
     def __init__(self, message: str, rolled_back: bool) -> None:
@@ -95,11 +95,11 @@ def locate(clusters: Clusters, svc: ManagedService) -> Placement:
                                                      for p in pods}),
                                dep["spec"]["replicas"], sum(is_ready(p) for p in pods)))
     if not found:
-        raise GreenwiseError(f"service {svc.key} runs in no cluster (no Deployment "
-                             f"{svc.deployment_name} with replicas); deploy it first")
+        raise BadInput(f"service {svc.key} runs in no cluster (no Deployment "
+                       f"{svc.deployment_name} with replicas); deploy it first")
     if len(found) > 1:
-        raise GreenwiseError(f"service {svc.key} runs in {', '.join(p.cluster for p in found)}: "
-                             "an unfinished migration? run `greenwise-mc migrate --resume`")
+        raise OperationalError(f"service {svc.key} runs in {', '.join(p.cluster for p in found)}: "
+                               "an unfinished migration? run `greenwise-mc migrate --resume`")
     return found[0]
 
 
@@ -140,10 +140,10 @@ class Migrator:
         ns, name, depname = svc.namespace, svc.name, svc.deployment_name
         if here.cluster == target.name:
             if not node:
-                raise GreenwiseError(f"{svc.key} already runs in cluster {target.name}; give a "
-                                     f"node to move it within the cluster: --to {target.name}/NODE")
+                raise BadInput(f"{svc.key} already runs in cluster {target.name}; give a "
+                               f"node to move it within the cluster: --to {target.name}/NODE")
             if here.nodes == [node]:
-                raise GreenwiseError(f"{svc.key} already runs on {target.name}/{node}")
+                raise BadInput(f"{svc.key} already runs on {target.name}/{node}")
             check_node(target, node, pod_spec)
             return MigrationPlan(svc.key, "intra", here.cluster, here.nodes, target.name, node,
                                  list(INTRA_STEPS),
@@ -155,8 +155,8 @@ class Migrator:
             target.nodes()  # reachable?
         existing = target.get("Deployment", ns, depname)
         if existing and existing.get("spec", {}).get("replicas"):
-            raise GreenwiseError(f"cluster {target.name} already has a Deployment {ns}/{depname} "
-                                 "with replicas; refusing to overwrite it")
+            raise BadInput(f"cluster {target.name} already has a Deployment {ns}/{depname} "
+                           "with replicas; refusing to overwrite it")
         cms, secrets = O.references(dep)
         creates = [f"{target.name}: Deployment {ns}/{depname}",
                    f"{target.name}: Service {ns}/{name}",
@@ -198,7 +198,7 @@ class Migrator:
                 if rec.done(name):
                     continue
                 if self.interrupted() and not _committed(rec):
-                    raise GreenwiseError("interrupted (shutting down) before traffic moved")
+                    raise OperationalError("interrupted (shutting down) before traffic moved")
                 self._step(rec, name)
         except Exception as e:  # any failure: roll back and say why
             reason = f"{type(e).__name__}: {e}" if not isinstance(e, GreenwiseError) else str(e)
@@ -236,7 +236,7 @@ class Migrator:
         if name == "copy":
             dep = src.get("Deployment", ns, svc.deployment_name)
             if dep is None:
-                raise GreenwiseError(f"source Deployment {ns}/{svc.deployment_name} vanished")
+                raise OperationalError(f"source Deployment {ns}/{svc.deployment_name} vanished")
             cms, secrets = O.references(dep)
             objs = [("Deployment", svc.deployment_name), ("Service", svc.name),
                     *(("ConfigMap", c) for c in sorted(cms)),
@@ -276,7 +276,7 @@ class Migrator:
             kind, name = entry["kind"], entry["name"]
             obj = src.get(kind, ns, name)
             if obj is None:
-                raise GreenwiseError(f"source {kind} {ns}/{name} is missing")
+                raise OperationalError(f"source {kind} {ns}/{name} is missing")
             desired = O.portable(obj, kind, KINDS[kind][0], owner=rec.id)
             if kind == "Deployment":
                 O.pin_to_node(desired, rec.plan["target_node"])
@@ -431,9 +431,9 @@ class Migrator:
         deadline = time.monotonic() + self.timeout
         while not check():
             if interruptible and self.interrupted():
-                raise GreenwiseError(f"interrupted (shutting down) while waiting for {what}")
+                raise OperationalError(f"interrupted (shutting down) while waiting for {what}")
             if time.monotonic() > deadline:
-                raise GreenwiseError(f"timed out after {self.timeout:g}s waiting for {what}")
+                raise OperationalError(f"timed out after {self.timeout:g}s waiting for {what}")
             time.sleep(0.2)
 
 

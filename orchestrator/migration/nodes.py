@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import BadInput
 from orchestrator.kube.clusters import Cluster, node_ready
 
 _SUFFIX = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20,
@@ -44,27 +44,27 @@ def tolerated(taint: dict[str, Any], tolerations: list[dict[str, Any]]) -> bool:
 
 def check_node(cluster: Cluster, node_name: str, pod_spec: dict[str, Any],
                moving_from_node: str | None = None) -> dict[str, Any]:
-    """Raise a GreenwiseError saying why `node_name` cannot take a pod like `pod_spec`."""
+    """Raise a BadInput saying why `node_name` cannot take a pod like `pod_spec`."""
     nodes = {n["metadata"]["name"]: n for n in cluster.nodes()}
     where = f"{cluster.name}/{node_name}"
     node = nodes.get(node_name)
     if node is None:
-        raise GreenwiseError(f"node {where} does not exist; nodes in {cluster.name}: "
-                             f"{', '.join(sorted(nodes))}")
+        raise BadInput(f"node {where} does not exist; nodes in {cluster.name}: "
+                       f"{', '.join(sorted(nodes))}")
     if not node_ready(node):
-        raise GreenwiseError(f"node {where} is not Ready")
+        raise BadInput(f"node {where} is not Ready")
     if node.get("spec", {}).get("unschedulable"):
-        raise GreenwiseError(f"node {where} is cordoned (unschedulable)")
+        raise BadInput(f"node {where} is cordoned (unschedulable)")
     tolerations = pod_spec.get("tolerations") or []
     for taint in node.get("spec", {}).get("taints") or []:
         if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerated(taint,
                                                                                 tolerations):
-            raise GreenwiseError(f"node {where} has taint {taint.get('key')}:"
-                                 f"{taint.get('effect')} that the service does not tolerate")
+            raise BadInput(f"node {where} has taint {taint.get('key')}:"
+                           f"{taint.get('effect')} that the service does not tolerate")
     labels = node["metadata"].get("labels") or {}
     for k, v in (pod_spec.get("nodeSelector") or {}).items():
         if k != "kubernetes.io/hostname" and labels.get(k) != v:
-            raise GreenwiseError(f"node {where} lacks label {k}={v} the service selects")
+            raise BadInput(f"node {where} lacks label {k}={v} the service selects")
     allocatable = node.get("status", {}).get("allocatable") or {}
     used = {"cpu": 0.0, "memory": 0.0}
     for ns_pods in _pods_on(cluster, node_name):
@@ -74,8 +74,8 @@ def check_node(cluster: Cluster, node_name: str, pod_spec: dict[str, Any],
     for r in ("cpu", "memory"):
         free = quantity(allocatable.get(r)) - used[r]
         if need[r] > free:
-            raise GreenwiseError(f"node {where} has {free:g} {r} allocatable left, the service "
-                                 f"requests {need[r]:g}")
+            raise BadInput(f"node {where} has {free:g} {r} allocatable left, the service "
+                           f"requests {need[r]:g}")
     return node
 
 

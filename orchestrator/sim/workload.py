@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import BadInput
 
 DAY_STEPS = 96  # one step per 15 minutes
 
@@ -40,15 +40,15 @@ def read_trace(path: Path) -> list[float]:
         with path.open(newline="") as f:
             rows = list(csv.DictReader(f))
     except OSError as e:
-        raise GreenwiseError(f"cannot read trace {path}: {e.strerror}") from e
+        raise BadInput(f"cannot read trace {path}: {e.strerror}") from e
     if not rows or not {"time", "users"} <= set(rows[0]):
-        raise GreenwiseError(f"trace {path}: needs a header with columns time,users")
+        raise BadInput(f"trace {path}: needs a header with columns time,users")
     try:
         pairs = sorted((float(r["time"]), float(r["users"])) for r in rows)
     except ValueError as e:
-        raise GreenwiseError(f"trace {path}: time and users must be numbers ({e})") from e
+        raise BadInput(f"trace {path}: time and users must be numbers ({e})") from e
     if any(u < 0 for _, u in pairs):
-        raise GreenwiseError(f"trace {path}: users must be >= 0")
+        raise BadInput(f"trace {path}: users must be >= 0")
     return [u for _, u in pairs]
 
 
@@ -60,7 +60,7 @@ def pattern(spec: str, peak: int, base: Path | None = None) -> list[float]:
     if not path.is_absolute() and base is not None:
         path = base / path
     if not path.is_file():
-        raise GreenwiseError(
+        raise BadInput(
             f"workload pattern {spec!r} is neither built-in ({', '.join(PATTERNS)}) nor a "
             "CSV trace file with columns time,users"
         )
