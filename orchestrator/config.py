@@ -16,10 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from orchestrator.errors import BadInput
 
 Tier = Literal["edge", "fog", "cloud"]
+# The simulator tabulates every user count up to the peak (about 0.6 ms per count and host):
+# beyond this a scenario would take minutes to start, so it is refused.
+MAX_USERS = 5000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # nan and inf are refused everywhere: one would turn every reward into nan.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class HostProfile(_Strict):
@@ -53,6 +57,11 @@ class HostProfile(_Strict):
         if xs[0] != 0.0 or xs[-1] != 1.0 or any(b <= a for a, b in pairwise(xs)):
             raise ValueError(
                 f"host {self.name!r}: power_curve utilizations must rise from 0.0 to 1.0"
+            )
+        if any(not 0.0 <= p[1] <= 1.0 for p in self.power_curve):
+            raise ValueError(
+                f"host {self.name!r}: power_curve fractions must be within [0, 1] (the share "
+                "of max_watts - idle_watts drawn at that utilization)"
             )
         return self
 
@@ -103,7 +112,7 @@ class WorkloadSpec(_Strict):
 
     train: str = "ramp"
     test: str = "day"
-    peak_users: int = Field(default=60, gt=0)
+    peak_users: int = Field(default=60, gt=0, le=MAX_USERS)
     noise: float = Field(default=0.1, ge=0, le=1)  # relative, seeded
     latency_jitter: float = Field(default=0.05, ge=0, le=1)
 
@@ -300,7 +309,7 @@ class ControllerConfig(_Strict):
     cooldown_s: float = Field(default=60.0, ge=0)
     max_concurrent_migrations: int = Field(default=1, ge=1)
     # Move only if the predicted reward (Eq. 9, per tick) beats staying by at least this much.
-    min_predicted_gain: float = 0.02
+    min_predicted_gain: float = Field(default=0.02, ge=0)
 
 
 class ContinuumConfig(_Strict):
@@ -376,7 +385,12 @@ def load_continuum(path: Path) -> ContinuumConfig:
     base = path.resolve().parent
 
     def pin(p: Path | None) -> Path | None:
-        return None if p is None or p.is_absolute() else base / p
+        """`p` with `~` expanded, relative to the config file; None when that changes nothing."""
+        if p is None:
+            return None
+        full = p.expanduser()
+        full = full if full.is_absolute() else base / full
+        return None if full == p else full
 
     clusters = tuple(c.model_copy(update={"kubeconfig": pin(c.kubeconfig)})
                      if pin(c.kubeconfig) else c for c in cfg.clusters)

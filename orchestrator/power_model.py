@@ -306,8 +306,8 @@ def read_target(path: Path, hosts: Iterable[str]) -> dict[str, Any]:
         raise BadInput(f"--apply: {path} does not exist (a scenario YAML or continuum.yaml)")
     try:
         doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise BadInput(f"--apply: {path}: not valid YAML") from e
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        raise BadInput(f"--apply: {path}: not valid YAML ({type(e).__name__})") from e
     entries = _host_entries(doc)
     if not entries:
         raise BadInput(f"--apply: {path} has no clusters[*].hosts entries")

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import BadInput
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS migrations (
   id TEXT PRIMARY KEY, service TEXT NOT NULL, kind TEXT NOT NULL, source TEXT NOT NULL,
@@ -62,13 +64,38 @@ class MigrationRecord:
 
 
 class Journal:
-    def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, state_dir: Path, db: sqlite3.Connection | None = None) -> None:
         self.path = state_dir / "journal.sqlite"
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        if db is not None:
+            self.db = db
+            return
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise BadInput(f"state_dir {state_dir}: cannot keep the migration journal there "
+                           f"({_reason(e)}); set state_dir in the config to a writable "
+                           "directory") from e
+
+    @classmethod
+    def read_only(cls, state_dir: Path) -> Journal | None:
+        """The journal for reading (status), creating nothing; None when there is none.
+        Without a -wal file no writer is active and everything is in the main file, so it is
+        opened immutable (read-only mode would leave -wal and -shm files behind)."""
+        path = state_dir / "journal.sqlite"
+        if not path.is_file():
+            return None
+        mode = "mode=ro" if Path(f"{path}-wal").exists() else "immutable=1"
+        try:
+            db = sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True,
+                                 isolation_level=None, timeout=30)
+            db.execute("SELECT 1 FROM migrations LIMIT 1")
+        except sqlite3.Error as e:
+            raise BadInput(f"{path} is not a greenwise-mc migration journal ({e})") from e
+        return cls(state_dir, db)
 
     def close(self) -> None:
         self.db.close()
@@ -119,3 +146,7 @@ class Journal:
         rows = self.db.execute("SELECT id FROM migrations ORDER BY started DESC LIMIT ?",
                                (limit,)).fetchall()
         return [self.get(r[0]) for r in rows]
+
+
+def _reason(e: Exception) -> str:
+    return (e.strerror or str(e)) if isinstance(e, OSError) else str(e)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.config import MAX_USERS
 from orchestrator.errors import BadInput
 
 DAY_STEPS = 96  # one step per 15 minutes
@@ -47,8 +48,9 @@ def read_trace(path: Path) -> list[float]:
         pairs = sorted((float(r["time"]), float(r["users"])) for r in rows)
     except ValueError as e:
         raise BadInput(f"trace {path}: time and users must be numbers ({e})") from e
-    if any(u < 0 for _, u in pairs):
-        raise BadInput(f"trace {path}: users must be >= 0")
+    if not all(0 <= u <= MAX_USERS and math.isfinite(t) for t, u in pairs):
+        raise BadInput(f"trace {path}: users must be between 0 and {MAX_USERS}, and times "
+                       "finite numbers")
     return [u for _, u in pairs]
 
 
