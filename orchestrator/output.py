@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -16,11 +15,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-# Off a terminal rich would wrap at 80 columns and truncate wide tables: give them room, unless
-# COLUMNS says how wide to be.
-_WIDE = None if "COLUMNS" in os.environ else 160
-console = Console(width=None if sys.stdout.isatty() else _WIDE)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else _WIDE)
+# Off a terminal rich would wrap at 80 columns and truncate wide tables: give them room.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 class Format(StrEnum):
@@ -49,12 +46,14 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
               pad_edge=False, collapse_padding=True)
     cells = [[fmt_cell(v) for v in r] for r in rows]
     values = [max((len(r[i]) for r in cells), default=0) for i in range(len(columns))]
-    natural = sum(max(v, len(c)) + 2 for v, c in zip(values, columns, strict=True))
-    narrow = natural > console.width
+    gaps = 2 * (len(columns) - 1)
+    natural = sum(max(v, len(c)) for v, c in zip(values, columns, strict=True)) + gaps
+    compact = [max([v, *map(len, c.split())]) for v, c in zip(values, columns, strict=True)]
+    # Narrow console: headers wrap so values stay whole, if that is enough to fit.
+    narrow = natural > console.width >= sum(min(w, 16) for w in compact) + gaps
     for i, c in enumerate(columns):
         numeric = bool(rows) and all(_numeric(r[i]) for r in rows)
-        width = max([values[i]] + [len(w) for w in c.split()])
-        fixed = width if narrow and width <= 16 else None
+        fixed = compact[i] if narrow and compact[i] <= 16 else None
         t.add_column(Text(c), justify="right" if numeric else "left", overflow="fold",
                      min_width=fixed, max_width=fixed)
     for r in cells:

@@ -58,7 +58,7 @@ def migrate(
                        "--users")
     users = 30 if users is None else users
     check_users("--users", users)
-    m = _migrator(config, timeout)
+    m = _migrator(config, timeout, read_only=dry_run)
     if resume:
         _resume(m, output)
         return
@@ -100,16 +100,20 @@ def _resume(m: Any, output: Format) -> None:
                                "fix the cause shown above and run --resume again")
 
 
-def _migrator(config: Path, timeout: float = 120.0) -> Any:
+def _migrator(config: Path, timeout: float, read_only: bool) -> Any:
+    """The migrator; a dry run reads the journal without creating it."""
     from orchestrator.config import load_continuum
     from orchestrator.migration.executor import Migrator
+    from orchestrator.migration.journal import Journal
 
     def report(event: str, step: str, detail: str) -> None:
         mark, style = MARKS[event]
         err_console.print(Text.assemble((mark, style), f" {step:10s} {detail}"),
                           highlight=False)
 
-    return Migrator(load_continuum(config), report=report, timeout=timeout)
+    cfg = load_continuum(config)
+    return Migrator(cfg, journal=Journal.read_only(cfg.state_dir) if read_only else None,
+                    report=report, timeout=timeout)
 
 
 def _record_dict(rec: Any) -> dict[str, Any]:

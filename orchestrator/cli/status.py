@@ -23,8 +23,7 @@ def status(config: ConfigOpt = Path("continuum.yaml"), output: OutputOpt = Forma
 
     cfg = load_continuum(config)
     cl = Clusters(cfg, timeout=5.0, retry_seconds=3.0)
-    journal = Journal.read_only(cfg.state_dir)
-    pending = {r.service: r.id for r in journal.unfinished()} if journal else {}
+    pending = {r.service: r.id for r in Journal.read_only(cfg.state_dir).unfinished()}
     out = []
     errors: list[GreenwiseError] = []
     for svc in cfg.services:

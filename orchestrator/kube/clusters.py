@@ -142,6 +142,22 @@ class Cluster:
             raise ClusterUnavailable(f"cluster {self.name}: request to {self.api.url} failed "
                                      f"({type(e).__name__}: {e})") from e
 
+    def _raise_for_status(self, r: requests.Response) -> None:
+        """A Kubernetes error carries a JSON Status (pykube's HTTPError shows its message). A
+        4xx without one comes from a server that is not Kubernetes: bad input. A 5xx without
+        one (a proxy in front of the API server) stays transient."""
+        if r.status_code < 400:
+            return
+        kind = r.headers.get("content-type", "")
+        if "json" in kind:
+            self.api.raise_for_status(r)
+        if r.status_code < 500:
+            raise BadInput(f"cluster {self.name}: {self.api.url} is not a Kubernetes API server "
+                           f"({r.request.method} {r.request.path_url} answered "
+                           f"{r.status_code} {kind or 'without a content type'}); check "
+                           f"'server' in {self.kubeconfig}")
+        r.raise_for_status()
+
     # --- plain-dict object access ---------------------------------------------------------
     def _request(self, method: str, kind: str, namespace: str, name: str | None = None,
                  **kwargs: Any) -> dict[str, Any]:
@@ -150,7 +166,7 @@ class Cluster:
 
         def do() -> dict[str, Any]:
             r = self.api.request(method, version=version, url=url, **kwargs)
-            self.api.raise_for_status(r)
+            self._raise_for_status(r)
             return r.json() if r.content else {}
 
         return self.call(do)
@@ -234,7 +250,7 @@ class Cluster:
         (the kubeconfig points at something else)."""
         def do() -> Any:
             r = self.api.get(version="", base="/version")
-            self.api.raise_for_status(r)
+            self._raise_for_status(r)
             return r.json()
 
         try:

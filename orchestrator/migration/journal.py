@@ -81,13 +81,16 @@ class Journal:
                            "directory") from e
 
     @classmethod
-    def read_only(cls, state_dir: Path) -> Journal | None:
-        """The journal for reading (status), creating nothing; None when there is none.
-        Without a -wal file no writer is active and everything is in the main file, so it is
-        opened immutable (read-only mode would leave -wal and -shm files behind)."""
+    def read_only(cls, state_dir: Path) -> Journal:
+        """The journal for reading (status, dry runs), creating nothing: when there is none,
+        an empty one in memory. Without a -wal file no writer is active and everything is in
+        the main file, so it is opened immutable (read-only mode would leave -wal and -shm
+        files behind)."""
         path = state_dir / "journal.sqlite"
         if not path.is_file():
-            return None
+            db = sqlite3.connect(":memory:", isolation_level=None)
+            db.executescript(SCHEMA)
+            return cls(state_dir, db)
         mode = "mode=ro" if Path(f"{path}-wal").exists() else "immutable=1"
         try:
             db = sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True,
