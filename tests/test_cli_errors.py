@@ -65,6 +65,15 @@ def work(tmp_path: Path) -> Path:
     (tmp_path / "dead.kubeconfig").write_text(kubeconfig("https://127.0.0.1:1"))
     (tmp_path / "plain.kubeconfig").write_text("this is not a kubeconfig\n")
     (tmp_path / "binary.kubeconfig").write_bytes(bytes(range(256)) * 4)
+    cert = yaml.safe_load(kubeconfig("https://127.0.0.1:1"))
+    cert["users"][0]["user"] = {"client-certificate": "missing.crt", "client-key": "missing.key"}
+    (tmp_path / "cert.kubeconfig").write_text(yaml.safe_dump(cert))
+    (tmp_path / "url.kubeconfig").write_text(kubeconfig("not a url"))
+    noserver = yaml.safe_load(kubeconfig(""))
+    del noserver["clusters"][0]["cluster"]["server"]
+    (tmp_path / "noserver.kubeconfig").write_text(yaml.safe_dump(noserver))
+    for name in ("cert", "url", "noserver"):
+        (tmp_path / f"{name}.yaml").write_text(continuum(f"{name}.kubeconfig"))
     (tmp_path / "continuum.yaml").write_text(continuum())
     (tmp_path / "tilde.yaml").write_text(continuum("~/dead.kubeconfig"))
     (tmp_path / "plain.yaml").write_text(continuum("plain.kubeconfig"))
@@ -162,6 +171,10 @@ CASES = [
     # kubeconfigs: plain text, binary, `~`, nothing listening
     (["clusters", "--config", "plain.yaml"], 2, "is malformed"),
     (["status", "--config", "binary.yaml"], 2, "is malformed"),
+    (["clusters", "--config", "cert.yaml"], 2,
+     "missing.crt' file does not exist"),
+    (["status", "--config", "url.yaml"], 2, "is not a URL like https://HOST:PORT"),
+    (["clusters", "--config", "noserver.yaml"], 2, "cluster 'edge' has no server"),
     (["clusters", "--config", "continuum.yaml"], 1, "cluster edge is unreachable"),
     (["clusters", "--config", "tilde.yaml"], 1, "cluster edge is unreachable"),
     (["status", "--config", "continuum.yaml"], 1, "cluster edge is unreachable"),

@@ -110,6 +110,11 @@ class Cluster:
                            f"(it has: {', '.join(map(str, contexts)) or 'none'})")
         try:
             kc.set_current_context(context)
+            name = kc.contexts[context].get("cluster")
+            raw = next((c.get("cluster") or {} for c in kc.doc["clusters"]
+                        if isinstance(c, dict) and c.get("name") == name), {})
+            if not raw.get("server"):  # pykube would quietly use http://localhost
+                raise KeyError(f"cluster {name!r} has no server")
             self.api = pykube.HTTPClient(kc, timeout=timeout)
         except (KeyError, TypeError, ValueError, OSError, pykube.PyKubeError) as e:
             raise BadInput(f"cluster {cfg.name}: context {context!r} in {path} is "
@@ -138,9 +143,15 @@ class Cluster:
                                     "role") from e
             raise ApiError(f"cluster {self.name}: the API server refused a request ({code}: "
                            f"{e})", code) from e
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema) as e:
+            raise BadInput(f"cluster {self.name}: server {self.api.url!r} in {self.kubeconfig} "
+                           f"is not a URL like https://HOST:PORT ({type(e).__name__})") from e
         except requests.RequestException as e:  # e.g. a TLS or proxy problem
             raise ClusterUnavailable(f"cluster {self.name}: request to {self.api.url} failed "
                                      f"({type(e).__name__}: {e})") from e
+        except pykube.PyKubeError as e:  # read at the first request: a certificate file missing
+            raise BadInput(f"cluster {self.name}: kubeconfig {self.kubeconfig}: {e}") from e
 
     def _raise_for_status(self, r: requests.Response) -> None:
         """A Kubernetes error carries a JSON Status (pykube's HTTPError shows its message). A
