@@ -13,14 +13,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from orchestrator.errors import GreenwiseError
-from orchestrator.workload import PATTERNS, pattern
+from orchestrator.errors import BadInput
+from orchestrator.workload import MAX_USERS, PATTERNS, pattern
 
 Tier = Literal["edge", "fog", "cloud"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # nan and inf are refused everywhere: one would turn every reward into nan.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class HostProfile(_Strict):
@@ -54,6 +55,11 @@ class HostProfile(_Strict):
         if xs[0] != 0.0 or xs[-1] != 1.0 or any(b <= a for a, b in pairwise(xs)):
             raise ValueError(
                 f"host {self.name!r}: power_curve utilizations must rise from 0.0 to 1.0"
+            )
+        if any(not 0.0 <= p[1] <= 1.0 for p in self.power_curve):
+            raise ValueError(
+                f"host {self.name!r}: power_curve fractions must be within [0, 1] (the share "
+                "of max_watts - idle_watts drawn at that utilization)"
             )
         return self
 
@@ -104,7 +110,7 @@ class WorkloadSpec(_Strict):
 
     train: str = "ramp"
     test: str = "day"
-    peak_users: int = Field(default=60, gt=0)
+    peak_users: int = Field(default=60, gt=0, le=MAX_USERS)
     noise: float = Field(default=0.1, ge=0, le=1)  # relative, seeded
     latency_jitter: float = Field(default=0.05, ge=0, le=1)
 
@@ -170,19 +176,19 @@ def _read_mapping(path: Path, expected: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise GreenwiseError(f"{path}: not valid YAML ({_first_line(str(e))})") from e
+        raise BadInput(f"{path}: not valid YAML ({_first_line(str(e))})") from e
     if not isinstance(data, dict):
-        raise GreenwiseError(f"{path}: expected a mapping with {expected}")
+        raise BadInput(f"{path}: expected a mapping with {expected}")
     return data
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """A built-in scenario by name, or a YAML file; bad input raises GreenwiseError."""
+    """A built-in scenario by name, or a YAML file; bad input raises BadInput."""
     if str(name_or_path) in BUILTIN:
         return BUILTIN[str(name_or_path)]
     path = Path(name_or_path)
     if not path.is_file():
-        raise GreenwiseError(
+        raise BadInput(
             f"scenario {str(name_or_path)!r} is neither a built-in ({', '.join(BUILTIN)}) "
             "nor a readable file; pass --scenario paper or a path to a scenario YAML"
         )
@@ -191,7 +197,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
-        raise GreenwiseError(f"{path}: {describe_validation_error(e)}") from e
+        raise BadInput(f"{path}: {describe_validation_error(e)}") from e
     return _resolve_traces(scenario, path.parent)
 
 
@@ -310,7 +316,7 @@ class ControllerConfig(_Strict):
     cooldown_s: float = Field(default=60.0, ge=0)
     max_concurrent_migrations: int = Field(default=1, ge=1)
     # Move only if the predicted reward (Eq. 9, per tick) beats staying by at least this much.
-    min_predicted_gain: float = 0.02
+    min_predicted_gain: float = Field(default=0.02, ge=0)
 
 
 class ContinuumConfig(_Strict):
@@ -352,16 +358,16 @@ class ContinuumConfig(_Strict):
         for c in self.clusters:
             if c.name == name:
                 return c
-        raise GreenwiseError(f"unknown cluster {name!r}; clusters in the config: "
-                             f"{', '.join(c.name for c in self.clusters)}")
+        raise BadInput(f"unknown cluster {name!r}; clusters in the config: "
+                       f"{', '.join(c.name for c in self.clusters)}")
 
     def service(self, key: str) -> ManagedService:
         for s in self.services:
             if s.key == key:
                 return s
         known = ", ".join(s.key for s in self.services) or "none"
-        raise GreenwiseError(f"unknown service {key!r} (expected NAMESPACE/SERVICE); managed "
-                             f"services: {known}")
+        raise BadInput(f"unknown service {key!r} (expected NAMESPACE/SERVICE); managed "
+                       f"services: {known}")
 
     def scenario(self) -> Scenario:
         """The clusters as a scenario, so the performance model can predict moves: one
@@ -378,17 +384,22 @@ class ContinuumConfig(_Strict):
 def load_continuum(path: Path) -> ContinuumConfig:
     """Read continuum.yaml; relative paths in it are relative to the file."""
     if not path.is_file():
-        raise GreenwiseError(f"config {path} does not exist; pass --config continuum.yaml "
-                             "(see kubeconfigs.example/continuum.yaml)")
+        raise BadInput(f"config {path} does not exist; pass --config continuum.yaml "
+                       "(see kubeconfigs.example/continuum.yaml)")
     data = _read_mapping(path, "'clusters' and 'dns'")
     try:
         cfg = ContinuumConfig.model_validate(data)
     except ValidationError as e:
-        raise GreenwiseError(f"{path}: {describe_validation_error(e)}") from e
+        raise BadInput(f"{path}: {describe_validation_error(e)}") from e
     base = path.resolve().parent
 
     def pin(p: Path | None) -> Path | None:
-        return None if p is None or p.is_absolute() else base / p
+        """`p` with `~` expanded, relative to the config file; None when that changes nothing."""
+        if p is None:
+            return None
+        full = p.expanduser()
+        full = full if full.is_absolute() else base / full
+        return None if full == p else full
 
     clusters = tuple(c.model_copy(update={"kubeconfig": pin(c.kubeconfig)})
                      if pin(c.kubeconfig) else c for c in cfg.clusters)

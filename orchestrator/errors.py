@@ -1,12 +1,21 @@
 """The one error tree. Every error carries one line that says what is wrong and what to do.
 
     GreenwiseError
-    ├── BadInput            the user can fix it (arguments, files, config): exit 2
+    ├── BadInput            the user can fix it (arguments, files, config, kubeconfig, keys):
+    │                       exit 2, nothing changed. Also: AccessRefused (kube.clusters),
+    │                       DnsBadInput and DnsAuthError (migration.dns)
     └── OperationalError    something outside failed (a cluster, DNS, Prometheus down; a
-                            migration rolled back; a timeout): exit 1, saying what was done
+                            migration rolled back; a timeout): exit 1, saying what was done.
+                            Also: ClusterUnavailable, ApiError (kube.clusters), MonitoringError
+                            and PrometheusUnavailable (monitoring), DnsUnavailable, DnsConflict,
+                            DnsFailed (migration.dns), MigrationFailed (migration.executor)
 
-Third-party exceptions (pykube, kubernetes, requests, httpx, dnspython, google-cloud) are mapped
-onto this tree where those libraries are called; nothing else escapes to the CLI.
+The branch is chosen by what the user must do: fix an input, or wait for / repair something
+outside (so a TSIG key or token the server rejects is BadInput; a server that does not answer
+is OperationalError). DnsError is the DNS family's common base; each of its classes also sits
+on one branch. Third-party exceptions (pykube, kubernetes, requests, httpx, dnspython,
+google-cloud) are mapped onto this tree where those libraries are called; the CLI's boundary
+(orchestrator.cli.main) turns anything else into one "internal error" line.
 """
 
 

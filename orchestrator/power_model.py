@@ -30,7 +30,7 @@ import yaml
 from pydantic import ValidationError
 
 from orchestrator.config import HostProfile, describe_validation_error
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import BadInput
 
 COLUMNS = ("host", "cpu_utilization", "watts")
 MIN_ROWS = 20  # per host: enough for a held-out part and k-neighbours (k = 5)
@@ -92,10 +92,10 @@ class HostFit:
 
 def load_measurements(path: Path, percent: bool = False,
                       min_rows: int = MIN_ROWS) -> dict[str, HostData]:
-    """Rows of `host,cpu_utilization,watts` grouped by host; bad input raises GreenwiseError
+    """Rows of `host,cpu_utilization,watts` grouped by host; bad input raises BadInput
     naming the line and column."""
     if not path.is_file():
-        raise GreenwiseError(f"measurements file {path} does not exist")
+        raise BadInput(f"measurements file {path} does not exist")
     top = 100.0 if percent else 1.0
     rows: dict[str, tuple[list[float], list[float]]] = {}
     try:
@@ -104,55 +104,55 @@ def load_measurements(path: Path, percent: bool = False,
             header = [h.strip() for h in reader.fieldnames or []]
             missing = [c for c in COLUMNS if c not in header]
             if missing:
-                raise GreenwiseError(
+                raise BadInput(
                     f"{path}: line 1: missing column(s) {', '.join(missing)}; expected a header "
                     f"with {', '.join(COLUMNS)} (found: {', '.join(header) or 'nothing'})")
             reader.fieldnames = header
             for row in reader:
                 line = reader.line_num
                 if None in row:
-                    raise GreenwiseError(f"{path}: line {line}: more values than columns")
+                    raise BadInput(f"{path}: line {line}: more values than columns")
                 host = (row["host"] or "").strip()
                 if not host:
-                    raise GreenwiseError(f"{path}: line {line}, column host: empty host name")
+                    raise BadInput(f"{path}: line {line}, column host: empty host name")
                 u = _number(path, line, "cpu_utilization", row["cpu_utilization"])
                 if not 0.0 <= u <= top:
                     hint = ("; if the file is in percent, pass --percent" if not percent and
                             1.0 < u <= 100.0 else "")
-                    raise GreenwiseError(
+                    raise BadInput(
                         f"{path}: line {line}, column cpu_utilization: {u:g} is outside "
                         f"[0, {top:g}]{hint}")
                 w = _number(path, line, "watts", row["watts"])
                 if w <= 0:
-                    raise GreenwiseError(f"{path}: line {line}, column watts: {w:g} must be > 0")
+                    raise BadInput(f"{path}: line {line}, column watts: {w:g} must be > 0")
                 us, ws = rows.setdefault(host, ([], []))
                 us.append(u / top)
                 ws.append(w)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise GreenwiseError(f"{path}: cannot read as CSV ({e})") from e
+        raise BadInput(f"{path}: cannot read as CSV ({e})") from e
     if not rows:
-        raise GreenwiseError(f"{path}: no measurements (expected rows of {', '.join(COLUMNS)})")
+        raise BadInput(f"{path}: no measurements (expected rows of {', '.join(COLUMNS)})")
     out = {}
     for host, (us, ws) in rows.items():
         if len(us) < min_rows:
-            raise GreenwiseError(f"{path}: host {host!r} has {len(us)} rows; need at least "
-                                 f"{min_rows} per host")
+            raise BadInput(f"{path}: host {host!r} has {len(us)} rows; need at least "
+                           f"{min_rows} per host")
         if len(set(us)) < MIN_DISTINCT:
-            raise GreenwiseError(f"{path}: host {host!r} has {len(set(us))} distinct "
-                                 f"cpu_utilization values; need at least {MIN_DISTINCT}")
+            raise BadInput(f"{path}: host {host!r} has {len(set(us))} distinct "
+                           f"cpu_utilization values; need at least {MIN_DISTINCT}")
         out[host] = HostData(host, np.array(us), np.array(ws))
     return out
 
 
 def _number(path: Path, line: int, column: str, text: str | None) -> float:
     if text is None or not text.strip():
-        raise GreenwiseError(f"{path}: line {line}, column {column}: missing value")
+        raise BadInput(f"{path}: line {line}, column {column}: missing value")
     try:
         value = float(text.strip())
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
-        raise GreenwiseError(f"{path}: line {line}, column {column}: {text!r} is not a number")
+        raise BadInput(f"{path}: line {line}, column {column}: {text!r} is not a number")
     return value
 
 
@@ -237,8 +237,8 @@ def sample_curve(predict: Callable[[np.ndarray], np.ndarray], points: int = CURV
     watts = np.maximum.accumulate(np.asarray(predict(us.reshape(-1, 1)), dtype=float))
     idle, top = float(watts[0]), float(watts[-1])
     if idle < 0:
-        raise GreenwiseError(f"the fitted model predicts {idle:.2f} W at zero utilization; "
-                             "check the measurements (watts must be > 0)")
+        raise BadInput(f"the fitted model predicts {idle:.2f} W at zero utilization; "
+                       "check the measurements (watts must be > 0)")
     if top - idle < 1e-6:  # no dynamic power: a flat host
         return round(idle, 2), round(idle, 2), ((0.0, 0.0), (1.0, 1.0))
     fractions = (watts - idle) / (top - idle)
@@ -255,11 +255,11 @@ def fit_all(hosts: dict[str, HostData], seed: int = 0, test_fraction: float = 0.
 def check_split(hosts: dict[str, HostData], test_fraction: float) -> None:
     """Every host keeps enough held-out and training rows."""
     if not 0.0 < test_fraction < 1.0:
-        raise GreenwiseError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
+        raise BadInput(f"--test-fraction must be between 0 and 1, got {test_fraction}")
     for data in hosts.values():
         n_test = math.ceil(len(data.watts) * test_fraction)
         if n_test < 2 or len(data.watts) - n_test < 5:
-            raise GreenwiseError(
+            raise BadInput(
                 f"host {data.host!r}: {len(data.watts)} rows with --test-fraction "
                 f"{test_fraction} leave {n_test} held-out and {len(data.watts) - n_test} "
                 "training rows; need at least 2 and 5")
@@ -286,7 +286,7 @@ def load_models(path: Path) -> dict[str, dict[str, Any]]:
     """A power-models file as written by write_models (host -> entry)."""
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict):
-        raise GreenwiseError(f"{path}: expected a mapping of host -> power model")
+        raise BadInput(f"{path}: expected a mapping of host -> power model")
     return data
 
 
@@ -303,24 +303,24 @@ def read_target(path: Path, hosts: Iterable[str]) -> dict[str, Any]:
     """The scenario / continuum.yaml to --apply to, checked before anything is fitted: it must
     have hosts and at least one of the measured `hosts` among them."""
     if not path.is_file():
-        raise GreenwiseError(f"--apply: {path} does not exist (a scenario YAML or continuum.yaml)")
+        raise BadInput(f"--apply: {path} does not exist (a scenario YAML or continuum.yaml)")
     try:
         doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise GreenwiseError(f"--apply: {path}: not valid YAML") from e
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        raise BadInput(f"--apply: {path}: not valid YAML ({type(e).__name__})") from e
     entries = _host_entries(doc)
     if not entries:
-        raise GreenwiseError(f"--apply: {path} has no clusters[*].hosts entries")
+        raise BadInput(f"--apply: {path} has no clusters[*].hosts entries")
     measured, there = list(hosts), [str(h.get("name")) for h in entries]
     if not set(measured) & set(there):
-        raise GreenwiseError(f"--apply: none of the measured hosts ({', '.join(measured)}) is in "
-                             f"{path} (hosts there: {', '.join(there)})")
+        raise BadInput(f"--apply: none of the measured hosts ({', '.join(measured)}) is in "
+                       f"{path} (hosts there: {', '.join(there)})")
     return doc
 
 
 def apply_to(doc: dict[str, Any], fits: dict[str, HostFit], path: Path) -> list[str]:
     """Set idle_watts, max_watts and power_curve of the document's hosts that were fitted (in
-    `doc`, not on disk). Returns the updated host names; raises GreenwiseError if a result is
+    `doc`, not on disk). Returns the updated host names; raises BadInput if a result is
     not a valid host."""
     updated = []
     for host in _host_entries(doc):
@@ -331,8 +331,8 @@ def apply_to(doc: dict[str, Any], fits: dict[str, HostFit], path: Path) -> list[
         try:
             HostProfile.model_validate(host)
         except ValidationError as e:
-            raise GreenwiseError(f"--apply: {path}: host {fit.host!r}: "
-                                 f"{describe_validation_error(e)}") from e
+            raise BadInput(f"--apply: {path}: host {fit.host!r}: "
+                           f"{describe_validation_error(e)}") from e
         updated.append(fit.host)
     return updated
 

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import BadInput
 
+# The simulator tabulates every user count up to the peak (about 0.6 ms per count and host):
+# beyond this a scenario would take minutes to start, so it is refused.
+MAX_USERS = 5000
 DAY_STEPS = 96  # one step per 15 minutes
 TICK_S = 24 * 3600 / DAY_STEPS  # simulated seconds per step: the gates' clock in simulation
 
@@ -41,15 +44,16 @@ def read_trace(path: Path) -> list[float]:
         with path.open(newline="") as f:
             rows = list(csv.DictReader(f))
     except OSError as e:
-        raise GreenwiseError(f"cannot read trace {path}: {e.strerror}") from e
+        raise BadInput(f"cannot read trace {path}: {e.strerror}") from e
     if not rows or not {"time", "users"} <= set(rows[0]):
-        raise GreenwiseError(f"trace {path}: needs a header with columns time,users")
+        raise BadInput(f"trace {path}: needs a header with columns time,users")
     try:
         pairs = sorted((float(r["time"]), float(r["users"])) for r in rows)
     except ValueError as e:
-        raise GreenwiseError(f"trace {path}: time and users must be numbers ({e})") from e
-    if any(u < 0 for _, u in pairs):
-        raise GreenwiseError(f"trace {path}: users must be >= 0")
+        raise BadInput(f"trace {path}: time and users must be numbers ({e})") from e
+    if not all(0 <= u <= MAX_USERS and math.isfinite(t) for t, u in pairs):
+        raise BadInput(f"trace {path}: users must be between 0 and {MAX_USERS}, and times "
+                       "finite numbers")
     return [u for _, u in pairs]
 
 
@@ -61,7 +65,7 @@ def pattern(spec: str, peak: int, base: Path | None = None) -> list[float]:
     if not path.is_absolute() and base is not None:
         path = base / path
     if not path.is_file():
-        raise GreenwiseError(
+        raise BadInput(
             f"workload pattern {spec!r} is neither built-in ({', '.join(PATTERNS)}) nor a "
             "CSV trace file with columns time,users"
         )

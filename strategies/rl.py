@@ -17,7 +17,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from orchestrator.config import Scenario
 from orchestrator.continuum import Continuum
-from orchestrator.errors import BadInput, GreenwiseError
+from orchestrator.errors import BadInput
 from orchestrator.model import Observation
 from strategies.base import NoOptions, StrategyContext
 from strategies.env import Encoder, GreenWiseEnv
@@ -47,7 +47,7 @@ def train(algorithm: str, scenario: Scenario, reward_kind: str, steps: int, seed
           out: Path | None = None, on_step: Callable[[int], None] | None = None) -> BaseAlgorithm:
     """Train on the training pattern; save to `out` if given."""
     if algorithm not in ALGORITHMS:
-        raise GreenwiseError(f"cannot train {algorithm!r}; trainable: {', '.join(ALGORITHMS)}")
+        raise BadInput(f"cannot train {algorithm!r}; trainable: {', '.join(ALGORITHMS)}")
     torch.set_num_threads(1)  # tiny networks: threads cost more than they give
     env = GreenWiseEnv(scenario, "train", reward_kind, seed=seed)
     model = ALGORITHMS[algorithm]("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
@@ -74,16 +74,16 @@ def _loaded(algorithm: str, path: Path, scenario: Scenario) -> BaseAlgorithm:
 
 def load(algorithm: str, path: Path, scenario: Scenario) -> BaseAlgorithm:
     if not path.is_file():
-        raise GreenwiseError(f"model file {path} does not exist; train one with "
-                             f"`greenwise-mc train --strategy {algorithm} --out {path}`")
+        raise BadInput(f"model file {path} does not exist; train one with "
+                       f"`greenwise-mc train --strategy {algorithm} --out {path}`")
     try:
         model = ALGORITHMS[algorithm].load(path, device="cpu")
     except (zipfile.BadZipFile, ValueError, KeyError, RuntimeError, EOFError) as e:
-        raise GreenwiseError(f"{path} is not a {algorithm} model saved by `greenwise-mc train` "
-                             f"({type(e).__name__})") from e
+        raise BadInput(f"{path} is not a {algorithm} model saved by `greenwise-mc train` "
+                       f"({type(e).__name__})") from e
     expected = Encoder(scenario).size
     if model.observation_space.shape != (expected,):
-        raise GreenwiseError(
+        raise BadInput(
             f"{path} was trained for a continuum with a different number of hosts "
             f"(observation size {model.observation_space.shape} vs {expected}); retrain it "
             "on this scenario")

@@ -25,6 +25,7 @@ from orchestrator.migration.dns import (
     DnsAuthError,
     DnsConflict,
     DnsError,
+    DnsFailed,
     DnsProvider,
     DnsUnavailable,
     Record,
@@ -269,7 +270,7 @@ def stub() -> Iterator[Stub]:
     (429, DnsUnavailable, "try again: 429"),
     (500, DnsUnavailable, "try again: 500"),
     (503, DnsUnavailable, "try again: 503"),
-    (400, DnsError, "400 stub says 400"),
+    (400, DnsFailed, "400 stub says 400"),
 ])
 def test_http_errors_map_to_dns_errors(stub: Stub, status: int, error: type[DnsError],
                                        words: str) -> None:

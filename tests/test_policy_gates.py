@@ -128,7 +128,11 @@ class Clock:
 
 def make_loop(continuum: FakeContinuum, strategy=None, dry_run: bool = False,
               **gates: float) -> tuple[PolicyLoop, io.StringIO, Clock]:
-    settings = ControllerConfig(**{"cooldown_s": 60.0, "min_predicted_gain": -10.0, **gates})
+    # The gain gate off (a config refuses a negative minimum gain, so construct it unchecked)
+    # unless a test sets it.
+    checked = ControllerConfig(**{"cooldown_s": 60.0, **gates}).model_dump()
+    settings = ControllerConfig.model_construct(
+        **{**checked, "min_predicted_gain": gates.get("min_predicted_gain", -10.0)})
     clock = Clock()
     out = io.StringIO()
     loop = PolicyLoop(continuum, strategy or MoveTo(3), "move-to",  # type: ignore[arg-type]
@@ -363,16 +367,26 @@ services: [{namespace: ml, name: resnet, hostname: resnet.continuum.test}]
      "--online-training trains MaskablePPO"),
     (["run", "--config", "{cfg}", "--interval", "10x"], "--interval must be a duration"),
     (["run", "--config", "{cfg}", "--strategy", "oracle"], "needs the simulated continuum"),
-    (["plan", "--config", "{cfg}", "--strategy", "rules"],
-     "cannot query Prometheus at http://127.0.0.1:1"),
 ])
 def test_policy_mode_bad_input_is_one_line_and_exit_2(args: list[str], message: str,
                                                        tmp_path: Path) -> None:
+    r = _cli_with_config(args, tmp_path)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_prometheus_down_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """An outage, not bad input: exit 1 (the error tree)."""
+    r = _cli_with_config(["plan", "--config", "{cfg}", "--strategy", "rules"], tmp_path)
+    assert r.returncode == 1 and "cannot query Prometheus at http://127.0.0.1:1" in r.stderr, \
+        r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def _cli_with_config(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     cfg = tmp_path / "continuum.yaml"
     cfg.write_text(CONFIG)
     env = {k: v for k, v in os.environ.items() if k != "GREENWISE_CONFIG"}
-    r = subprocess.run([sys.executable, "-m", "orchestrator",
-                        *[a.replace("{cfg}", str(cfg)) for a in args]],
-                       capture_output=True, text=True, timeout=120, env=env)
-    assert r.returncode == 2 and message in r.stderr, r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    return subprocess.run([sys.executable, "-m", "orchestrator",
+                           *[a.replace("{cfg}", str(cfg)) for a in args]],
+                          capture_output=True, text=True, timeout=120, env=env)

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 
 from orchestrator.control.lease import Lease
 from orchestrator.control.loop import Decision, Loop
-from orchestrator.errors import GreenwiseError, OperationalError
+from orchestrator.errors import BadInput, GreenwiseError, OperationalError
 from orchestrator.kube.continuum import KubePlan, KubernetesContinuum
 from orchestrator.migration.executor import MigrationFailed
 
@@ -69,12 +69,15 @@ class Metrics:
     def serve(self, address: str) -> str:
         """Serve /metrics on host:port (port 0: any free one); return the address bound."""
         host, _, port = address.rpartition(":")
-        if not port.isdigit():
-            raise GreenwiseError(f"--metrics-address must be HOST:PORT, got {address!r}")
+        if not port.isdigit() or int(port) > 65535:
+            raise BadInput(f"--metrics-address must be HOST:PORT with a port in 0-65535, got "
+                           f"{address!r}")
         try:
             server, _ = start_http_server(int(port), host or "127.0.0.1", self.registry)
-        except OSError as e:
-            raise GreenwiseError(f"cannot serve metrics on {address}: {e.strerror}") from e
+        except (OSError, UnicodeError) as e:  # port taken, no such host, a name too long
+            reason = getattr(e, "strerror", None) or str(e)
+            raise BadInput(f"cannot serve metrics on {address}: {reason}; give another "
+                           "--metrics-address") from e
         self._server = server
         return f"{host}:{server.server_address[1]}"
 

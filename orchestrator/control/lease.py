@@ -10,10 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import pykube
-
-from orchestrator.errors import GreenwiseError
-from orchestrator.kube.clusters import Cluster
+from orchestrator.errors import BadInput, OperationalError
+from orchestrator.kube.clusters import AccessRefused, ApiError, Cluster
 
 MICRO_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # metav1.MicroTime
 
@@ -51,12 +49,15 @@ class Lease:
 
     def acquire(self) -> LeaseState:
         """Take the Lease if it is free or expired, renew it if it is ours; say who holds it.
-        Raises GreenwiseError when the cluster does not answer or refuses."""
+        Raises BadInput when its role lacks the rights, OperationalError when the cluster
+        does not answer or refuses otherwise."""
         try:
             return self._acquire()
-        except pykube.exceptions.HTTPError as e:
-            raise GreenwiseError(f"the {self.where} cannot be taken ({e.code}: {e}); the "
-                                 "controller needs get, create and update on leases") from e
+        except AccessRefused as e:
+            raise BadInput(f"the {self.where} cannot be taken ({e}); the controller needs get, "
+                           "create and update on leases") from e
+        except ApiError as e:
+            raise OperationalError(f"the {self.where} cannot be taken ({e})") from e
 
     def _acquire(self) -> LeaseState:
         now = time.time()
@@ -64,7 +65,7 @@ class Lease:
         if current is None:
             try:
                 self.cluster.ensure_namespace(self.namespace, {})
-            except pykube.exceptions.HTTPError as e:
+            except ApiError as e:
                 if e.code != 409:  # another candidate created it just now
                     raise
             return self._write(None, self._spec(now, now, 0))
@@ -89,8 +90,8 @@ class Lease:
                 return
             spec = {**current["spec"], "holderIdentity": None, "leaseDurationSeconds": 1}
             self._write(current, spec)
-        except pykube.exceptions.HTTPError as e:
-            raise GreenwiseError(f"the {self.where} could not be released ({e.code})") from e
+        except ApiError as e:
+            raise OperationalError(f"the {self.where} could not be released ({e.code})") from e
 
     def _spec(self, acquired: float, renewed: float, transitions: int) -> dict[str, Any]:
         return {"holderIdentity": self.identity, "leaseDurationSeconds": round(self.duration_s),
@@ -107,7 +108,7 @@ class Lease:
             else:
                 obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
                 self.cluster.replace(obj)
-        except pykube.exceptions.HTTPError as e:
+        except ApiError as e:
             if e.code not in (409, 422):  # another candidate wrote first
                 raise
             theirs = self.cluster.get("Lease", self.namespace, self.name) or {}

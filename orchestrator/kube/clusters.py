@@ -14,7 +14,7 @@ import tenacity
 import yaml
 
 from orchestrator.config import ClusterConfig, ContinuumConfig
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import BadInput, OperationalError
 
 T = TypeVar("T")
 KINDS: dict[str, tuple[str, str]] = {  # kind -> (apiVersion, plural), all namespaced
@@ -33,8 +33,21 @@ class NamespaceTerminating(Exception):
     """Internal: the namespace exists but is being deleted; wait before creating in it."""
 
 
-class ClusterUnavailable(GreenwiseError):
+class ClusterUnavailable(OperationalError):
     """The cluster's API server could not be reached, or kept failing, after retries."""
+
+
+class AccessRefused(BadInput):
+    """401/403: the kubeconfig's credentials are wrong or their role lacks a permission."""
+
+
+class ApiError(OperationalError):
+    """The API server refused a request (a 4xx other than 401/403); `code` is its HTTP status.
+    pykube's and requests' errors never leave this module: they become this or the above."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def is_transient(e: BaseException) -> bool:
@@ -44,6 +57,29 @@ def is_transient(e: BaseException) -> bool:
     if isinstance(e, requests.HTTPError) and e.response is not None:  # not a k8s Status body
         return e.response.status_code == 429 or e.response.status_code >= 500
     return isinstance(e, pykube.exceptions.HTTPError) and (e.code == 429 or e.code >= 500)
+
+
+def _read_kubeconfig(cluster: str, path: Path) -> pykube.KubeConfig:
+    """The kubeconfig at `path`; anything that is not one (plain text, binary, a YAML list) is
+    one line of bad input."""
+    try:
+        doc = yaml.safe_load(path.read_bytes())
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as e:
+        raise BadInput(f"cluster {cluster}: kubeconfig {path} is malformed (not YAML: "
+                       f"{type(e).__name__}); give a kubeconfig written by kubectl") from e
+    except OSError as e:
+        raise BadInput(f"cluster {cluster}: cannot read kubeconfig {path} ({e.strerror})") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("contexts"), list) or \
+            not isinstance(doc.get("clusters"), list):
+        raise BadInput(f"cluster {cluster}: kubeconfig {path} is malformed (no 'clusters' and "
+                       "'contexts' lists); give a kubeconfig written by kubectl")
+    try:
+        kc = pykube.KubeConfig(doc)
+        kc.filepath = path  # certificate files in it are relative to it, as kubectl reads them
+        return kc
+    except (KeyError, TypeError, AttributeError, ValueError, pykube.PyKubeError) as e:
+        raise BadInput(f"cluster {cluster}: kubeconfig {path} is malformed "
+                       f"({type(e).__name__})") from e
 
 
 def kubeconfig_path(cfg: ClusterConfig) -> Path:
@@ -63,25 +99,27 @@ class Cluster:
         self.name = cfg.name
         path = kubeconfig_path(cfg)
         context = cfg.context or cfg.name
+        self.kubeconfig = path
         if not path.is_file():
-            raise GreenwiseError(f"cluster {cfg.name}: kubeconfig {path} does not exist; set "
-                                 "'kubeconfig' in the config or KUBECONFIG")
-        try:
-            kc = pykube.KubeConfig.from_file(str(path))
-        except (yaml.YAMLError, KeyError, TypeError, AttributeError, pykube.PyKubeError) as e:
-            raise GreenwiseError(f"cluster {cfg.name}: kubeconfig {path} is malformed "
-                                 f"({type(e).__name__})") from e
+            raise BadInput(f"cluster {cfg.name}: kubeconfig {path} does not exist; set "
+                           "'kubeconfig' in the config or KUBECONFIG")
+        kc = _read_kubeconfig(cfg.name, path)
         contexts = [c.get("name") for c in kc.doc.get("contexts") or [] if isinstance(c, dict)]
         if context not in contexts:
-            raise GreenwiseError(f"cluster {cfg.name}: context {context!r} is not in {path} "
-                                 f"(it has: {', '.join(map(str, contexts)) or 'none'})")
+            raise BadInput(f"cluster {cfg.name}: context {context!r} is not in {path} "
+                           f"(it has: {', '.join(map(str, contexts)) or 'none'})")
         try:
             kc.set_current_context(context)
+            name = kc.contexts[context].get("cluster")
+            raw = next((c.get("cluster") or {} for c in kc.doc["clusters"]
+                        if isinstance(c, dict) and c.get("name") == name), {})
+            if not raw.get("server"):  # pykube would quietly use http://localhost
+                raise KeyError(f"cluster {name!r} has no server")
             self.api = pykube.HTTPClient(kc, timeout=timeout)
             self.api.session.hooks["response"].append(self._counted)
-        except (KeyError, TypeError, pykube.PyKubeError) as e:
-            raise GreenwiseError(f"cluster {cfg.name}: context {context!r} in {path} is "
-                                 f"incomplete ({type(e).__name__}: {e})") from e
+        except (KeyError, TypeError, ValueError, OSError, pykube.PyKubeError) as e:
+            raise BadInput(f"cluster {cfg.name}: context {context!r} in {path} is "
+                           f"incomplete ({type(e).__name__}: {e})") from e
         self.requests = 0  # HTTP requests answered through self.api (the per-tick cost)
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
@@ -105,9 +143,36 @@ class Cluster:
             code = e.code if isinstance(e, pykube.exceptions.HTTPError) else (
                 e.response.status_code if e.response is not None else 0)
             if code in (401, 403):  # the credentials or their role: say which call was refused
-                raise GreenwiseError(f"cluster {self.name}: access refused ({e}); check the "
-                                     "kubeconfig's credentials and their role") from e
-            raise
+                raise AccessRefused(f"cluster {self.name}: access refused ({e}); check the "
+                                    f"kubeconfig's credentials ({self.kubeconfig}) and their "
+                                    "role") from e
+            raise ApiError(f"cluster {self.name}: the API server refused a request ({code}: "
+                           f"{e})", code) from e
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema) as e:
+            raise BadInput(f"cluster {self.name}: server {self.api.url!r} in {self.kubeconfig} "
+                           f"is not a URL like https://HOST:PORT ({type(e).__name__})") from e
+        except requests.RequestException as e:  # e.g. a TLS or proxy problem
+            raise ClusterUnavailable(f"cluster {self.name}: request to {self.api.url} failed "
+                                     f"({type(e).__name__}: {e})") from e
+        except pykube.PyKubeError as e:  # read at the first request: a certificate file missing
+            raise BadInput(f"cluster {self.name}: kubeconfig {self.kubeconfig}: {e}") from e
+
+    def _raise_for_status(self, r: requests.Response) -> None:
+        """A Kubernetes error carries a JSON Status (pykube's HTTPError shows its message). A
+        4xx without one comes from a server that is not Kubernetes: bad input. A 5xx without
+        one (a proxy in front of the API server) stays transient."""
+        if r.status_code < 400:
+            return
+        kind = r.headers.get("content-type", "")
+        if "json" in kind:
+            self.api.raise_for_status(r)
+        if r.status_code < 500:
+            raise BadInput(f"cluster {self.name}: {self.api.url} is not a Kubernetes API server "
+                           f"({r.request.method} {r.request.path_url} answered "
+                           f"{r.status_code} {kind or 'without a content type'}); check "
+                           f"'server' in {self.kubeconfig}")
+        r.raise_for_status()
 
     # --- plain-dict object access ---------------------------------------------------------
     def _request(self, method: str, kind: str, namespace: str, name: str | None = None,
@@ -117,7 +182,7 @@ class Cluster:
 
         def do() -> dict[str, Any]:
             r = self.api.request(method, version=version, url=url, **kwargs)
-            self.api.raise_for_status(r)
+            self._raise_for_status(r)
             return r.json() if r.content else {}
 
         return self.call(do)
@@ -125,7 +190,7 @@ class Cluster:
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return self._request("GET", kind, namespace, name)
-        except pykube.exceptions.HTTPError as e:
+        except ApiError as e:
             if e.code == 404:
                 return None
             raise
@@ -156,7 +221,7 @@ class Cluster:
                           json={"kind": "DeleteOptions", "apiVersion": "v1",
                                 "propagationPolicy": "Background"})
             return True
-        except pykube.exceptions.HTTPError as e:
+        except ApiError as e:
             if e.code == 404:
                 return False
             raise
@@ -182,8 +247,8 @@ class Cluster:
         try:
             return terminating(lambda: self.call(do))
         except NamespaceTerminating as e:
-            raise GreenwiseError(f"cluster {self.name}: namespace {namespace} is still "
-                                 "terminating after 60s") from e
+            raise OperationalError(f"cluster {self.name}: namespace {namespace} is still "
+                                   "terminating after 60s; try again later") from e
 
     def namespace_labels(self, namespace: str) -> dict[str, str] | None:
         """The namespace's labels, or None when it does not exist."""
@@ -197,8 +262,26 @@ class Cluster:
         return self.call(lambda: [n.obj for n in pykube.Node.objects(self.api)])
 
     def version(self) -> str:
-        return self.call(lambda: str(self.api.get(version="", base="/version").json()[
-            "gitVersion"]))
+        """The server's gitVersion; a server that does not answer like Kubernetes is bad input
+        (the kubeconfig points at something else)."""
+        def do() -> Any:
+            r = self.api.get(version="", base="/version")
+            self._raise_for_status(r)
+            return r.json()
+
+        try:
+            answer = self.call(do)
+        except ApiError as e:
+            raise BadInput(f"cluster {self.name}: {self.api.url} is not a Kubernetes API server "
+                           f"(GET /version: {e.code}); check 'server' in {self.kubeconfig}") from e
+        except ValueError as e:  # not JSON
+            raise BadInput(f"cluster {self.name}: {self.api.url} is not a Kubernetes API server "
+                           f"(GET /version did not answer JSON); check 'server' in "
+                           f"{self.kubeconfig}") from e
+        if not isinstance(answer, dict) or "gitVersion" not in answer:
+            raise BadInput(f"cluster {self.name}: {self.api.url} is not a Kubernetes API server "
+                           f"(no gitVersion in /version); check 'server' in {self.kubeconfig}")
+        return str(answer["gitVersion"])
 
 
 class Clusters:

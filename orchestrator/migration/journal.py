@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import BadInput
 from orchestrator.migration.plan import MigrationPlan
 
 SCHEMA = """
@@ -64,13 +65,41 @@ class MigrationRecord:
 
 
 class Journal:
-    def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, state_dir: Path, db: sqlite3.Connection | None = None) -> None:
         self.path = state_dir / "journal.sqlite"
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        if db is not None:
+            self.db = db
+            return
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise BadInput(f"state_dir {state_dir}: cannot keep the migration journal there "
+                           f"({_reason(e)}); set state_dir in the config to a writable "
+                           "directory") from e
+
+    @classmethod
+    def read_only(cls, state_dir: Path) -> Journal:
+        """The journal for reading (status, dry runs), creating nothing: when there is none,
+        an empty one in memory. Without a -wal file no writer is active and everything is in
+        the main file, so it is opened immutable (read-only mode would leave -wal and -shm
+        files behind)."""
+        path = state_dir / "journal.sqlite"
+        if not path.is_file():
+            db = sqlite3.connect(":memory:", isolation_level=None)
+            db.executescript(SCHEMA)
+            return cls(state_dir, db)
+        mode = "mode=ro" if Path(f"{path}-wal").exists() else "immutable=1"
+        try:
+            db = sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True,
+                                 isolation_level=None, timeout=30)
+            db.execute("SELECT 1 FROM migrations LIMIT 1")
+        except sqlite3.Error as e:
+            raise BadInput(f"{path} is not a greenwise-mc migration journal ({e})") from e
+        return cls(state_dir, db)
 
     def close(self) -> None:
         self.db.close()
@@ -115,3 +144,7 @@ class Journal:
         if service:
             q, args = q + " AND service=?", (*UNFINISHED, service)
         return [self.get(r[0]) for r in self.db.execute(q + " ORDER BY started", args)]
+
+
+def _reason(e: Exception) -> str:
+    return (e.strerror or str(e)) if isinstance(e, OSError) else str(e)

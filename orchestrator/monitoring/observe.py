@@ -20,7 +20,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from orchestrator.config import ContinuumConfig, HostProfile, ManagedService, PrometheusConfig
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import OperationalError
 from orchestrator.model import HostState, Location, Observation, ServiceState
 from orchestrator.monitoring.catalog import (
     CATALOG,
@@ -35,7 +35,7 @@ from orchestrator.monitoring.catalog import (
 )
 
 
-class MonitoringError(GreenwiseError):
+class MonitoringError(OperationalError):
     """Prometheus answered, but not with data (it rejected a query)."""
 
 

@@ -2,8 +2,10 @@
 
 from orchestrator.migration.dns.base import (
     DnsAuthError,
+    DnsBadInput,
     DnsConflict,
     DnsError,
+    DnsFailed,
     DnsProvider,
     DnsUnavailable,
     Record,
@@ -16,8 +18,10 @@ from orchestrator.migration.dns.rfc2136 import Rfc2136Provider, TsigKey
 __all__ = [
     "CloudDnsProvider",
     "DnsAuthError",
+    "DnsBadInput",
     "DnsConflict",
     "DnsError",
+    "DnsFailed",
     "DnsProvider",
     "DnsUnavailable",
     "Record",

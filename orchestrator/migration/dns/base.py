@@ -12,25 +12,37 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import BadInput, GreenwiseError, OperationalError
 
 RTYPES = ("A", "CNAME")
 
 
 class DnsError(GreenwiseError):
-    """A DNS change could not be made; the message says why and what to check."""
+    """A DNS change could not be made; the message says why and what to check. Only its
+    subclasses are raised; each also sits on one branch of the error tree, by what the user
+    must do: fix the config, key or credentials (BadInput, exit 2), or wait for / repair the
+    DNS service (OperationalError, exit 1)."""
 
 
-class DnsAuthError(DnsError):
-    """The provider rejected our credentials (TSIG key, service account, token)."""
+class DnsBadInput(DnsError, BadInput):
+    """A setting, key file, name or value is wrong, or dns.server is not the zone's primary."""
 
 
-class DnsUnavailable(DnsError):
+class DnsAuthError(DnsError, BadInput):
+    """The provider rejected our credentials (TSIG key, service account, token): the user must
+    fix the key file or the account's rights, so it is bad input, not an outage."""
+
+
+class DnsUnavailable(DnsError, OperationalError):
     """Transient: timeout, connection refused, SERVFAIL, 429 or 5xx. Retrying may succeed."""
 
 
-class DnsConflict(DnsError):
+class DnsConflict(DnsError, OperationalError):
     """The record changed between reading and writing it (someone else changed it)."""
+
+
+class DnsFailed(DnsError, OperationalError):
+    """The server or API answered an error that is none of the above."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +81,7 @@ class DnsProvider(Protocol):
 def absolute(zone: str) -> str:
     zone = zone.strip().lower()
     if not zone or zone == ".":
-        raise DnsError("DNS zone is empty; set dns.zone to e.g. 'continuum.test.'")
+        raise DnsBadInput("DNS zone is empty; set dns.zone to e.g. 'continuum.test.'")
     return zone if zone.endswith(".") else zone + "."
 
 
@@ -82,17 +94,17 @@ def fqdn(name: str, zone: str) -> str:
     zone = absolute(zone)
     n = name.strip().lower()
     if not n or n.startswith(".") or ".." in n:
-        raise DnsError(f"DNS name {name!r} is not a valid host name")
+        raise DnsBadInput(f"DNS name {name!r} is not a valid host name")
     if not n.endswith("."):
         if n == zone[:-1] or n.endswith("." + zone[:-1]):
             n += "."
         elif "." not in n:
             n = f"{n}.{zone}"
         else:
-            raise DnsError(f"DNS name {name!r} is not inside zone {zone}; "
-                           f"write it relative ('svc') or absolute ('svc.{zone}')")
+            raise DnsBadInput(f"DNS name {name!r} is not inside zone {zone}; "
+                              f"write it relative ('svc') or absolute ('svc.{zone}')")
     if n != zone and not n.endswith("." + zone):
-        raise DnsError(f"DNS name {name!r} is not inside zone {zone}")
+        raise DnsBadInput(f"DNS name {name!r} is not inside zone {zone}")
     return n
 
 
@@ -100,27 +112,27 @@ def make_record(name: str, zone: str, rtype: str, values: Iterable[str], ttl: in
     """Validate and normalize what a caller asked for (one line of error per mistake)."""
     n = fqdn(name, zone)
     if rtype not in RTYPES:
-        raise DnsError(f"DNS record type {rtype!r} is not supported; use one of {RTYPES}")
+        raise DnsBadInput(f"DNS record type {rtype!r} is not supported; use one of {RTYPES}")
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= 2**31 - 1:
-        raise DnsError(f"DNS TTL {ttl!r} for {n} must be a positive whole number of seconds")
+        raise DnsBadInput(f"DNS TTL {ttl!r} for {n} must be a positive whole number of seconds")
     if isinstance(values, str):  # one value given bare, not as a list of characters
         values = [values]
     vals = [v.strip().lower() for v in values]
     if not vals:
-        raise DnsError(f"no values given for the {rtype} record at {n}")
+        raise DnsBadInput(f"no values given for the {rtype} record at {n}")
     if rtype == "A":
         for v in vals:
             try:
                 ipaddress.IPv4Address(v)
             except ValueError:
-                raise DnsError(f"{v!r} is not an IPv4 address (A record at {n})") from None
+                raise DnsBadInput(f"{v!r} is not an IPv4 address (A record at {n})") from None
     else:
         if len(vals) != 1:
-            raise DnsError(f"a CNAME has exactly one target; got {len(vals)} for {n}")
+            raise DnsBadInput(f"a CNAME has exactly one target; got {len(vals)} for {n}")
         if n == absolute(zone):
-            raise DnsError(f"a CNAME cannot be at the zone apex {n}; use an A record")
+            raise DnsBadInput(f"a CNAME cannot be at the zone apex {n}; use an A record")
         # A target is a host name, usually outside the zone (an ingress's load balancer).
         vals = [vals[0] if vals[0].endswith(".") else vals[0] + "."]
         if not vals[0].strip(".") or ".." in vals[0] or " " in vals[0]:
-            raise DnsError(f"{vals[0]!r} is not a valid CNAME target (at {n})")
+            raise DnsBadInput(f"{vals[0]!r} is not a valid CNAME target (at {n})")
     return Record(name=n, rtype=rtype, values=tuple(sorted(set(vals))), ttl=ttl)

@@ -29,8 +29,9 @@ from google.oauth2 import service_account
 from orchestrator.migration.dns.base import (
     RTYPES,
     DnsAuthError,
+    DnsBadInput,
     DnsConflict,
-    DnsError,
+    DnsFailed,
     DnsUnavailable,
     Record,
     absolute,
@@ -63,11 +64,11 @@ def _credentials(path: Path | None, api_endpoint: str | None) -> Credentials:
             return service_account.Credentials.from_service_account_file(str(path),
                                                                          scopes=SCOPES)
         except OSError as e:
-            raise DnsError(f"cannot read Google credentials file {path}: {e.strerror}") from None
+            raise DnsBadInput(f"cannot read Google credentials file {path}: {e.strerror}") from None
         except (ValueError, KeyError, TypeError) as e:
             # The messages name missing fields or a parse position, never the key material.
-            raise DnsError(f"Google credentials file {path} is not a service-account key "
-                           f"({type(e).__name__}: {str(e)[:120]})") from None
+            raise DnsBadInput(f"Google credentials file {path} is not a service-account key "
+                              f"({type(e).__name__}: {str(e)[:120]})") from None
     if api_endpoint is not None:
         # A test or private endpoint without a key file: no token at all.
         return AnonymousCredentials()
@@ -84,7 +85,7 @@ class CloudDnsProvider:
                  credentials_file: Path | str | None = None, api_endpoint: str | None = None,
                  timeout: float = 10.0, change_timeout: float = 120.0) -> None:
         if not project or not managed_zone:
-            raise DnsError("Cloud DNS needs dns.project and dns.managed_zone")
+            raise DnsBadInput("Cloud DNS needs dns.project and dns.managed_zone")
         self.project, self.managed_zone = project, managed_zone
         self.zone = absolute(zone)
         self.api_endpoint = api_endpoint
@@ -177,12 +178,12 @@ class CloudDnsProvider:
             if "entity.change" in str(e.message):
                 raise DnsConflict(f"{prefix} was refused ({_text(e)}): the record was deleted "
                                   "since it was read (concurrent change)") from None
-            raise DnsError(f"{prefix} failed: {_text(e)}; check dns.project and "
-                           "dns.managed_zone") from None
+            raise DnsBadInput(f"{prefix} failed: {_text(e)}; check dns.project and "
+                              "dns.managed_zone") from None
         except (gexc.TooManyRequests, gexc.ServerError) as e:
             raise DnsUnavailable(f"{prefix} failed, try again: {_text(e)}") from None
         except gexc.GoogleAPICallError as e:
-            raise DnsError(f"{prefix} failed: {_text(e)}") from None
+            raise DnsFailed(f"{prefix} failed: {_text(e)}") from None
         except (requests.RequestException, auth_exc.TransportError) as e:
             raise DnsUnavailable(f"{prefix} failed: cannot reach the API "
                                  f"({type(e).__name__})") from e

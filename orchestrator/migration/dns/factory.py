@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from orchestrator.migration.dns.base import DnsError, DnsProvider
+from orchestrator.migration.dns.base import DnsBadInput, DnsProvider
 from orchestrator.migration.dns.clouddns import CloudDnsProvider
 from orchestrator.migration.dns.rfc2136 import Rfc2136Provider
 
@@ -37,16 +37,16 @@ def provider_from_config(cfg: Mapping[str, Any] | object | None = None,
     d = {**(_as_dict(cfg) if cfg is not None else {}), **kwargs}
     name = d.get("provider")
     if name not in _PROVIDERS:
-        raise DnsError(f"unknown DNS provider {name!r}; supported: {', '.join(_PROVIDERS)}")
+        raise DnsBadInput(f"unknown DNS provider {name!r}; supported: {', '.join(_PROVIDERS)}")
     make, allowed = _PROVIDERS[name]
     # Keys set to None belong to the other provider in a shared model: ignore them.
     given = {k: v for k, v in d.items() if v is not None and k not in _CALLER_KEYS}
     unknown = sorted(set(given) - allowed)
     if unknown:
-        raise DnsError(f"dns: unknown setting(s) {', '.join(unknown)} for provider {name}; "
-                       f"allowed: {', '.join(sorted(allowed | _CALLER_KEYS))}")
+        raise DnsBadInput(f"dns: unknown setting(s) {', '.join(unknown)} for provider {name}; "
+                          f"allowed: {', '.join(sorted(allowed | _CALLER_KEYS))}")
     try:
         inspect.signature(make).bind(**given)
     except TypeError as e:  # a required setting is missing
-        raise DnsError(f"dns: provider {name} is missing a setting ({e})") from None
+        raise DnsBadInput(f"dns: provider {name} is missing a setting ({e})") from None
     return make(**given)

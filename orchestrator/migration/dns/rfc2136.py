@@ -34,8 +34,9 @@ import dns.update
 from orchestrator.migration.dns.base import (
     RTYPES,
     DnsAuthError,
+    DnsBadInput,
     DnsConflict,
-    DnsError,
+    DnsFailed,
     DnsUnavailable,
     Record,
     absolute,
@@ -74,23 +75,23 @@ class TsigKey:
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as e:
-            raise DnsError(f"cannot read TSIG key file {path}: "
-                           f"{e.strerror if isinstance(e, OSError) else 'not text'}") from None
+            raise DnsBadInput(f"cannot read TSIG key file {path}: "
+                              f"{e.strerror if isinstance(e, OSError) else 'not text'}") from None
         m = _KEY_RE.search(text)
         # Never echo the file's content: it holds the secret.
         if m is None:
-            raise DnsError(f"TSIG key file {path} has no 'key \"name\" {{ algorithm ...; "
-                           f"secret \"...\"; }};' block (make one with tsig-keygen)")
+            raise DnsBadInput(f"TSIG key file {path} has no 'key \"name\" {{ algorithm ...; "
+                              f"secret \"...\"; }};' block (make one with tsig-keygen)")
         try:
             base64.b64decode(m["secret"], validate=True)
         except binascii.Error:
-            raise DnsError(f"TSIG key file {path}: the secret is not valid base64") from None
+            raise DnsBadInput(f"TSIG key file {path}: the secret is not valid base64") from None
         key = cls(name=m["name"], algorithm=m["alg"].lower(), secret=m["secret"], path=path)
         try:
             dns.tsig.get_context(key.dnspython())  # the algorithm is only checked here
         except (dns.exception.DNSException, NotImplementedError, ValueError):
-            raise DnsError(f"TSIG key file {path}: unusable key (algorithm "
-                           f"{key.algorithm!r} is not supported; use hmac-sha256)") from None
+            raise DnsBadInput(f"TSIG key file {path}: unusable key (algorithm "
+                              f"{key.algorithm!r} is not supported; use hmac-sha256)") from None
         return key
 
     def dnspython(self) -> dns.tsig.Key:
@@ -104,12 +105,12 @@ class Rfc2136Provider:
         try:
             ipaddress.ip_address(server)
         except ValueError:
-            raise DnsError(f"DNS server {server!r} must be an IP address "
-                           "(dnspython does not resolve host names)") from None
+            raise DnsBadInput(f"DNS server {server!r} must be an IP address "
+                              "(dnspython does not resolve host names)") from None
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise DnsError(f"DNS server port {port!r} must be 1-65535")
+            raise DnsBadInput(f"DNS server port {port!r} must be 1-65535")
         if not timeout > 0:
-            raise DnsError(f"DNS timeout {timeout!r} must be positive")
+            raise DnsBadInput(f"DNS timeout {timeout!r} must be positive")
         self.server, self.port, self.timeout = server, port, float(timeout)
         self.zone = absolute(zone)
         self.key = TsigKey.load(tsig_key_file)
@@ -130,15 +131,15 @@ class Rfc2136Provider:
         if rcode == dns.rcode.SERVFAIL:
             raise DnsUnavailable(f"{self.describe()}: SERVFAIL for {n}; is the zone loaded?")
         if rcode == dns.rcode.REFUSED:
-            raise DnsError(f"{self.describe()}: the server refused a query for {n}; is it "
-                           f"authoritative for {self.zone} and does it allow queries from here?")
+            raise DnsBadInput(f"{self.describe()}: the server refused a query for {n}; is it "
+                              f"authoritative for {self.zone} and does it allow queries from here?")
         if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-            raise DnsError(f"{self.describe()}: query for {n} answered "
-                           f"{dns.rcode.to_text(rcode)}")
+            raise DnsFailed(f"{self.describe()}: query for {n} answered "
+                            f"{dns.rcode.to_text(rcode)}")
         if not answer.flags & dns.flags.AA:
             # A cache or secondary may lag behind: reads must come from the zone's primary.
-            raise DnsError(f"{self.describe()}: the answer for {n} is not authoritative; "
-                           "point dns.server at the primary server of the zone")
+            raise DnsBadInput(f"{self.describe()}: the answer for {n} is not authoritative; "
+                              "point dns.server at the primary server of the zone")
         owner = dns.name.from_text(n)
         for rrset in answer.answer:
             rtype = dns.rdatatype.to_text(rrset.rdtype)
@@ -200,7 +201,7 @@ class Rfc2136Provider:
                               "changed since it was read (concurrent change); read and retry")
         if rcode == dns.rcode.SERVFAIL:
             raise DnsUnavailable(f"{self.describe()}: SERVFAIL for '{what}'; nothing changed")
-        raise DnsError(f"{self.describe()}: '{what}' answered {text}")
+        raise DnsFailed(f"{self.describe()}: '{what}' answered {text}")
 
     def _send(self, msg: dns.message.Message, what: str) -> dns.message.Message:
         try:
@@ -221,7 +222,7 @@ class Rfc2136Provider:
             raise DnsUnavailable(f"{self.describe()}: {what} failed: "
                                  f"{_reason(e, self.timeout)}{maybe}") from e
         except dns.exception.DNSException as e:
-            raise DnsError(f"{self.describe()}: {what} failed: {type(e).__name__}: {e}") from e
+            raise DnsFailed(f"{self.describe()}: {what} failed: {type(e).__name__}: {e}") from e
 
 
 def _reason(e: Exception, timeout: float) -> str:

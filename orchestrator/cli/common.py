@@ -1,0 +1,239 @@
+"""What the commands share: their options, the checks every argument gets before any work
+starts (so bad input costs no training and writes nothing), strategy creation (an RL strategy
+without a model is trained first) and the simulated setup of `run` and `plan`."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from orchestrator.config import MAX_USERS, Scenario, load_scenario
+from orchestrator.errors import BadInput
+from orchestrator.output import Format, err_console
+
+ScenarioOpt = Annotated[str, typer.Option(
+    "--scenario", help="Built-in scenario name (paper) or a scenario YAML file.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (workload noise, RL).")]
+RewardOpt = Annotated[str, typer.Option(
+    "--reward", help="Objective: power-latency (alpha = beta = 0.5), power, or latency.")]
+OutputOpt = Annotated[Format, typer.Option("--output", "-o", help="How to print results.")]
+TrainStepsOpt = Annotated[int, typer.Option(
+    "--train-steps", help="Training steps for RL strategies given without a model.")]
+StrategyOpt = Annotated[str, typer.Option("--strategy", help="Strategy that decides.")]
+ModelOpt = Annotated[Path | None, typer.Option(
+    "--model", help="Trained model for maskppo/a2c (else one is trained first).")]
+PatternOpt = Annotated[str, typer.Option(
+    "--pattern", help="Simulated workload: test (day-like) or train (ramp).")]
+PolicyConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", envvar="GREENWISE_CONFIG",
+    help="continuum.yaml: run on those real clusters (observed through Prometheus, changed "
+         "through the migrators). Without it: the simulated continuum of --scenario.")]
+ConfigOpt = Annotated[Path, typer.Option(
+    "--config", "-c", envvar="GREENWISE_CONFIG",
+    help="continuum.yaml: clusters (kubeconfig, context, ingress, hosts), services, DNS. "
+         "Clusters without a kubeconfig use $KUBECONFIG.")]
+RL = ("maskppo", "a2c")
+
+
+class Activity:
+    """What the running command is doing now: an interrupt (Ctrl-C) says what it stopped."""
+
+    now = "starting"
+
+
+def doing(what: str) -> None:
+    Activity.now = what
+
+
+def say(text: str) -> None:
+    """A line on stderr, printed as it is (never read as rich markup)."""
+    err_console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+
+def progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err_console, transient=False)
+
+
+# --- argument checks ---------------------------------------------------------------------------
+
+
+def check_reward(kind: str) -> None:
+    from strategies.reward import REWARDS
+
+    if kind not in REWARDS:
+        raise BadInput(f"unknown reward {kind!r}; choose one of: {', '.join(REWARDS)}")
+
+
+def positive(name: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise BadInput(f"{name} must be a number > 0, got {value}")
+
+
+def check_users(name: str, value: int) -> None:
+    if not 0 <= value <= MAX_USERS:
+        raise BadInput(f"{name} must be between 0 and {MAX_USERS} users, got {value}")
+
+
+def seconds(text: str, option: str) -> float:
+    """A duration: 10s, 500ms, 2m or plain seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = text.strip(), "s"
+    for u in ("ms", "s", "m", "h"):
+        if number.endswith(u):
+            number, unit = number[: -len(u)], u
+            break
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise BadInput(f"{option} must be a duration like 10s, 500ms or 2m, "
+                       f"got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise BadInput(f"{option} must be a finite duration >= 0, got {text!r}")
+    return value
+
+
+def check_metrics_address(text: str) -> str:
+    """HOST:PORT with a port in 0-65535 (0: any free port)."""
+    _, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise BadInput(f"--metrics-address must be HOST:PORT with a port in 0-65535, "
+                       f"got {text!r}")
+    return text
+
+
+def check_model(strategy: str, model: Path | None) -> None:
+    """--model only for the RL strategies, and then a file that exists."""
+    if model is None:
+        return
+    if strategy not in RL:
+        raise BadInput(f"--model is for {' and '.join(RL)}; --strategy {strategy} takes no "
+                       "model (drop --model)")
+    if not model.is_file():
+        raise BadInput(f"model file {model} does not exist")
+
+
+def parse_models(pairs: list[str]) -> dict[str, Path]:
+    models = {}
+    for p in pairs:
+        name, sep, path = p.partition("=")
+        if not sep or not name or not path:
+            raise BadInput(f"--model expects NAME=PATH (e.g. maskppo=model.zip), got {p!r}")
+        models[name] = Path(path)
+    return models
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = path.absolute()
+    while not (p.exists() or p.is_symlink()):  # a dangling or looping link stops here too
+        p = p.parent
+    return p
+
+
+def _writable_dir(directory: Path, what: str) -> None:
+    """`directory` (made later if missing) can take files: its nearest existing ancestor is a
+    directory we may write in. Probed with an unnamed temporary file, so nothing is left."""
+    base = _existing_ancestor(directory)
+    if not base.is_dir():
+        raise BadInput(f"{what}: {base} is not a directory; choose another place")
+    try:
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as e:
+        raise BadInput(f"{what}: cannot write in {base} ({e.strerror}); choose another "
+                       "place") from None
+
+
+def check_output_dir(directory: Path, option: str) -> None:
+    """A directory the command will write into: refused now, before any work, if it cannot."""
+    if directory.exists() and not directory.is_dir():
+        raise BadInput(f"{option} {directory} is a file; give a directory")
+    _writable_dir(directory, f"{option} {directory}")
+
+
+def check_output_file(path: Path, option: str, example: str) -> None:
+    """A file the command will write: refused now, before any work, if it cannot be."""
+    if path.is_dir():
+        raise BadInput(f"{option} {path} is a directory; give a file path such as "
+                       f"{path / example}")
+    if path.exists():
+        try:
+            with path.open("ab"):  # opened for appending, nothing written
+                pass
+        except OSError as e:
+            raise BadInput(f"{option} {path}: cannot write it ({e.strerror})") from None
+    _writable_dir(path.parent, f"{option} {path}")
+
+
+# --- strategies and the simulated setup --------------------------------------------------------
+
+
+def train_with_progress(algorithm: str, scenario: Scenario, reward: str, steps: int, seed: int,
+                        out: Path | None) -> float:
+    from strategies import rl
+
+    doing(f"training {algorithm} ({steps} steps)")
+    start = time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task(f"training {algorithm}", total=steps)
+        rl.train(algorithm, scenario, reward, steps, seed, out,
+                 on_step=lambda n: bar.update(task, completed=min(n, steps)))
+    return time.perf_counter() - start
+
+
+def make_strategy(name: str, scenario: Scenario, model: Path | None, seed: int, reward: str,
+                  train_steps: int, work_dir: Path) -> Any:
+    """Create a strategy; an RL strategy without a model is trained first (into work_dir)."""
+    from strategies.base import StrategyOptions, create, names
+
+    if name not in names():
+        raise BadInput(f"unknown strategy {name!r}; choose one of: {', '.join(names())}")
+    if name in RL and model is None:
+        positive("--train-steps", train_steps)
+        check_output_dir(work_dir, "the directory for trained models")
+        model = work_dir / f"{name}.zip"
+        train_with_progress(name, scenario, reward, train_steps, seed, model)
+    return create(name, StrategyOptions(scenario, seed=seed, model_path=model, reward=reward))
+
+
+def sim_setup(scenario: str, strategy_name: str, model: Path | None, seed: int, reward: str,
+              train_steps: int, steps: int, phase: str) -> tuple[Any, Any]:
+    from orchestrator.controller import Controller
+    from orchestrator.sim.continuum import SimulatedContinuum
+    from strategies.prediction import Predictor
+
+    check_reward(reward)
+    if phase not in ("train", "test"):
+        raise BadInput(f"--pattern must be train or test, not {phase!r}")
+    check_model(strategy_name, model)
+    sc = load_scenario(scenario)
+    agent = make_strategy(strategy_name, sc, model, seed, reward, train_steps,
+                          Path(".greenwise"))
+    sim = SimulatedContinuum(sc.model_copy(update={"episode_steps": steps}), phase, seed=seed)
+    sim.reset(seed=seed)
+    agent.reset(sim)
+    return sim, Controller(sim, agent, Predictor(sc, reward, sim.model))
+
+
+def policy_setup(config: Path, strategy_name: str, model: Path | None, seed: int, reward: str,
+                 train_steps: int) -> tuple[Any, Any, Any, Any]:
+    """(config, Kubernetes continuum, strategy, predictor) for policy mode on real clusters."""
+    from orchestrator.config import load_continuum
+    from orchestrator.kube.continuum import KubernetesContinuum
+    from strategies.prediction import Predictor
+
+    check_reward(reward)
+    check_model(strategy_name, model)
+    cfg = load_continuum(config)
+    continuum = KubernetesContinuum(cfg)
+    scenario = cfg.scenario()  # the clusters' hosts, in the order the observations use
+    agent = make_strategy(strategy_name, scenario, model, seed, reward, train_steps,
+                          cfg.state_dir / "models")
+    agent.reset(None)  # the oracle refuses here: it needs the simulated continuum
+    return cfg, continuum, agent, Predictor(scenario, reward)

@@ -1,0 +1,170 @@
+"""`greenwise-mc migrate`: move one service now, journaled; `--resume` finishes a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from orchestrator.cli.common import (
+    ConfigOpt,
+    OutputOpt,
+    check_users,
+    doing,
+    positive,
+)
+from orchestrator.errors import BadInput, OperationalError
+from orchestrator.output import Format, emit, err_console, table
+
+MARKS = {"start": ("…", ""), "done": ("✓", "green"), "undo": ("↶", "yellow"),
+         "fail": ("✗", "red"), "resume": ("↻", "")}
+
+
+def migrate(
+    service: Annotated[str | None, typer.Argument(
+        help="NAMESPACE/SERVICE as listed under services: in the config.")] = None,
+    to: Annotated[str | None, typer.Option(
+        "--to", help="CLUSTER/NODE (a node in the same cluster: intra-cluster move) or "
+                     "CLUSTER[/NODE] (another cluster: inter-cluster migration).")] = None,
+    config: ConfigOpt = Path("continuum.yaml"),
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the plan and the predicted change; change nothing.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Complete or roll back migrations a crash left unfinished.")] = False,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", help="Seconds to wait for the copy / rollout to become Ready.")] = 120.0,
+    users: Annotated[int | None, typer.Option(
+        "--users", help="With --dry-run: load at which to predict power and latency "
+                        "(default 30).")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Move one service: within a cluster (rolling update onto a node) or to another cluster
+    (make-before-break: copy, wait Ready, route, DNS, forward, drain, delete the old copy).
+    Every step is journaled; a failure rolls back, a crash is finished by --resume.
+
+    Example: greenwise-mc migrate ml/resnet --to cloud --config continuum.yaml"""
+    from orchestrator.migration.executor import MigrationFailed
+
+    positive("--timeout", timeout)
+    if resume and (service or to or dry_run):
+        raise BadInput("--resume finishes the migrations a crash left unfinished: give it "
+                       "without a service, --to or --dry-run")
+    if not resume and (not service or not to):
+        raise BadInput("give NAMESPACE/SERVICE and --to CLUSTER[/NODE] (or --resume)")
+    if users is not None and not dry_run:
+        raise BadInput("--users sets the load of --dry-run's prediction: add --dry-run or drop "
+                       "--users")
+    users = 30 if users is None else users
+    check_users("--users", users)
+    m = _migrator(config, timeout, read_only=dry_run)
+    if resume:
+        _resume(m, output)
+        return
+    assert service is not None and to is not None
+    unfinished = m.journal.unfinished()
+    if unfinished:
+        raise OperationalError(f"migration {unfinished[0].id} of {unfinished[0].service} is "
+                               "unfinished; run `greenwise-mc migrate --resume` first")
+    plan = m.plan(service, to)
+    if dry_run:
+        data = {"dry_run": True, "plan": plan.to_dict(),
+                "predicted": _predict_move(m.config, plan, users)}
+        emit(data, output, _plan_tables(data))
+        return
+    doing(f"migrating {service} to {to} (journaled: `greenwise-mc migrate --resume` finishes "
+          "or rolls it back)")
+    try:
+        rec = m.execute(plan)
+    except MigrationFailed as e:
+        raise OperationalError(f"migration failed: {e}") from e
+    data = _record_dict(rec)
+    emit(data, output, [_records_table(f"{rec.service} -> {rec.target}: {rec.state}", [data])])
+
+
+def _resume(m: Any, output: Format) -> None:
+    from orchestrator.migration.executor import MigrationFailed
+
+    doing("resuming unfinished migrations (run --resume again to finish them)")
+    records = []
+    for rec in m.journal.unfinished():
+        try:
+            records.append(_record_dict(m.resume_one(rec.id)))
+        except MigrationFailed as e:
+            records.append({**_record_dict(m.journal.get(rec.id)), "error": str(e)})
+    emit({"resumed": records}, output, [_records_table("resumed migrations", records)])
+    left = [r["id"] for r in records if r["state"] in ("running", "rolling_back")]
+    if left:
+        raise OperationalError(f"{len(left)} migration(s) still unfinished ({', '.join(left)}); "
+                               "fix the cause shown above and run --resume again")
+
+
+def _migrator(config: Path, timeout: float, read_only: bool) -> Any:
+    """The migrator; a dry run reads the journal without creating it."""
+    from orchestrator.config import load_continuum
+    from orchestrator.migration.executor import Migrator
+    from orchestrator.migration.journal import Journal
+
+    def report(event: str, step: str, detail: str) -> None:
+        mark, style = MARKS[event]
+        err_console.print(Text.assemble((mark, style), f" {step:10s} {detail}"),
+                          highlight=False)
+
+    cfg = load_continuum(config)
+    return Migrator(cfg, journal=Journal.read_only(cfg.state_dir) if read_only else None,
+                    report=report, timeout=timeout)
+
+
+def _record_dict(rec: Any) -> dict[str, Any]:
+    return {"id": rec.id, "service": rec.service, "kind": rec.kind, "source": rec.source,
+            "target": rec.target, "state": rec.state, "error": rec.error,
+            "seconds": None if rec.finished is None else round(rec.finished - rec.started, 3),
+            "steps": [{"name": st.name, "state": st.state,
+                       "seconds": None if st.ended is None else round(st.ended - st.began, 3)}
+                      for st in rec.steps]}
+
+
+def _records_table(title: str, records: list[dict[str, Any]]) -> Any:
+    rows = [[r["id"], r["service"], f"{r['source']} -> {r['target']}", r["state"],
+             " ".join(f"{st['name']}:{st['seconds']}s" for st in r["steps"]), r["error"] or ""]
+            for r in records]
+    return table(title, ["id", "service", "move", "state", "steps", "error"], rows)
+
+
+def _predict_move(config: Any, plan: Any, users: int) -> dict[str, Any]:
+    """The model's power/latency at `users` on the source host vs the target host."""
+    from orchestrator.sim.performance import PerformanceModel
+
+    scenario = config.scenario()
+    model = PerformanceModel(scenario)
+    names = [h.name for h in scenario.hosts]
+    cluster_hosts = [h.name for h in config.cluster(plan.target_cluster).hosts]
+    src = plan.source_nodes[0] if plan.source_nodes and plan.source_nodes[0] in names else None
+    dst = plan.target_node or cluster_hosts[0]
+    if src is None:
+        return {"users": users, "note": "source node not among the configured hosts"}
+    a, b = model.outcome(names.index(src), users), model.outcome(names.index(dst), users)
+    return {"users": users, "host": {"from": src, "to": dst},
+            "power_w": {"from": round(a.service_watts, 2), "to": round(b.service_watts, 2),
+                        "change": round(b.service_watts - a.service_watts, 2)},
+            "latency_ms": {"from": round(a.latency_ms, 1), "to": round(b.latency_ms, 1),
+                           "change": round(b.latency_ms - a.latency_ms, 1)}}
+
+
+def _plan_tables(data: dict[str, Any]) -> list[Any]:
+    plan = data["plan"]
+    tables = [table(f"plan (dry run, nothing changed): {plan['service']} "
+                    f"{plan['source_cluster']}/{','.join(plan['source_nodes'])} -> "
+                    f"{plan['target']} ({plan['kind']}-cluster)", ["#", "step"],
+                    [[i + 1, st["description"]] for i, st in enumerate(plan["steps"])])]
+    objs = [["create", o] for o in plan["creates"]] + [["change", o] for o in plan["changes"]] + [
+        ["delete", o] for o in plan["deletes"]]
+    tables.append(table("objects", ["action", "object"], objs))
+    pred = data["predicted"]
+    if "power_w" in pred:
+        tables.append(table(f"predicted at {pred['users']} users ({pred['host']['from']} -> "
+                            f"{pred['host']['to']})", ["", "from", "to", "change"],
+                            [[k, pred[k]["from"], pred[k]["to"], f"{pred[k]['change']:+g}"]
+                             for k in ("power_w", "latency_ms")]))
+    return tables
