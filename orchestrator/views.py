@@ -111,8 +111,9 @@ def plan_tables(data: dict[str, Any]) -> list[Table]:
         rows.append([d["service"], st.get("location"), st.get("users"), st.get("latency_ms"),
                      st.get("power_w"), what, d["predicted_gain"],
                      d["reason"] or d["outcome"]])
-    tables.append(table(f"{data['strategy']} would (nothing is changed; minimum gain "
-                        f"{data['min_predicted_gain']:g})",
+    gain = data["min_predicted_gain"]
+    tables.append(table(f"{data['strategy']} would (nothing is changed; "
+                        + ("no gates)" if gain is None else f"minimum gain {gain:g})"),
                         ["service", "at", "users", "latency ms", "power W", "decision",
                          "predicted gain", "outcome / reason"], rows))
     for d in data["services"]:

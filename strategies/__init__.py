@@ -1,7 +1,2 @@
-"""Migration strategies behind one registry, and the Gymnasium environment they train on."""
-
-from strategies.env import ENV_ID, GreenWiseEnv, register
-
-register()
-
-__all__ = ["ENV_ID", "GreenWiseEnv"]
+"""Migration strategies behind one registry (strategies.base), the Gymnasium environment they
+train on (strategies.env, registered as GreenWise-v0 when imported), RL and evaluation."""

@@ -118,8 +118,8 @@ def create(name: str, context: StrategyContext, options: dict[str, Any] | None =
     """The strategy `name` for every service of the context's scenario, its options checked."""
     cls = strategy_class(name)
     if cls.needs_future and context.on_clusters:
-        raise BadInput(f"strategy {name!r} reads the future: it runs only on the simulated "
-                       "continuum (no --config)")
+        raise BadInput(f"strategy {name!r} needs the simulated continuum (it reads the "
+                       "future); run it without --config")
     try:
         opts = cls.Options.model_validate(options or {})
     except ValidationError as e:

@@ -101,3 +101,6 @@ def register() -> None:
     if ENV_ID not in gym.registry:
         gym.register(id=ENV_ID, entry_point="strategies.env:GreenWiseEnv",
                      max_episode_steps=None)
+
+
+register()

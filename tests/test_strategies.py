@@ -85,7 +85,7 @@ def test_oracle_is_an_upper_bound_on_every_episode():
 def test_oracle_needs_the_simulator():
     with pytest.raises(GreenwiseError, match="simulated continuum"):
         create("oracle", OPTS).reset(object())  # type: ignore[arg-type]
-    with pytest.raises(GreenwiseError, match="reads the future"):
+    with pytest.raises(GreenwiseError, match="needs the simulated continuum"):
         create("oracle", StrategyContext(PAPER, on_clusters=True))
 
 

@@ -188,24 +188,40 @@ def train_with_progress(algorithm: str, scenario: Scenario, reward: str, steps: 
 
 
 def make_strategy(name: str, scenario: Scenario, model: Path | None, seed: int, reward: str,
-                  train_steps: int, work_dir: Path) -> Any:
-    """Create a strategy; an RL strategy without a model is trained first (into work_dir)."""
-    from strategies.base import StrategyOptions, create, names
+                  train_steps: int, work_dir: Path, on_clusters: bool = False) -> Any:
+    """Create a strategy for every service; an RL strategy without a model is trained first
+    (into work_dir)."""
+    from strategies.base import StrategyContext, create, strategy_class
 
-    if name not in names():
-        raise BadInput(f"unknown strategy {name!r}; choose one of: {', '.join(names())}")
+    strategy_class(name)  # an unknown name: one line, before any training
+    context = StrategyContext(scenario, seed=seed, reward=reward, on_clusters=on_clusters)
     if name in RL and model is None:
         positive("--train-steps", train_steps)
         check_output_dir(work_dir, "the directory for trained models")
         model = work_dir / f"{name}.zip"
         train_with_progress(name, scenario, reward, train_steps, seed, model)
-    return create(name, StrategyOptions(scenario, seed=seed, model_path=model, reward=reward))
+    return create(name, context, {"model": model} if model is not None else None)
+
+
+def gates_for(scenario: Scenario, gates: bool | None) -> Any:
+    """The gates' settings for a simulated evaluation (None: off). By default on, except on
+    the paper's scenario, whose figures are reproduced without them (as the paper has none)."""
+    from orchestrator.config import ControllerConfig
+
+    if gates is None:
+        gates = scenario.name != "paper"
+    return ControllerConfig() if gates else None
 
 
 def sim_setup(scenario: str, strategy_name: str, model: Path | None, seed: int, reward: str,
-              train_steps: int, steps: int, phase: str) -> tuple[Any, Any]:
-    from orchestrator.controller import Controller
+              train_steps: int, steps: int, phase: str, gates: bool = True,
+              dry_run: bool = False) -> tuple[Any, Any]:
+    """(simulated continuum, control loop) for `run` and `plan` without --config."""
+    from orchestrator.config import ControllerConfig
+    from orchestrator.control.gates import Gates
+    from orchestrator.control.loop import Loop
     from orchestrator.sim.continuum import SimulatedContinuum
+    from orchestrator.workload import TICK_S
     from strategies.prediction import Predictor
 
     check_reward(reward)
@@ -218,13 +234,16 @@ def sim_setup(scenario: str, strategy_name: str, model: Path | None, seed: int, 
     sim = SimulatedContinuum(sc.model_copy(update={"episode_steps": steps}), phase, seed=seed)
     sim.reset(seed=seed)
     agent.reset(sim)
-    return sim, Controller(sim, agent, Predictor(sc, reward, sim.model))
+    clock = Gates(ControllerConfig(), clock=lambda: sim.t * TICK_S) if gates else None
+    return sim, Loop(sim, agent, Predictor(sc, reward, sim.model), clock, dry_run=dry_run)
 
 
 def policy_setup(config: Path, strategy_name: str, model: Path | None, seed: int, reward: str,
-                 train_steps: int) -> tuple[Any, Any, Any, Any]:
-    """(config, Kubernetes continuum, strategy, predictor) for policy mode on real clusters."""
+                 train_steps: int, dry_run: bool = False) -> tuple[Any, Any, Any]:
+    """(config, Kubernetes continuum, control loop) for policy mode on real clusters."""
     from orchestrator.config import load_continuum
+    from orchestrator.control.gates import Gates
+    from orchestrator.control.loop import Loop
     from orchestrator.kube.continuum import KubernetesContinuum
     from strategies.prediction import Predictor
 
@@ -232,8 +251,9 @@ def policy_setup(config: Path, strategy_name: str, model: Path | None, seed: int
     check_model(strategy_name, model)
     cfg = load_continuum(config)
     continuum = KubernetesContinuum(cfg)
-    scenario = cfg.scenario()  # the clusters' hosts, in the order the observations use
+    scenario = continuum.scenario  # the clusters' hosts, in the order the observations use
     agent = make_strategy(strategy_name, scenario, model, seed, reward, train_steps,
-                          cfg.state_dir / "models")
-    agent.reset(None)  # the oracle refuses here: it needs the simulated continuum
-    return cfg, continuum, agent, Predictor(scenario, reward)
+                          cfg.state_dir / "models", on_clusters=True)
+    agent.reset(continuum)
+    return cfg, continuum, Loop(continuum, agent, Predictor(scenario, reward),
+                                Gates(cfg.controller), dry_run=dry_run)

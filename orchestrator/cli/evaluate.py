@@ -18,6 +18,7 @@ from orchestrator.cli.common import (
     check_output_dir,
     check_reward,
     doing,
+    gates_for,
     make_strategy,
     parse_models,
     positive,
@@ -42,6 +43,11 @@ def evaluate(
     model: Annotated[list[str], typer.Option(
         "--model", help="NAME=PATH: use a trained model instead of training (repeatable).")] = [],  # noqa: B006
     reward: RewardOpt = "power-latency",
+    gates: Annotated[bool | None, typer.Option(
+        "--gates/--no-gates", help="Run the policy gates (cooldown, minimum predicted gain, "
+                                   "concurrency) on the simulated clock, as production would. "
+                                   "Default: off for the paper's scenario (to reproduce it), "
+                                   "on otherwise.")] = None,
     output: OutputOpt = Format.table,
 ) -> None:
     """Compare strategies on the test pattern; RL strategies without --model are trained first.
@@ -73,6 +79,7 @@ def evaluate(
             raise BadInput(f"model file {path} does not exist")
     check_output_dir(output_dir, "--output-dir")
     sc = load_scenario(scenario)
+    settings = gates_for(sc, gates)
     agents = {n: make_strategy(n, sc, models.get(n), seed, reward, train_steps, output_dir)
               for n in chosen}
     results = {}
@@ -81,9 +88,11 @@ def evaluate(
             doing(f"evaluating {name} (nothing written yet)")
             task = bar.add_task(f"evaluating {name}", total=episodes)
             results[name] = run_episodes(agent, sc, episodes, seed, reward,
-                                         on_episode=lambda t=task: bar.advance(t))
+                                         on_episode=lambda t=task: bar.advance(t),
+                                         gates=settings)
     summaries = {n: r.summary() for n, r in results.items()}
-    data = {"scenario": sc.name, "episodes": episodes, "strategies": summaries}
+    data = {"scenario": sc.name, "episodes": episodes, "gates": settings is not None,
+            "strategies": summaries}
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "results.json").write_text(json.dumps(data, indent=2))
     plots = plot(results, output_dir)
@@ -91,7 +100,8 @@ def evaluate(
     cols = ["strategy", "reward ± std", "power W", "latency ms", "SLA viol.", "moves",
             "vs random", "vs round robin", "of oracle"]
     emit(data, output, [table(
-        f"{sc.name}: {episodes} test episodes, seed {seed}, reward {reward}", cols,
+        f"{sc.name}: {episodes} test episodes, seed {seed}, reward {reward}, gates "
+        f"{'on' if settings else 'off'}", cols,
         [[r["strategy"], f"{r['mean_reward']:.2f} ± {r['std_reward']:.1f}", r["mean_power_w"],
           r["mean_latency_ms"], r["sla_violations"], r["migrations"], pct(r["vs_random"]),
           pct(r["vs_round-robin"]),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -41,40 +41,49 @@ def plan(
     latency and reward, and (real clusters) the migration steps it would run. Changes nothing.
 
     Example: greenwise-mc plan --step 55 --strategy greedy"""
-    from orchestrator.views import plan_report
+    from orchestrator.views import plan_tables
 
     if config is not None:
         _policy_plan(config, strategy, model, seed, reward, train_steps, output)
         return
     if step < 0:
         raise BadInput(f"--step must be >= 0, got {step}")
-    sim, controller = sim_setup(scenario, strategy, model, seed, reward, train_steps,
-                                max(step, 1) + 1, pattern)
+    sim, loop = sim_setup(scenario, strategy, model, seed, reward, train_steps,
+                          max(step, 1) + 1, pattern, dry_run=True)
     for _ in range(step):
-        sim.apply(None)
-    obs = sim.observe()
-    action, prediction = controller.decide(obs)
-    current = controller.predictor.predict(obs, 0)
-    data, tables = plan_report(sim, obs, strategy, action, current, prediction)
-    emit(data, output, tables)
+        sim.apply([])  # everything stays while the workload moves on
+    tick = loop.tick()
+    data = plan_data(strategy, loop, tick.decisions, [
+        {"cluster": h.cluster, "name": h.name, "power_w": round(h.power_w, 2),
+         "cpu": round(h.cpu, 3), "problems": []} for h in tick.snapshot.hosts])
+    data.update(scenario=sim.scenario.name, step=tick.snapshot.step)
+    emit(data, output, plan_tables(data))
+
+
+def plan_data(strategy: str, loop: Any, decisions: Any,
+              hosts: list[dict[str, Any]]) -> dict[str, Any]:
+    """What `plan` prints, simulated or real: hosts, and each service's decision."""
+    gates = loop.gates
+    return {"strategy": strategy,
+            "min_predicted_gain": gates.settings.min_predicted_gain if gates else None,
+            "hosts": hosts, "services": [d.to_dict() for d in decisions]}
 
 
 def _policy_plan(config: Path, strategy: str, model: Path | None, seed: int, reward: str,
                  train_steps: int, output: Format) -> None:
     from orchestrator.kube.continuum import finite
-    from orchestrator.policy import EventLog, Guard, PolicyLoop
-    from orchestrator.views import policy_plan_tables
+    from orchestrator.views import plan_tables
 
-    cfg, continuum, agent, predictor = policy_setup(config, strategy, model, seed, reward,
-                                                    train_steps)
-    readings = continuum.refresh()  # Prometheus down: one line, exit 1
-    loop = PolicyLoop(continuum, agent, strategy, predictor, Guard(cfg.controller), EventLog(),
-                      dry_run=True)
-    decisions = loop.decide_all(readings)
-    data = {"strategy": strategy, "min_predicted_gain": cfg.controller.min_predicted_gain,
-            "hosts": [{"cluster": h.cluster, "name": h.name, "power_w": finite(h.power_w, 2),
-                       "cpu": finite(h.cpu, 3), "problems": list(h.problems)}
-                      for h in readings.hosts],
-            "services": [d.to_dict() for d in decisions],
-            "unfinished_migrations": [r.id for r in continuum.unfinished()]}
-    emit(data, output, policy_plan_tables(data))
+    _, continuum, loop = policy_setup(config, strategy, model, seed, reward, train_steps,
+                                      dry_run=True)
+    try:
+        tick = loop.tick()  # Prometheus down: one line, exit 1
+    finally:
+        continuum.close()
+    assert continuum.readings is not None
+    data = plan_data(strategy, loop, tick.decisions, [
+        {"cluster": h.cluster, "name": h.name, "power_w": finite(h.power_w, 2),
+         "cpu": finite(h.cpu, 3), "problems": list(h.problems)}
+        for h in continuum.readings.hosts])
+    data["unfinished_migrations"] = [r.id for r in continuum.unfinished()]
+    emit(data, output, plan_tables(data))

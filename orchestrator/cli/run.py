@@ -52,6 +52,10 @@ def run(
     online_training: Annotated[bool, typer.Option(
         "--online-training", help="Real clusters, maskppo: keep training the model on live "
                                   "transitions and checkpoint it (state_dir/models).")] = False,
+    gates: Annotated[bool, typer.Option(
+        "--gates/--no-gates", help="Simulated: run the policy gates of the default controller "
+                                   "settings (cooldown, minimum predicted gain, concurrency) on "
+                                   "the simulated clock, as production would.")] = True,
     metrics_address: Annotated[str | None, typer.Option(
         "--metrics-address", help="Real clusters: serve the controller's /metrics on HOST:PORT "
                                   "(default 127.0.0.1:9400; port 0: any free port).")] = None,
@@ -65,11 +69,15 @@ def run(
     stderr. Without: on the simulated continuum, with a live view and a summary at the end.
 
     Example: greenwise-mc run --strategy rules --ticks 96 --interval 0"""
+    from orchestrator.control.loop import step
     from orchestrator.views import live_view, run_summary
 
     if ticks is not None:
         positive("--ticks", ticks)
     if config is not None:
+        if not gates:
+            raise BadInput("--no-gates is for the simulated continuum: on real clusters the "
+                           "gates are the config's controller: section")
         _policy_run(config, strategy, model, seed, reward, train_steps, ticks,
                     seconds(interval or "10s", "--interval"), dry_run, online_training,
                     check_metrics_address(metrics_address or "127.0.0.1:9400"), output)
@@ -81,52 +89,52 @@ def run(
                            "(or set GREENWISE_CONFIG)")
     ticks = ticks or 96
     pause = seconds(interval or "0.05", "--interval")
-    sim, controller = sim_setup(scenario, strategy, model, seed, reward, train_steps, ticks,
-                                pattern)
+    sim, loop = sim_setup(scenario, strategy, model, seed, reward, train_steps, ticks,
+                          pattern, gates)
     history = []
     with Live(console=err_console, refresh_per_second=10,
               transient=False) if output is Format.table else _Quiet() as live:
         for n in range(ticks):
             doing(f"the simulated run at tick {n + 1} of {ticks} (no cluster is touched)")
-            history.append(controller.tick())
+            history.append(step(loop))
             if output is Format.table:
-                live.update(live_view(sim, history, strategy))
+                live.update(live_view(sim.topology, sim.specs, history, strategy, ticks))
             if pause:
                 time.sleep(pause)
     if output is Format.table:
         err_console.print()
-    summary, tables = run_summary(sim, history, strategy)
+    summary, tables = run_summary(sim.scenario.name, sim.topology, sim.specs, history,
+                                  strategy)
     emit(summary, output, tables)
 
 
 def _policy_run(config: Path, strategy: str, model: Path | None, seed: int, reward: str,
                 train_steps: int, ticks: int | None, interval: float, dry_run: bool,
                 online_training: bool, address: str, output: Format) -> None:
-    from orchestrator.kube.lease import Lease
-    from orchestrator.policy import EventLog, Guard, Metrics, PolicyLoop, identity, serve
+    from orchestrator.control.controller import Controller, EventLog, Metrics, identity, serve
+    from orchestrator.control.lease import Lease
 
     if interval <= 0:
         raise BadInput("--interval must be > 0 on real clusters")
     if online_training and strategy != "maskppo":
         raise BadInput("--online-training trains MaskablePPO: use --strategy maskppo")
-    cfg, continuum, agent, predictor = policy_setup(config, strategy, model, seed, reward,
-                                                    train_steps)
+    cfg, continuum, loop = policy_setup(config, strategy, model, seed, reward, train_steps,
+                                        dry_run)
     ctl = cfg.controller
     log = EventLog()
-    learner = None
     if online_training:
         from strategies.online import OnlineLearner
 
-        learner = OnlineLearner(agent.model, agent.encode, predictor,
-                                cfg.state_dir / "models" / "maskppo-online.zip",
-                                on_round=lambda info: log.write("info", "training", **info))
+        agent = loop.strategy.parts[0]  # one model decides for every service
+        loop.learner = OnlineLearner(agent.model, agent.encode, loop.predictor,
+                                     cfg.state_dir / "models" / "maskppo-online.zip",
+                                     on_round=lambda info: log.write("info", "training", **info))
     metrics = Metrics()
     bound = metrics.serve(address)
     lease = None if dry_run else Lease(
         continuum.clusters[ctl.lease_cluster or cfg.clusters[0].name], ctl.lease_namespace,
         ctl.lease_name, identity(), ctl.lease_duration_s)
-    loop = PolicyLoop(continuum, agent, strategy, predictor, Guard(ctl), log, metrics, dry_run,
-                      learner)
+    controller = Controller(continuum, loop, strategy, log, metrics)
     log.write("info", "start", strategy=strategy, dry_run=dry_run, interval_s=interval,
               services=list(continuum.services), metrics=f"http://{bound}/metrics",
               lease=lease.where if lease else None, identity=lease.identity if lease else None,
@@ -134,13 +142,14 @@ def _policy_run(config: Path, strategy: str, model: Path | None, seed: int, rewa
                   include={"cooldown_s", "max_concurrent_migrations", "min_predicted_gain"}))
     doing("policy mode on real clusters")
     try:
-        serve(loop, interval, ticks, lease)
+        serve(controller, interval, ticks, lease)
     finally:
         metrics.close()
-    data = {"strategy": strategy, "dry_run": dry_run, "ticks": loop.ticks,
-            "migrations": dict(loop.outcomes)}
+    data = {"strategy": strategy, "dry_run": dry_run, "ticks": controller.ticks,
+            "migrations": dict(controller.outcomes)}
     emit(data, output, [table("policy mode", ["", ""], [
-        ["ticks", loop.ticks], *[[f"migrations {k}", v] for k, v in loop.outcomes.items()]])])
+        ["ticks", controller.ticks],
+        *[[f"migrations {k}", v] for k, v in controller.outcomes.items()]])])
 
 
 class _Quiet:
