@@ -1,5 +1,6 @@
-"""Policy mode's gates, as pure logic: a fake continuum (readings made here, migrations that
-only record themselves) under the real PolicyLoop, Guard, strategies and Predictor."""
+"""Policy mode's gates, as pure logic: a fake Kubernetes continuum (readings made here,
+migrations that only record themselves, the real worker machinery) under the real Controller,
+Loop, Gates, strategies and Predictor."""
 
 from __future__ import annotations
 
@@ -9,19 +10,21 @@ import os
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from orchestrator.policy import EventLog, Guard, Metrics, PolicyLoop
 
-from orchestrator.config import ControllerConfig, load_scenario
-from orchestrator.kube.continuum import ServiceContinuum
+from orchestrator.config import ControllerConfig, ManagedService, load_scenario
+from orchestrator.control.controller import Controller, EventLog, Metrics
+from orchestrator.control.gates import Gates
+from orchestrator.control.loop import Loop
+from orchestrator.kube.continuum import KubePlan, KubernetesContinuum
 from orchestrator.migration.executor import MigrationPlan
 from orchestrator.migration.plan import Target
-from orchestrator.model import Location
+from orchestrator.model import Location, Move, Snapshot
 from orchestrator.monitoring import (
     HostReading,
     PrometheusUnavailable,
@@ -29,6 +32,7 @@ from orchestrator.monitoring import (
     Sample,
     ServiceReading,
 )
+from orchestrator.topology import Topology
 from strategies.env import Encoder
 from strategies.online import OnlineLearner, ReplayEnv, Transition
 from strategies.prediction import Predictor
@@ -41,24 +45,43 @@ def sample(v: float) -> Sample:
     return Sample(v, FRESH)
 
 
-class FakeContinuum:
+class FakeConfig:
+    def __init__(self, keys: list[str], settings: ControllerConfig) -> None:
+        self.services = tuple(ManagedService(namespace=k.split("/")[0], name=k.split("/")[1],
+                                             hostname=f"{k.split('/')[1]}.x.test") for k in keys)
+        self.controller = settings
+
+
+class FakeContinuum(KubernetesContinuum):
     """Services at host indices; Prometheus up or down; stale services; migrations recorded
-    and held in flight until `finish` is set."""
+    and held in flight until `finish` is set. Snapshots, masks and the migration workers are
+    the real KubernetesContinuum's."""
 
     def __init__(self, services: dict[str, int]) -> None:
-        self.hosts = SCENARIO.hosts
-        self.locations = tuple(Location(SCENARIO.cluster_of(h.name), h.name) for h in self.hosts)
+        settings = ControllerConfig()
+        self.topology = Topology([(c.name, c.hosts) for c in SCENARIO.clusters])
+        self.hosts, self.locations = self.topology.hosts, self.topology.locations
         self.services = tuple(services)
+        self.scenario = SCENARIO.model_copy(update={"services": tuple(
+            SCENARIO.service.model_copy(update={"name": k}) for k in services)})
+        self.specs = self.scenario.fleet
+        self.config = FakeConfig(list(services), settings)  # type: ignore[assignment]
         self.where = dict(services)
         self.up = True
         self.stale: set[str] = set()
         self.users = 30
         self.step = 0
         self.readings: Readings | None = None
+        self._fits = {}
         self.migrated: list[MigrationPlan] = []
         self.interrupted: list[bool] = []
         self.finish = threading.Event()
         self.finish.set()
+        self.stopping = threading.Event()
+        self.pool = ThreadPoolExecutor(settings.max_concurrent_migrations)
+        self.futures = []
+        self.report = lambda key, event, step, detail: None
+        self.on_outcome = lambda plan, outcome, error, seconds: None
 
     def refresh(self) -> Readings:
         if not self.up:
@@ -75,21 +98,16 @@ class FakeContinuum:
         self.readings = Readings(hosts, services)
         return self.readings
 
-    def service(self, key: str) -> ServiceContinuum:
-        return ServiceContinuum(self, key)  # type: ignore[arg-type]
-
-    def observe(self, key: str):
-        assert self.readings is not None
-        return self.readings.observation(key, self.step)
-
     def can_host(self, key: str, host: int) -> bool:
         return True
 
-    def plan(self, key: str, host: int) -> MigrationPlan:
-        src, dst = self.locations[self.where[key]], self.locations[host]
+    def plan(self, move: Move) -> KubePlan:
+        key = self.services[move.service]
+        src, dst = self.locations[self.where[key]], self.locations[move.host]
         kind = "intra" if src.cluster == dst.cluster else "inter"
-        return MigrationPlan(key, kind, src.cluster, (src.node,), Target(dst.cluster, dst.node),
-                             ("check", "patch", "rollout"))
+        return KubePlan(move, MigrationPlan(key, kind, src.cluster, (src.node,),
+                                            Target(dst.cluster, dst.node),
+                                            ("check", "patch", "rollout")))
 
     def migrate(self, plan: MigrationPlan, report=None, interrupted=None) -> None:
         self.migrated.append(plan)
@@ -101,21 +119,23 @@ class FakeContinuum:
     def unfinished(self) -> list:
         return []
 
+    def close(self) -> None:
+        pass
+
 
 class MoveTo:
-    """A strategy that always wants host `host` (0-based)."""
+    """A strategy that always wants host `host` (0-based) for every service."""
 
-    name: ClassVar[str] = "move-to"
-    simulation_only: ClassVar[bool] = False
+    name = "move-to"
 
     def __init__(self, host: int) -> None:
         self.host = host
 
-    def reset(self, sim: object) -> None:
+    def reset(self, continuum: object) -> None:
         pass
 
-    def decide(self, obs, mask: np.ndarray) -> int:
-        return self.host + 1
+    def decide(self, snapshot: Snapshot, masks: np.ndarray) -> list[int]:
+        return [self.host + 1] * len(snapshot.services)
 
 
 class Clock:
@@ -126,27 +146,28 @@ class Clock:
         return self.now
 
 
-def make_loop(continuum: FakeContinuum, strategy=None, dry_run: bool = False,
-              **gates: float) -> tuple[PolicyLoop, io.StringIO, Clock]:
+def make_loop(c: FakeContinuum, strategy=None, dry_run: bool = False,
+              **gates: float) -> tuple[Controller, io.StringIO, Clock]:
     # The gain gate off (a config refuses a negative minimum gain, so construct it unchecked)
     # unless a test sets it.
     checked = ControllerConfig(**{"cooldown_s": 60.0, **gates}).model_dump()
     settings = ControllerConfig.model_construct(
         **{**checked, "min_predicted_gain": gates.get("min_predicted_gain", -10.0)})
+    c.config = FakeConfig(list(c.services), settings)  # type: ignore[assignment]
+    c.pool = ThreadPoolExecutor(settings.max_concurrent_migrations)
     clock = Clock()
     out = io.StringIO()
-    loop = PolicyLoop(continuum, strategy or MoveTo(3), "move-to",  # type: ignore[arg-type]
-                      Predictor(SCENARIO), Guard(settings, clock), EventLog(out), Metrics(),
-                      dry_run=dry_run)
-    return loop, out, clock
+    loop = Loop(c, strategy or MoveTo(3), Predictor(c.scenario), Gates(settings, clock),
+                dry_run=dry_run)
+    return Controller(c, loop, "move-to", EventLog(out), Metrics()), out, clock
 
 
 def lines(out: io.StringIO) -> list[dict]:
     return [json.loads(x) for x in out.getvalue().splitlines()]
 
 
-def settle(loop: PolicyLoop) -> None:
-    for f in loop.futures:
+def settle(controller: Controller) -> None:
+    for f in controller.continuum.futures:
         f.result(timeout=10)
 
 
@@ -210,7 +231,7 @@ def test_cooldown_holds_a_service_that_just_moved() -> None:
     loop, _, clock = make_loop(c, cooldown_s=60)
     assert loop.tick()[0].outcome == "migration started"
     settle(loop)
-    loop.strategy = MoveTo(1)
+    loop.loop.strategy = MoveTo(1)
     clock.now += 59
     d = loop.tick()[0]
     assert d.action == "held" and d.reason.startswith("cooldown: it last moved 59 s ago")
@@ -271,7 +292,7 @@ def test_dry_run_decides_and_plans_but_migrates_nothing() -> None:
     d = loop.tick()[0]
     assert (d.action, d.outcome, d.steps) == ("move", "dry run: not applied",
                                               ["check", "patch", "rollout"])
-    assert c.migrated == [] and loop.guard.in_flight == set()
+    assert c.migrated == [] and loop.loop.gates.in_flight == set()
 
 
 def test_draining_tells_the_migration_in_flight_to_stop() -> None:
@@ -284,9 +305,9 @@ def test_draining_tells_the_migration_in_flight_to_stop() -> None:
     assert c.interrupted == [True]
 
 
-def test_guard_on_its_own() -> None:
+def test_gates_on_their_own() -> None:
     clock = Clock()
-    g = Guard(ControllerConfig(cooldown_s=10, max_concurrent_migrations=1,
+    g = Gates(ControllerConfig(cooldown_s=10, max_concurrent_migrations=1,
                                min_predicted_gain=0.1), clock)
     assert g.hold("a", 0.2) is None
     assert "below the minimum" in g.hold("a", 0.05)
@@ -301,7 +322,7 @@ def test_guard_on_its_own() -> None:
     g.finished("a", Location("cloud", "cloud"))
     assert g.unsettled("a", Location("edge", "edge0")) is not None
     assert g.unsettled("b", Location("edge", "edge0")) is None
-    clock.now += Guard.SETTLE_S + 1
+    clock.now += Gates.SETTLE_S + 1
     assert g.unsettled("a", Location("edge", "edge0")) is None
     g.finished("a", Location("cloud", "cloud"))
     assert g.unsettled("a", Location("cloud", "cloud")) is None
@@ -313,8 +334,7 @@ def _transitions(n: int) -> list[Transition]:
     out = []
     for i in range(n):
         c.users = 5 + 3 * i
-        c.refresh()
-        obs = c.observe("ml/a")
+        obs = c.snapshot().view(0)
         mask = np.array([True, False, True, True, True])
         out.append(Transition(obs, mask, int(i % 2) * 4, 0.3 + 0.01 * i))
     return out

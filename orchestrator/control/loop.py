@@ -35,7 +35,7 @@ class Decision:
 
     service: str
     tick: int
-    action: str  # stay | move | held (a gate held it back) | refused (masked) | none
+    action: str  # stay | move | held (a gate held it back) | refused (infeasible) | none
     state: dict[str, Any] | None = None
     target: str | None = None  # cluster/node
     kind: str | None = None  # intra | inter
@@ -44,6 +44,7 @@ class Decision:
     outcome: str = "no action"  # stay | migration started | dry run: not applied | no action
     reason: str | None = None
     steps: list[str] = field(default_factory=list)
+    masked: bool = False  # the action asked was masked (Eq. 7): evaluation scores it -1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,7 +61,8 @@ class Tick:
     plans: tuple[Plan, ...]
 
     def refused(self, service: int) -> bool:
-        return self.decisions[service].action == "refused"
+        """Whether the service's action was masked (it stayed; the paper scores it -1)."""
+        return self.decisions[service].masked
 
 
 class Learner(Protocol):
@@ -147,11 +149,13 @@ class Loop:
             self.learner.observed(s.name, obs)
         target = target_host(action)
         if not 0 <= action < len(mask) or not mask[action]:
-            d.action, d.outcome = "refused", "stay"
-            where = "its current host" if target == s.host else (
-                str(topology.locations[target]) if target is not None and
-                0 <= target < len(topology) else f"action {action}")
-            d.reason = f"{where} cannot take it (masked): it stays"
+            d.masked, d.outcome = True, "stay"
+            if target == s.host:  # Eq. 7 masks the current host: asking for it is staying
+                d.action, d.reason = "stay", "asked for its current host"
+            else:
+                where = (str(topology.locations[target]) if target is not None and
+                         0 <= target < len(topology) else f"action {action}")
+                d.action, d.reason = "refused", f"{where} cannot take it (masked): it stays"
             return d, None
         if self.explain:
             chosen = self.predictor.predict(obs, action, i)
