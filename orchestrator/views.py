@@ -113,7 +113,7 @@ def plan_tables(data: dict[str, Any]) -> list[Table]:
                      d["reason"] or d["outcome"]])
     gain = data["min_predicted_gain"]
     tables.append(table(f"{data['strategy']} would (nothing is changed; "
-                        + ("no gates)" if gain is None else f"minimum gain {gain:g})"),
+                        + ("no gain gate)" if gain is None else f"minimum gain {gain:g})"),
                         ["service", "at", "users", "latency ms", "power W", "decision",
                          "predicted gain", "outcome / reason"], rows))
     for d in data["services"]:

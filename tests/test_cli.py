@@ -69,9 +69,10 @@ def test_plan_changes_nothing_and_predicts(tmp_path):
     r = cli("plan", "--step", "55", "--strategy", "greedy", "-o", "yaml")
     assert r.returncode == 0, r.stderr
     p = yaml.safe_load(r.stdout)
-    assert set(p["predicted"]) == {"power_w", "latency_ms", "reward"}
-    assert p["predicted"]["reward"]["chosen"] >= p["predicted"]["reward"]["stay"]
-    assert p["state"]["users"] > 0 and len(p["state"]["hosts"]) == 4
+    [d] = p["services"]  # the same decision record as `plan --config` on clusters
+    assert set(d["predicted"]) == {"power_w", "latency_ms", "reward"}
+    assert d["predicted"]["reward"]["chosen"] >= d["predicted"]["reward"]["stay"]
+    assert d["state"]["users"] > 0 and len(p["hosts"]) == 4 and p["step"] == 55
 
 
 @pytest.mark.parametrize("args, message", [

@@ -148,11 +148,8 @@ class Clock:
 
 def make_loop(c: FakeContinuum, strategy=None, dry_run: bool = False,
               **gates: float) -> tuple[Controller, io.StringIO, Clock]:
-    # The gain gate off (a config refuses a negative minimum gain, so construct it unchecked)
-    # unless a test sets it.
-    checked = ControllerConfig(**{"cooldown_s": 60.0, **gates}).model_dump()
-    settings = ControllerConfig.model_construct(
-        **{**checked, "min_predicted_gain": gates.get("min_predicted_gain", -10.0)})
+    # No gain gate unless a test sets one.
+    settings = ControllerConfig(**{"cooldown_s": 60.0, "min_predicted_gain": None, **gates})
     c.config = FakeConfig(list(c.services), settings)  # type: ignore[assignment]
     c.pool = ThreadPoolExecutor(settings.max_concurrent_migrations)
     clock = Clock()
