@@ -14,7 +14,7 @@ from pathlib import Path
 
 from orchestrator.config import load_scenario
 from strategies import rl
-from strategies.base import StrategyOptions, create
+from strategies.base import StrategyContext, create
 from strategies.evaluation import comparison, run_episodes
 
 SCENARIOS = ["paper", str(Path(__file__).parent.parent / "docs/scenarios/edge-fog-cloud.yaml")]
@@ -29,7 +29,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     for spec in SCENARIOS:
         sc = load_scenario(spec)
-        base = {n: run_episodes(create(n, StrategyOptions(sc)), sc, args.episodes, 0).summary()
+        base = {n: run_episodes(create(n, StrategyContext(sc)), sc, args.episodes, 0).summary()
                 for n in ("random", "round-robin", "rules", "greedy", "oracle")}
         print(f"\n== {sc.name}: {args.episodes} test episodes, eval seed 0, "
               f"{args.steps} training steps")
@@ -39,7 +39,7 @@ def main() -> None:
             for seed in [int(s) for s in args.seeds.split(",")]:
                 path = tmp / f"{algo}-{seed}.zip"
                 rl.train(algo, sc, "power-latency", args.steps, seed, path)
-                agent = create(algo, StrategyOptions(sc, model_path=path))
+                agent = create(algo, StrategyContext(sc), {"model": path})
                 res = {**base, algo: run_episodes(agent, sc, args.episodes, 0).summary()}
                 row = next(r for r in comparison(res) if r["strategy"] == algo)
                 print(f"{algo:8s} train seed {seed}: reward {row['mean_reward']:7.3f}  "

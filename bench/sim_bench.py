@@ -1,5 +1,6 @@
 """Speed of the simulated continuum: raw simulator steps/s, Gymnasium env steps/s, the control
-tick (observe + decide) on 4 hosts, and MaskablePPO training time for the paper's 5500 steps.
+tick (the loop: observe + decide + gate + plan + apply) on 4 hosts, and MaskablePPO training
+time for the paper's 5500 steps.
 
     python bench/sim_bench.py            # all figures
 Goals (issue 2): raw simulator >= 50,000 steps/s; 5500 MaskablePPO steps <= 10 s on 2 cores;
@@ -12,12 +13,13 @@ import statistics
 import time
 from pathlib import Path
 
-from orchestrator.controller import Controller
-
-from orchestrator.config import PAPER
+from orchestrator.config import PAPER, ControllerConfig
+from orchestrator.control.gates import Gates
+from orchestrator.control.loop import Loop
+from orchestrator.model import Move
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies import rl
-from strategies.base import StrategyOptions, create
+from strategies.base import StrategyContext, create
 from strategies.env import GreenWiseEnv
 from strategies.prediction import Predictor
 
@@ -31,7 +33,8 @@ def rate(fn, n: int) -> float:
 def raw_sim(n: int) -> None:
     sim = SimulatedContinuum(PAPER, "train", seed=0)
     for i in range(n):
-        sim.apply(i % 4 if i % 7 == 0 else None)
+        move = i % 7 == 0 and i % 4 != sim.host
+        sim.apply([sim.plan(Move(0, i % 4))] if move else [])
         sim.current()
         if sim.done:
             sim.reset()
@@ -47,14 +50,16 @@ def env_steps(n: int) -> None:
 
 def tick_ms(strategy: str, model_path: Path | None = None, n: int = 500) -> float:
     sim = SimulatedContinuum(PAPER.model_copy(update={"episode_steps": n + 1}), "test", seed=0)
-    opts = StrategyOptions(PAPER, model_path=model_path)
-    controller = Controller(sim, create(strategy, opts), Predictor(PAPER, model=sim.model))
+    agent = create(strategy, StrategyContext(PAPER),
+                   {"model": model_path} if model_path else None)
+    agent.reset(sim)
+    loop = Loop(sim, agent, Predictor(PAPER, model=sim.model),
+                Gates(ControllerConfig(), clock=lambda: sim.t * 900.0))
     times = []
     for _ in range(n):
         start = time.perf_counter()
-        controller.decide(sim.observe())  # observe + decide (+ predict)
+        loop.tick()  # observe, decide, gate, plan, apply (the simulator advances)
         times.append((time.perf_counter() - start) * 1000)
-        sim.apply(None)
     return statistics.median(times)
 
 

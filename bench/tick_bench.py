@@ -40,15 +40,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from orchestrator.policy import EventLog, Guard, PolicyLoop
 from requests import Session
 
 from orchestrator.config import load_continuum
+from orchestrator.control.gates import Gates
+from orchestrator.control.loop import Loop
 from orchestrator.kube.clusters import Clusters
-from orchestrator.kube.continuum import KubernetesContinuum
-from orchestrator.migration.executor import MigrationPlan
+from orchestrator.kube.continuum import KubePlan, KubernetesContinuum
+from orchestrator.model import Move
 from orchestrator.monitoring import HostReading, Readings, Sample, ServiceReading, observe
-from strategies.base import StrategyOptions, create
+from strategies.base import StrategyContext, create
 from strategies.prediction import Predictor
 from tests.lab.lab import REPO, Lab
 
@@ -163,20 +164,19 @@ def measure(config: Path, repeat: int, counter: RequestCounter,
     Without `moves` the gain gate holds every move back: nothing is planned."""
     cfg = load_continuum(config)
     continuum = KubernetesContinuum(cfg)
-    scenario = cfg.scenario()
-    strategy = create("round-robin", StrategyOptions(scenario))
-    gain = -10.0 if moves else float("inf")
-    guard = Guard(cfg.controller.model_copy(update={"min_predicted_gain": gain}))
-    loop = PolicyLoop(continuum, strategy, "round-robin", Predictor(scenario), guard,
-                      EventLog(open(os.devnull, "w")), dry_run=True)  # noqa: SIM115
+    scenario = continuum.scenario
+    strategy = create("round-robin", StrategyContext(scenario, on_clusters=True))
+    gates = Gates(cfg.controller.model_copy(
+        update={"min_predicted_gain": None if moves else float("inf")}))
+    loop = Loop(continuum, strategy, Predictor(scenario), gates, dry_run=True)
     plan_s: list[float] = []
     plan = continuum.plan
 
-    def timed_plan(key: str, host: int) -> MigrationPlan:
+    def timed_plan(move: Move) -> KubePlan:
         before, t0 = counter.phase, time.perf_counter()
         counter.phase = "plan"
         try:
-            return plan(key, host)
+            return plan(move)
         finally:
             plan_s.append(time.perf_counter() - t0)
             counter.phase = before
@@ -194,9 +194,11 @@ def measure(config: Path, repeat: int, counter: RequestCounter,
             readings = continuum.refresh()
             t1 = time.perf_counter()
             continuum.readings, stand_ins = stand_in(continuum, readings)
+            snapshot = continuum.snapshot_of(continuum.readings)
             counter.phase = "decide"
             t2 = time.perf_counter()
-            decisions = loop.decide_all(continuum.readings)
+            masks = continuum.masks(snapshot)
+            decisions = loop.act(snapshot, masks, strategy.decide(snapshot, masks)).decisions
             t3 = time.perf_counter()
             if profile is not None and i == repeat:
                 profile.disable()

@@ -24,8 +24,8 @@ import yaml
 
 from orchestrator.kube.clusters import Clusters
 from orchestrator.kube.continuum import KubernetesContinuum
-from orchestrator.model import Move
 from orchestrator.migration.executor import MigrationFailed, locate
+from orchestrator.model import Move
 from orchestrator.monitoring import observe
 from orchestrator.performance import PerformanceModel
 from tests.lab import loadgen

@@ -100,7 +100,9 @@ class KubernetesContinuum:
         return self.readings
 
     def snapshot(self) -> Snapshot:
-        readings = self.refresh()
+        return self.snapshot_of(self.refresh())
+
+    def snapshot_of(self, readings: Readings) -> Snapshot:
         return Snapshot(self.step, tuple(readings.state(k) for k in self.services),
                         readings.host_states())
 
