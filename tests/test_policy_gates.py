@@ -407,3 +407,21 @@ def _cli_with_config(args: list[str], tmp_path: Path) -> subprocess.CompletedPro
     return subprocess.run([sys.executable, "-m", "orchestrator",
                            *[a.replace("{cfg}", str(cfg)) for a in args]],
                           capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_one_services_failure_does_not_stop_the_others() -> None:
+    c = FakeContinuum({"ml/a": 0, "ml/b": 1})
+    loop, out, _ = make_loop(c, max_concurrent_migrations=2)
+    plan = c.plan
+
+    def broken(move: Move) -> KubePlan:
+        if c.services[move.service] == "ml/a":
+            raise KeyError("spec")  # an unexpected answer while planning ml/a
+        return plan(move)
+
+    c.plan = broken  # type: ignore[method-assign]
+    a, b = loop.tick()
+    settle(loop)
+    assert a.action == "none" and a.reason == "internal error: KeyError: 'spec'"
+    assert b.outcome == "migration started" and [p.service for p in c.migrated] == ["ml/b"]
+    assert [x["reason"] for x in lines(out) if x["service"] == "ml/a"] == [a.reason]

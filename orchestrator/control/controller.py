@@ -101,6 +101,7 @@ class Controller:
         self.dry_run = loop.dry_run
         self.unobserved = 0  # consecutive ticks without Prometheus
         self.outcomes: Tally[str] = Tally()
+        loop.contain_errors = True
         continuum.report = self._report
         continuum.on_outcome = self._outcome
 

@@ -80,9 +80,12 @@ def _finite(value: float, digits: int) -> float | None:
 class Loop:
     def __init__(self, continuum: Continuum, strategy: Strategy | None, predictor: Predictor,
                  gates: Gates | None = None, dry_run: bool = False,
-                 learner: Learner | None = None, explain: bool = True) -> None:
+                 learner: Learner | None = None, explain: bool = True,
+                 contain_errors: bool = False) -> None:
         """`strategy` None: actions come from outside (`act`, the Gymnasium env). `explain`
-        False skips the predictions a decision carries when no gate needs them (training)."""
+        False skips the predictions a decision carries when no gate needs them (training).
+        `contain_errors`: an exception in one service's decision becomes that decision's
+        reason instead of stopping the tick (policy mode on clusters)."""
         self.continuum = continuum
         self.strategy = strategy
         self.predictor = predictor
@@ -90,6 +93,7 @@ class Loop:
         self.dry_run = dry_run
         self.learner = learner
         self.explain = explain or gates is not None
+        self.contain_errors = contain_errors
         self.ticks = 0
 
     def tick(self) -> Tick:
@@ -103,7 +107,15 @@ class Loop:
         self.ticks += 1
         decisions, plans = [], []
         for i, state in enumerate(snapshot.services):
-            d, plan = self._decide(snapshot, i, masks[i], int(actions[i]))
+            try:
+                d, plan = self._decide(snapshot, i, masks[i], int(actions[i]))
+            except Exception as e:
+                if not self.contain_errors:
+                    raise
+                # Policy mode: one service's failure (a bug, an unexpected API answer) must
+                # not stop the others; it is said in its decision line.
+                d, plan = Decision(state.name, self.ticks, "none", state=self.state(state),
+                                   reason=f"internal error: {type(e).__name__}: {e}"), None
             decisions.append(d)
             if self.learner and state.valid and d.action != "none":
                 executed = actions[i] if plan is not None and not self.dry_run else STAY
