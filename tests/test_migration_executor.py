@@ -14,7 +14,7 @@ from orchestrator.errors import BadInput, OperationalError
 from orchestrator.migration.executor import Executor, Failpoints, MigrationFailed
 from orchestrator.migration.journal import Journal
 from orchestrator.migration.plan import MigrationPlan, Target
-from orchestrator.migration.steps import INTER_STEPS, INTRA_STEPS, STEPS, Step
+from orchestrator.migration.steps import INTER_STEPS, INTRA_STEPS, STEPS, Step, plan_dict
 
 COMMIT = "dns"  # the fakes take the real steps' names (the journal checks them) and flags
 BEFORE_COMMIT = INTER_STEPS[:INTER_STEPS.index(COMMIT)]
@@ -300,7 +300,7 @@ def test_plan_reads_what_the_previous_executor_journaled() -> None:
 
 
 def test_plan_dict_describes_its_steps_for_the_dry_run() -> None:
-    d = PLAN.to_dict()
+    d = plan_dict(PLAN)
     assert d["target"] == "cloud" and d["target_node"] is None
     assert [s["name"] for s in d["steps"]] == list(INTER_STEPS)
     assert "cloud" in d["steps"][INTER_STEPS.index(COMMIT)]["description"]

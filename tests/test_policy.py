@@ -197,6 +197,47 @@ def test_prometheus_stopped_no_migrations_warning_each_tick_then_recovery(
     assert after and not any((e["reason"] or "").startswith("not observed") for e in after)
 
 
+def test_the_same_loop_and_gates_in_simulation_and_on_the_lab(service: Deployed,
+                                                                tmp_path: Path) -> None:
+    """round-robin always wants a move: `run` on the simulator and `run --config` on the lab
+    go through the same loop, and its gates decide the same way in both (a move only with the
+    minimum predicted gain, one migration at a time), in the same decision lines."""
+    def check(decisions: list[dict[str, Any]], min_gain: float) -> None:
+        moves = [d for d in decisions if d["action"] == "move"]
+        held = [d for d in decisions if d["action"] == "held"]
+        by_gain = [d for d in held if "below the minimum" in (d["reason"] or "")]
+        assert by_gain, decisions  # the gain gate held moves back
+        assert all(d["predicted_gain"] < min_gain for d in by_gain)
+        assert all(d["predicted_gain"] >= min_gain for d in moves)
+        assert all(d["predicted_gain"] >= min_gain or d in by_gain for d in held
+                   if "in progress" not in (d["reason"] or "") and
+                   not (d["reason"] or "").startswith("cooldown"))
+        assert all(set(d) == set(decisions[0]) for d in decisions)
+
+    r = cli("run", "--strategy", "round-robin", "--ticks", "48", "--interval", "0",
+            "-o", "json")
+    assert r.returncode == 0, r.stderr
+    simulated = [e for e in json_lines(r.stderr) if e["event"] == "decision"]
+    assert len(simulated) == 48
+    check(simulated, 0.02)
+
+    settings(service, cooldown_s=0, min_predicted_gain=0.02)
+    handle = load(service, rate=20, duration=240)
+    ctl = Controller(service, tmp_path / "ctl.log", "--strategy", "round-robin",
+                     "--interval", "2s")
+    try:
+        ctl.wait("decisions the gain gate held", lambda: [
+            e for e in ctl.events("decision") if "below the minimum" in (e["reason"] or "")],
+            timeout=180)
+    finally:
+        assert ctl.stop() == 0
+        requests = handle.stop()
+    assert requests.failed == 0, requests.failures
+    observed = [e for e in ctl.events("decision") if e["action"] != "none"]
+    check(observed, 0.02)
+    assert set(observed[0]) == set(simulated[0])
+
+
 def test_two_controllers_started_at_once_only_one_acts(service: Deployed,
                                                         tmp_path: Path) -> None:
     settings(service, min_predicted_gain=10)  # deciding is acting enough here: no migrations

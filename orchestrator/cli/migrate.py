@@ -46,6 +46,7 @@ def migrate(
 
     Example: greenwise-mc migrate ml/resnet --to cloud --config continuum.yaml"""
     from orchestrator.migration.executor import MigrationFailed
+    from orchestrator.migration.steps import plan_dict
 
     positive("--timeout", timeout)
     if resume and (service or to or dry_run):
@@ -69,7 +70,7 @@ def migrate(
                                "unfinished; run `greenwise-mc migrate --resume` first")
     plan = m.plan(service, to)
     if dry_run:
-        data = {"dry_run": True, "plan": plan.to_dict(),
+        data = {"dry_run": True, "plan": plan_dict(plan),
                 "predicted": _predict_move(m.config, plan, users)}
         emit(data, output, _plan_tables(data))
         return

@@ -69,6 +69,7 @@ def run(
     stderr. Without: on the simulated continuum, with a live view and a summary at the end.
 
     Example: greenwise-mc run --strategy rules --ticks 96 --interval 0"""
+    from orchestrator.control.controller import EventLog
     from orchestrator.control.loop import step
     from orchestrator.views import live_view, run_summary
 
@@ -92,6 +93,7 @@ def run(
     sim, loop = sim_setup(scenario, strategy, model, seed, reward, train_steps, ticks,
                           pattern, gates)
     history = []
+    log = EventLog()  # with -o json/yaml: one JSON line per decision, as on clusters
     with Live(console=err_console, refresh_per_second=10,
               transient=False) if output is Format.table else _Quiet() as live:
         for n in range(ticks):
@@ -99,6 +101,9 @@ def run(
             history.append(step(loop))
             if output is Format.table:
                 live.update(live_view(sim.topology, sim.specs, history, strategy, ticks))
+            else:
+                for d in history[-1].tick.decisions:
+                    log.write("info", "decision", **d.to_dict())
             if pause:
                 time.sleep(pause)
     if output is Format.table:

@@ -6,15 +6,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from orchestrator.config import ContinuumConfig, ManagedService
 from orchestrator.errors import OperationalError
 from orchestrator.kube.clusters import Cluster, Clusters
 from orchestrator.migration.dns import DnsProvider
-
-if TYPE_CHECKING:  # plan.py imports the steps, which use this module
-    from orchestrator.migration.plan import MigrationPlan
+from orchestrator.migration.plan import MigrationPlan
 
 Reporter = Callable[[str, str, str], None]  # (event: start|done|undo|fail|resume, step, detail)
 POLL_S = 0.2

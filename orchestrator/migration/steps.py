@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import httpx
 
@@ -22,9 +22,7 @@ from orchestrator.kube.clusters import KINDS, Cluster, is_ready
 from orchestrator.migration import objects as O
 from orchestrator.migration.context import MigrationContext
 from orchestrator.migration.nodes import check_node
-
-if TYPE_CHECKING:  # plan.py imports this module for the step names and descriptions
-    from orchestrator.migration.plan import MigrationPlan
+from orchestrator.migration.plan import INTER_STEPS, INTRA_STEPS, MigrationPlan
 
 Undo = dict[str, Any]  # JSON: what undoing a step needs, captured before it acts
 TRAEFIK_NO_ROUTE = "404 page not found\n"  # what Traefik answers for a host it has no route for
@@ -309,9 +307,15 @@ class Rollout(Step):
 INTER: tuple[Step, ...] = (Copy(), WaitReady(), Route(), Dns(), Forward(), Drain(), DeleteOld())
 INTRA: tuple[Step, ...] = (Check(), Patch(), Rollout())
 STEPS: dict[str, Step] = {s.name: s for s in (*INTER, *INTRA)}
-INTER_STEPS = tuple(s.name for s in INTER)
-INTRA_STEPS = tuple(s.name for s in INTRA)
+assert tuple(s.name for s in INTER) == INTER_STEPS and tuple(s.name for s in INTRA) == INTRA_STEPS
 DESCRIPTIONS = {name: s.description for name, s in STEPS.items()}
+
+
+def plan_dict(plan: MigrationPlan) -> dict[str, Any]:
+    """The plan as JSON with what each step will do: what `migrate --dry-run` prints."""
+    d = plan.to_dict()
+    d["steps"] = [{"name": s, "description": STEPS[s].describe(plan)} for s in plan.steps]
+    return d
 
 
 # --- reading the clusters and the ingress ----------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from orchestrator.config import Scenario
-from orchestrator.migration.steps import INTER_STEPS, INTRA_STEPS
+from orchestrator.migration.plan import INTER_STEPS, INTRA_STEPS
 from orchestrator.model import HostState, Move, ServiceState, Snapshot
 from orchestrator.performance import Outcome, PerformanceModel, curve_fraction
 from orchestrator.topology import MoveKind, Topology
