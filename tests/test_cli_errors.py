@@ -55,7 +55,7 @@ def scenario(**host: object) -> str:
 
 
 def files(where: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(where)): p.read_bytes() if p.is_file() else b"<dir>"
+    return {str(p.relative_to(where)): p.read_bytes() if p.is_file() else b"<other>"
             for p in sorted(where.rglob("*"))}
 
 
@@ -85,6 +85,7 @@ def work(tmp_path: Path) -> Path:
     (tmp_path / "afile").write_text("a file, not a directory\n")
     (tmp_path / "adir").mkdir()
     (tmp_path / "adir.zip").mkdir()
+    (tmp_path / "loop").symlink_to("loop")  # a link to itself (once a RecursionError)
     (tmp_path / "tsig.key").write_text(
         'key "greenwise" { algorithm hmac-sha256; secret "c2VjcmV0c2VjcmV0c2VjcmV0"; };\n')
     (tmp_path / "nan.yaml").write_text(scenario().replace("idle_watts: 19", "idle_watts: .nan"))
@@ -125,6 +126,8 @@ CASES = [
     (["evaluate", "--output-dir", "afile"], 2, "--output-dir afile is a file"),
     (["evaluate", "--output-dir", "afile/results"], 2, "afile is not a directory"),
     (["evaluate", "--output-dir", "/proc/greenwise"], 2, "cannot write in /proc"),
+    (["evaluate", "--output-dir", "loop/results"], 2, "loop is not a directory"),
+    (["train", "--out", "loop/model.zip"], 2, "loop is not a directory"),
     (["power-model", "fit", "m.csv", "--out", "adir"], 2, "--out adir is a directory"),
     (["power-model", "fit", "m.csv", "--out", "afile/pm.yaml"], 2, "afile is not a directory"),
     (["power-model", "fit", "m.csv", "--out", "/sys/pm.yaml"], 2, "cannot write in /sys"),
