@@ -65,7 +65,7 @@ def measure(config: Path, repeat: int) -> dict[str, Any]:
     continuum = KubernetesContinuum(cfg)
     scenario = cfg.scenario()
     strategy = create("round-robin", StrategyOptions(scenario))
-    guard = Guard(cfg.controller.model_copy(update={"min_predicted_gain": -10.0}))
+    guard = Guard(cfg.controller.model_copy(update={"min_predicted_gain": None}))
     loop = PolicyLoop(continuum, strategy, "round-robin", Predictor(scenario), guard,
                       EventLog(open(os.devnull, "w")), dry_run=True)  # noqa: SIM115
     observe_s, decide_s, stand_ins, planned = [], [], 0, 0

@@ -308,8 +308,9 @@ class ControllerConfig(_Strict):
     # No new move of a service for this long after its last one ended.
     cooldown_s: float = Field(default=60.0, ge=0)
     max_concurrent_migrations: int = Field(default=1, ge=1)
-    # Move only if the predicted reward (Eq. 9, per tick) beats staying by at least this much.
-    min_predicted_gain: float = Field(default=0.02, ge=0)
+    # Move only if the predicted reward (Eq. 9, per tick) beats staying by at least this much;
+    # null: the gate is off (every decided move passes it, even one predicted worse).
+    min_predicted_gain: float | None = Field(default=0.02, ge=0)
 
 
 class ContinuumConfig(_Strict):

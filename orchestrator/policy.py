@@ -128,7 +128,7 @@ class Guard:
             since = self.clock() - self.last_move.get(service, float("-inf"))
             if since < s.cooldown_s:
                 return f"cooldown: it last moved {since:.0f} s ago (cooldown {s.cooldown_s:g} s)"
-            if gain < s.min_predicted_gain:
+            if s.min_predicted_gain is not None and gain < s.min_predicted_gain:
                 return (f"predicted gain {gain:+.4f} is below the minimum "
                         f"{s.min_predicted_gain:g}")
             if len(self.in_flight) >= s.max_concurrent_migrations:

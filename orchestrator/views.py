@@ -141,8 +141,9 @@ def policy_plan_tables(data: dict[str, Any]) -> list[Table]:
         rows.append([d["service"], st.get("location"), st.get("users"), st.get("latency_ms"),
                      st.get("power_w"), what, d["predicted_gain"],
                      d["reason"] or d["outcome"]])
+    gain = data["min_predicted_gain"]
     tables.append(table(f"{data['strategy']} would (nothing is changed; minimum gain "
-                        f"{data['min_predicted_gain']:g})",
+                        f"{'off' if gain is None else f'{gain:g}'})",
                         ["service", "at", "users", "latency ms", "power W", "decision",
                          "predicted gain", "outcome / reason"], rows))
     for d in data["services"]:

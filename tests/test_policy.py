@@ -130,7 +130,7 @@ def service(lab: Lab, tmp_path: Path) -> Iterator[Deployed]:
 
 def test_dry_run_and_plan_change_nothing(service: Deployed, tmp_path: Path) -> None:
     # round-robin wants a move every tick and no gate holds it: only --dry-run keeps it still
-    settings(service, min_predicted_gain=-10, cooldown_s=0)
+    settings(service, min_predicted_gain=None, cooldown_s=0)
     before, record = inventory(service), provider(service).get(service.hostname)
     r = cli("run", "--config", str(service.config), "--dry-run", "--strategy", "round-robin",
             "--ticks", "3", "--interval", "1s", "--metrics-address", "127.0.0.1:0", "-o", "json")
@@ -159,7 +159,7 @@ def test_dry_run_and_plan_change_nothing(service: Deployed, tmp_path: Path) -> N
 def test_prometheus_stopped_no_migrations_warning_each_tick_then_recovery(
         lab: Lab, service: Deployed, tmp_path: Path) -> None:
     # round-robin with no gate holding it back moves the service whenever it can observe it
-    settings(service, min_predicted_gain=-10, cooldown_s=0)
+    settings(service, min_predicted_gain=None, cooldown_s=0)
     doc = yaml.safe_load(service.config.read_text())
     doc["prometheus"]["timeout_s"] = 1
     service.config.write_text(yaml.safe_dump(doc))
@@ -365,7 +365,7 @@ def test_load_rises_the_controller_migrates_and_the_observed_change_is_the_predi
         doc = yaml.safe_load(d.config.read_text())
         doc["services"][0]["sla_latency_ms"] = (calm["latency_ms"] + busy["latency_ms"]) / 1.6
         d.config.write_text(yaml.safe_dump(doc))
-        settings(d, cooldown_s=3600, min_predicted_gain=-10)
+        settings(d, cooldown_s=3600, min_predicted_gain=None)
         # maskppo without --model: trained first, in simulation, on this config's continuum
         ctl = Controller(d, tmp_path / "ctl.log", "--strategy", strategy, "--interval", "2s")
         [done] = ctl.wait("the migration", lambda: ctl.events("migration"), timeout=300)
