@@ -178,7 +178,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     """A built-in scenario by name, or a YAML file; bad input raises BadInput."""
     if str(name_or_path) in BUILTIN:
         return BUILTIN[str(name_or_path)]
-    path = Path(name_or_path)
+    path = Path(name_or_path).expanduser()
     if not path.is_file():
         raise BadInput(
             f"scenario {str(name_or_path)!r} is neither a built-in ({', '.join(BUILTIN)}) "
@@ -375,6 +375,7 @@ class ContinuumConfig(_Strict):
 
 def load_continuum(path: Path) -> ContinuumConfig:
     """Read continuum.yaml; relative paths in it are relative to the file."""
+    path = path.expanduser()
     if not path.is_file():
         raise BadInput(f"config {path} does not exist; pass --config continuum.yaml "
                        "(see kubeconfigs.example/continuum.yaml)")

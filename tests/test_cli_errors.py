@@ -180,6 +180,8 @@ CASES = [
     (["clusters", "--config", "noserver.yaml"], 2, "cluster 'edge' has no server"),
     (["clusters", "--config", "continuum.yaml"], 1, "cluster edge is unreachable"),
     (["clusters", "--config", "tilde.yaml"], 1, "cluster edge is unreachable"),
+    (["clusters", "--config", "~/tilde.yaml"], 1, "cluster edge is unreachable"),
+    (["run", "--scenario", "~/nan.yaml"], 2, "idle_watts: Input should be a finite number"),
     (["status", "--config", "continuum.yaml"], 1, "cluster edge is unreachable"),
     (["migrate", "ml/resnet", "--to", "edge/edge0", "--dry-run", "--config", "tilde.yaml"], 1,
      "cluster edge is unreachable"),
