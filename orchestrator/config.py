@@ -6,12 +6,20 @@ continuum is built from. `load_scenario("paper")` gives the GreenWise paper's te
 
 from __future__ import annotations
 
+import re
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from orchestrator.errors import BadInput
 
@@ -293,6 +301,13 @@ class PrometheusConfig(_Strict):
     max_sample_age_s: float = Field(default=30.0, gt=0)
     rate_window: str = Field(default="1m", pattern=r"^[1-9]\d*[smh]$")  # irate() lookback
     timeout_s: float = Field(default=5.0, gt=0)  # per query
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise ValueError(f"must be a URL like http://HOST:9090, got {url!r}")
+        return url
 
 
 class ControllerConfig(_Strict):

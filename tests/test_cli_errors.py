@@ -82,6 +82,7 @@ def work(tmp_path: Path) -> Path:
     (tmp_path / "gain-nan.yaml").write_text(
         continuum().replace("api_retry_s", "controller: {min_predicted_gain: .nan}\napi_retry_s"))
     (tmp_path / "gain-negative.yaml").write_text(continuum(controller={"min_predicted_gain": -0.1}))
+    (tmp_path / "prometheus-url.yaml").write_text(continuum(prometheus={"url": "localhost:9090"}))
     (tmp_path / "afile").write_text("a file, not a directory\n")
     (tmp_path / "adir").mkdir()
     (tmp_path / "adir.zip").mkdir()
@@ -152,6 +153,8 @@ CASES = [
     (["migrate", "ml/resnet", "--to", "edge", "--timeout", "nan"], 2, "--timeout must be"),
     (["power-model", "fit", "m.csv", "--test-fraction", "nan"], 2, "--test-fraction"),
     (["run", "--config", "gain-nan.yaml"], 2, "min_predicted_gain: Input should be a finite"),
+    (["plan", "--config", "prometheus-url.yaml"], 2,
+     "prometheus.url: must be a URL like http://HOST:9090, got 'localhost:9090'"),
     (["plan", "--config", "gain-negative.yaml"], 2,
      "min_predicted_gain: Input should be greater than or equal to 0"),
     # flags that make no sense together or for the strategy
