@@ -55,7 +55,7 @@ def scenario(**host: object) -> str:
 
 
 def files(where: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(where)): p.read_bytes() if p.is_file() else b"<dir>"
+    return {str(p.relative_to(where)): p.read_bytes() if p.is_file() else b"<other>"
             for p in sorted(where.rglob("*"))}
 
 
@@ -82,9 +82,11 @@ def work(tmp_path: Path) -> Path:
     (tmp_path / "gain-nan.yaml").write_text(
         continuum().replace("api_retry_s", "controller: {min_predicted_gain: .nan}\napi_retry_s"))
     (tmp_path / "gain-negative.yaml").write_text(continuum(controller={"min_predicted_gain": -0.1}))
+    (tmp_path / "prometheus-url.yaml").write_text(continuum(prometheus={"url": "localhost:9090"}))
     (tmp_path / "afile").write_text("a file, not a directory\n")
     (tmp_path / "adir").mkdir()
     (tmp_path / "adir.zip").mkdir()
+    (tmp_path / "loop").symlink_to("loop")  # a link to itself (once a RecursionError)
     (tmp_path / "tsig.key").write_text(
         'key "greenwise" { algorithm hmac-sha256; secret "c2VjcmV0c2VjcmV0c2VjcmV0"; };\n')
     (tmp_path / "nan.yaml").write_text(scenario().replace("idle_watts: 19", "idle_watts: .nan"))
@@ -125,6 +127,8 @@ CASES = [
     (["evaluate", "--output-dir", "afile"], 2, "--output-dir afile is a file"),
     (["evaluate", "--output-dir", "afile/results"], 2, "afile is not a directory"),
     (["evaluate", "--output-dir", "/proc/greenwise"], 2, "cannot write in /proc"),
+    (["evaluate", "--output-dir", "loop/results"], 2, "loop is not a directory"),
+    (["train", "--out", "loop/model.zip"], 2, "loop is not a directory"),
     (["power-model", "fit", "m.csv", "--out", "adir"], 2, "--out adir is a directory"),
     (["power-model", "fit", "m.csv", "--out", "afile/pm.yaml"], 2, "afile is not a directory"),
     (["power-model", "fit", "m.csv", "--out", "/sys/pm.yaml"], 2, "cannot write in /sys"),
@@ -149,6 +153,8 @@ CASES = [
     (["migrate", "ml/resnet", "--to", "edge", "--timeout", "nan"], 2, "--timeout must be"),
     (["power-model", "fit", "m.csv", "--test-fraction", "nan"], 2, "--test-fraction"),
     (["run", "--config", "gain-nan.yaml"], 2, "min_predicted_gain: Input should be a finite"),
+    (["plan", "--config", "prometheus-url.yaml"], 2,
+     "prometheus.url: must be a URL like http://HOST:9090, got 'localhost:9090'"),
     (["plan", "--config", "gain-negative.yaml"], 2,
      "min_predicted_gain: Input should be greater than or equal to 0"),
     # flags that make no sense together or for the strategy
@@ -177,6 +183,8 @@ CASES = [
     (["clusters", "--config", "noserver.yaml"], 2, "cluster 'edge' has no server"),
     (["clusters", "--config", "continuum.yaml"], 1, "cluster edge is unreachable"),
     (["clusters", "--config", "tilde.yaml"], 1, "cluster edge is unreachable"),
+    (["clusters", "--config", "~/tilde.yaml"], 1, "cluster edge is unreachable"),
+    (["run", "--scenario", "~/nan.yaml"], 2, "idle_watts: Input should be a finite number"),
     (["status", "--config", "continuum.yaml"], 1, "cluster edge is unreachable"),
     (["migrate", "ml/resnet", "--to", "edge/edge0", "--dry-run", "--config", "tilde.yaml"], 1,
      "cluster edge is unreachable"),

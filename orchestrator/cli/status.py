@@ -24,12 +24,20 @@ def status(config: ConfigOpt = Path("continuum.yaml"), output: OutputOpt = Forma
     cfg = load_continuum(config)
     cl = Clusters(cfg, timeout=5.0, retry_seconds=3.0)
     pending = {r.service: r.id for r in Journal.read_only(cfg.state_dir).unfinished()}
+    down: GreenwiseError | None = None  # a cluster that is not a reachable Kubernetes API
+    for c in cfg.clusters:
+        try:
+            cl[c.name].version()
+        except GreenwiseError as e:
+            down = down or e
     out = []
     errors: list[GreenwiseError] = []
     for svc in cfg.services:
         entry: dict[str, Any] = {"service": svc.key, "hostname": svc.hostname,
                                  "unfinished_migration": pending.get(svc.key)}
         try:
+            if down is not None:  # a service cannot be located without every cluster
+                raise down
             p = locate(cl, svc)
             entry.update(cluster=p.cluster, nodes=p.nodes, ready=p.ready, replicas=p.replicas)
         except GreenwiseError as e:
@@ -42,3 +50,5 @@ def status(config: ConfigOpt = Path("continuum.yaml"), output: OutputOpt = Forma
     emit({"services": out}, output, [table(
         "services", ["service", "cluster", "nodes", "ready", "unfinished", "error"], rows)])
     raise_first(errors, "service", len(cfg.services))
+    if down is not None:  # no service to show it on
+        raise down
