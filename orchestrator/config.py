@@ -6,12 +6,20 @@ continuum is built from. `load_scenario("paper")` gives the GreenWise paper's te
 
 from __future__ import annotations
 
+import re
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from orchestrator.errors import BadInput
 from orchestrator.workload import MAX_USERS, PATTERNS, pattern
@@ -186,7 +194,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     """A built-in scenario by name, or a YAML file; bad input raises BadInput."""
     if str(name_or_path) in BUILTIN:
         return BUILTIN[str(name_or_path)]
-    path = Path(name_or_path)
+    path = Path(name_or_path).expanduser()
     if not path.is_file():
         raise BadInput(
             f"scenario {str(name_or_path)!r} is neither a built-in ({', '.join(BUILTIN)}) "
@@ -301,6 +309,13 @@ class PrometheusConfig(_Strict):
     rate_window: str = Field(default="1m", pattern=r"^[1-9]\d*[smh]$")  # irate() lookback
     timeout_s: float = Field(default=5.0, gt=0)  # per query
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise ValueError(f"must be a URL like http://HOST:9090, got {url!r}")
+        return url
+
 
 class ControllerConfig(_Strict):
     """Policy mode (`greenwise-mc run --config`): leader election and the safety gates."""
@@ -384,6 +399,7 @@ class ContinuumConfig(_Strict):
 
 def load_continuum(path: Path) -> ContinuumConfig:
     """Read continuum.yaml; relative paths in it are relative to the file."""
+    path = path.expanduser()
     if not path.is_file():
         raise BadInput(f"config {path} does not exist; pass --config continuum.yaml "
                        "(see kubeconfigs.example/continuum.yaml)")

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from orchestrator.config import ContinuumConfig, ServiceSpec
+from orchestrator.kube.cache import NODES, PODS, deployments
 from orchestrator.kube.clusters import KINDS
 from orchestrator.migration.objects import routes_host
 from tests.lab.cluster import KubeError
@@ -244,18 +245,24 @@ def roles() -> list[Doc]:
     return [d for d in docs(MANIFESTS) if d["kind"] in ("ClusterRole", "Role")]
 
 
+WATCHED = {NODES.plural, PODS.plural, deployments("ns").plural}
+
+
 def test_role_names_only_what_the_code_calls() -> None:
     """Every resource is one the code talks to (orchestrator/kube/clusters.py KINDS, plus
     namespaces, nodes and the policy mode's Lease), in the right API group; no wildcards, no
-    verbs that widen access, no listing of Secrets."""
+    verbs that widen access, no listing of Secrets, watch only where policy mode's caches
+    watch."""
     group_of = {plural: version.rpartition("/")[0] for version, plural in KINDS.values()}
     group_of |= {"namespaces": "", "nodes": "", "leases": "coordination.k8s.io"}
     for role in roles():
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field], (role["metadata"]["name"], rule)
-            assert not {"escalate", "bind", "impersonate", "deletecollection",
-                        "watch"} & set(rule["verbs"]), rule
+            assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(
+                rule["verbs"]), rule
+            if "watch" in rule["verbs"]:  # only what the caches watch (kube/cache.py)
+                assert set(rule["resources"]) <= WATCHED, rule
             for resource in rule["resources"]:
                 assert resource in group_of, resource
                 assert rule["apiGroups"] == [group_of[resource]], rule
@@ -268,7 +275,7 @@ def test_role_names_only_what_the_code_calls() -> None:
     assert {b["roleRef"]["name"] for b in bindings if b["kind"] == "ClusterRoleBinding"} == {
         "greenwise-mc-nodes"}
     nodes = next(r for r in roles() if r["metadata"]["name"] == "greenwise-mc-nodes")
-    assert {v for rule in nodes["rules"] for v in rule["verbs"]} == {"list"}
+    assert {v for rule in nodes["rules"] for v in rule["verbs"]} == {"list", "watch"}
 
 
 # --- the dashboard ----------------------------------------------------------------------------
