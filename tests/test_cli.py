@@ -65,6 +65,17 @@ def test_run_prints_a_summary(tmp_path):
     assert r.returncode == 0 and "summary" in r.stdout and "tick 5/5" in r.stderr
 
 
+def test_strategy_options_change_what_it_decides(tmp_path):
+    def moves(*options: str) -> int:
+        r = cli("run", "--strategy", "rules", "--no-gates", "--ticks", "48", "--interval", "0",
+                "-o", "json", *options)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["migrations"]
+
+    # evacuating at 10 % of the SLA: every tick it leaves for the host with most spare capacity
+    assert moves("--option", "evacuate_at=0.1") > moves()
+
+
 def test_plan_changes_nothing_and_predicts(tmp_path):
     r = cli("plan", "--step", "55", "--strategy", "greedy", "-o", "yaml")
     assert r.returncode == 0, r.stderr
@@ -84,6 +95,9 @@ def test_plan_changes_nothing_and_predicts(tmp_path):
     (["run", "--ticks", "abc"], "--ticks"),
     (["evaluate", "--model", "maskppo"], "NAME=PATH"),
     (["plan", "--reward", "speed"], "unknown reward"),
+    (["run", "--strategy", "rules", "--option", "safe_cpu=3"], "safe_cpu"),
+    (["run", "--strategy", "greedy", "--option", "foo=1"], "'greedy': foo"),
+    (["plan", "--option", "bad"], "KEY=VALUE"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     r = cli(*args, cwd=tmp_path)

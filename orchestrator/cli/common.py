@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from orchestrator.config import MAX_USERS, Scenario, load_scenario
@@ -28,6 +29,9 @@ TrainStepsOpt = Annotated[int, typer.Option(
 StrategyOpt = Annotated[str, typer.Option("--strategy", help="Strategy that decides.")]
 ModelOpt = Annotated[Path | None, typer.Option(
     "--model", help="Trained model for maskppo/a2c (else one is trained first).")]
+OptionOpt = Annotated[list[str], typer.Option(
+    "--option", help="KEY=VALUE: one of the strategy's options, checked before it runs "
+                     "(rules: evacuate_at, safe_cpu, min_saving); repeatable.")]
 PatternOpt = Annotated[str, typer.Option(
     "--pattern", help="Simulated workload: test (day-like) or train (ramp).")]
 PolicyConfigOpt = Annotated[Path | None, typer.Option(
@@ -119,6 +123,22 @@ def check_model(strategy: str, model: Path | None) -> None:
         raise BadInput(f"model file {model} does not exist")
 
 
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """--option KEY=VALUE pairs; values read as YAML scalars (0.5, true, text)."""
+    options: dict[str, Any] = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"--option expects KEY=VALUE (e.g. safe_cpu=0.5), got {p!r}")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            options[key.strip()] = value
+    if "model" in options:
+        raise BadInput("give a model with --model PATH, not --option model=...")
+    return options
+
+
 def parse_models(pairs: list[str]) -> dict[str, Path]:
     models = {}
     for p in pairs:
@@ -188,19 +208,29 @@ def train_with_progress(algorithm: str, scenario: Scenario, reward: str, steps: 
 
 
 def make_strategy(name: str, scenario: Scenario, model: Path | None, seed: int, reward: str,
-                  train_steps: int, work_dir: Path, on_clusters: bool = False) -> Any:
-    """Create a strategy for every service; an RL strategy without a model is trained first
-    (into work_dir)."""
+                  train_steps: int, work_dir: Path, on_clusters: bool = False,
+                  options: dict[str, Any] | None = None) -> Any:
+    """Create a strategy for every service, its options checked first; an RL strategy without
+    a model is trained first (into work_dir)."""
+    from pydantic import ValidationError
+
+    from orchestrator.config import describe_validation_error
     from strategies.base import StrategyContext, create, strategy_class
 
-    strategy_class(name)  # an unknown name: one line, before any training
+    cls = strategy_class(name)  # an unknown name: one line, before any training
+    try:
+        cls.Options.model_validate({**(options or {}),
+                                    **({"model": model} if model is not None else {})})
+    except ValidationError as e:
+        raise BadInput(f"strategy {name!r}: {describe_validation_error(e)}") from e
     context = StrategyContext(scenario, seed=seed, reward=reward, on_clusters=on_clusters)
     if name in RL and model is None:
         positive("--train-steps", train_steps)
         check_output_dir(work_dir, "the directory for trained models")
         model = work_dir / f"{name}.zip"
         train_with_progress(name, scenario, reward, train_steps, seed, model)
-    return create(name, context, {"model": model} if model is not None else None)
+    given = {**(options or {}), **({"model": model} if model is not None else {})}
+    return create(name, context, given or None)
 
 
 def gates_for(scenario: Scenario, gates: bool | None) -> Any:
@@ -215,7 +245,7 @@ def gates_for(scenario: Scenario, gates: bool | None) -> Any:
 
 def sim_setup(scenario: str, strategy_name: str, model: Path | None, seed: int, reward: str,
               train_steps: int, steps: int, phase: str, gates: bool = True,
-              dry_run: bool = False) -> tuple[Any, Any]:
+              dry_run: bool = False, options: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """(simulated continuum, control loop) for `run` and `plan` without --config."""
     from orchestrator.config import ControllerConfig
     from orchestrator.control.gates import Gates
@@ -230,7 +260,7 @@ def sim_setup(scenario: str, strategy_name: str, model: Path | None, seed: int, 
     check_model(strategy_name, model)
     sc = load_scenario(scenario)
     agent = make_strategy(strategy_name, sc, model, seed, reward, train_steps,
-                          Path(".greenwise"))
+                          Path(".greenwise"), options=options)
     sim = SimulatedContinuum(sc.model_copy(update={"episode_steps": steps}), phase, seed=seed)
     sim.reset(seed=seed)
     agent.reset(sim)
@@ -239,7 +269,8 @@ def sim_setup(scenario: str, strategy_name: str, model: Path | None, seed: int, 
 
 
 def policy_setup(config: Path, strategy_name: str, model: Path | None, seed: int, reward: str,
-                 train_steps: int, dry_run: bool = False) -> tuple[Any, Any, Any]:
+                 train_steps: int, dry_run: bool = False,
+                 options: dict[str, Any] | None = None) -> tuple[Any, Any, Any]:
     """(config, Kubernetes continuum, control loop) for policy mode on real clusters."""
     from orchestrator.config import load_continuum
     from orchestrator.control.gates import Gates
@@ -253,7 +284,7 @@ def policy_setup(config: Path, strategy_name: str, model: Path | None, seed: int
     continuum = KubernetesContinuum(cfg)
     scenario = continuum.scenario  # the clusters' hosts, in the order the observations use
     agent = make_strategy(strategy_name, scenario, model, seed, reward, train_steps,
-                          cfg.state_dir / "models", on_clusters=True)
+                          cfg.state_dir / "models", on_clusters=True, options=options)
     agent.reset(continuum)
     return cfg, continuum, Loop(continuum, agent, Predictor(scenario, reward),
                                 Gates(cfg.controller), dry_run=dry_run)

@@ -9,6 +9,7 @@ import typer
 
 from orchestrator.cli.common import (
     ModelOpt,
+    OptionOpt,
     OutputOpt,
     PatternOpt,
     PolicyConfigOpt,
@@ -17,6 +18,7 @@ from orchestrator.cli.common import (
     SeedOpt,
     StrategyOpt,
     TrainStepsOpt,
+    parse_options,
     policy_setup,
     sim_setup,
 )
@@ -29,6 +31,7 @@ def plan(
     scenario: ScenarioOpt = "paper",
     strategy: StrategyOpt = "greedy",
     model: ModelOpt = None,
+    option: OptionOpt = [],  # noqa: B006
     step: Annotated[int, typer.Option(
         "--step", help="Simulated: advance the workload this many ticks (staying) first.")] = 0,
     pattern: PatternOpt = "test",
@@ -43,13 +46,14 @@ def plan(
     Example: greenwise-mc plan --step 55 --strategy greedy"""
     from orchestrator.views import plan_tables
 
+    options = parse_options(option)
     if config is not None:
-        _policy_plan(config, strategy, model, seed, reward, train_steps, output)
+        _policy_plan(config, strategy, model, seed, reward, train_steps, output, options)
         return
     if step < 0:
         raise BadInput(f"--step must be >= 0, got {step}")
     sim, loop = sim_setup(scenario, strategy, model, seed, reward, train_steps,
-                          max(step, 1) + 1, pattern, dry_run=True)
+                          max(step, 1) + 1, pattern, dry_run=True, options=options)
     for _ in range(step):
         sim.apply([])  # everything stays while the workload moves on
     tick = loop.tick()
@@ -70,12 +74,12 @@ def plan_data(strategy: str, loop: Any, decisions: Any,
 
 
 def _policy_plan(config: Path, strategy: str, model: Path | None, seed: int, reward: str,
-                 train_steps: int, output: Format) -> None:
+                 train_steps: int, output: Format, options: dict[str, Any]) -> None:
     from orchestrator.kube.continuum import finite
     from orchestrator.views import plan_tables
 
     _, continuum, loop = policy_setup(config, strategy, model, seed, reward, train_steps,
-                                      dry_run=True)
+                                      dry_run=True, options=options)
     try:
         tick = loop.tick()  # Prometheus down: one line, exit 1
     finally:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.live import Live
 
 from orchestrator.cli.common import (
     ModelOpt,
+    OptionOpt,
     OutputOpt,
     PatternOpt,
     PolicyConfigOpt,
@@ -21,6 +22,7 @@ from orchestrator.cli.common import (
     TrainStepsOpt,
     check_metrics_address,
     doing,
+    parse_options,
     policy_setup,
     positive,
     seconds,
@@ -35,6 +37,7 @@ def run(
     scenario: ScenarioOpt = "paper",
     strategy: StrategyOpt = "greedy",
     model: ModelOpt = None,
+    option: OptionOpt = [],  # noqa: B006
     ticks: Annotated[int | None, typer.Option(
         "--ticks", help="Control ticks to run (simulated: 96; real clusters: until SIGTERM).")] =
         None,
@@ -75,13 +78,14 @@ def run(
 
     if ticks is not None:
         positive("--ticks", ticks)
+    options = parse_options(option)
     if config is not None:
         if not gates:
             raise BadInput("--no-gates is for the simulated continuum: on real clusters the "
                            "gates are the config's controller: section")
         _policy_run(config, strategy, model, seed, reward, train_steps, ticks,
                     seconds(interval or "10s", "--interval"), dry_run, online_training,
-                    check_metrics_address(metrics_address or "127.0.0.1:9400"), output)
+                    check_metrics_address(metrics_address or "127.0.0.1:9400"), output, options)
         return
     for flag, given in (("--dry-run", dry_run), ("--online-training", online_training),
                         ("--metrics-address", metrics_address is not None)):
@@ -91,7 +95,7 @@ def run(
     ticks = ticks or 96
     pause = seconds(interval or "0.05", "--interval")
     sim, loop = sim_setup(scenario, strategy, model, seed, reward, train_steps, ticks,
-                          pattern, gates)
+                          pattern, gates, options=options)
     history = []
     log = EventLog()  # with -o json/yaml: one JSON line per decision, as on clusters
     with Live(console=err_console, refresh_per_second=10,
@@ -115,7 +119,8 @@ def run(
 
 def _policy_run(config: Path, strategy: str, model: Path | None, seed: int, reward: str,
                 train_steps: int, ticks: int | None, interval: float, dry_run: bool,
-                online_training: bool, address: str, output: Format) -> None:
+                online_training: bool, address: str, output: Format,
+                options: dict[str, Any]) -> None:
     from orchestrator.control.controller import Controller, EventLog, Metrics, identity, serve
     from orchestrator.control.lease import Lease
 
@@ -124,7 +129,7 @@ def _policy_run(config: Path, strategy: str, model: Path | None, seed: int, rewa
     if online_training and strategy != "maskppo":
         raise BadInput("--online-training trains MaskablePPO: use --strategy maskppo")
     cfg, continuum, loop = policy_setup(config, strategy, model, seed, reward, train_steps,
-                                        dry_run)
+                                        dry_run, options)
     ctl = cfg.controller
     log = EventLog()
     if online_training:
