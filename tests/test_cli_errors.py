@@ -329,21 +329,9 @@ def test_ctrl_c_in_a_simulated_run_exits_130_and_says_what_stopped(tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
-def _lab_dir() -> Path | None:
-    given = os.environ.get("GREENWISE_LAB_DIR")
-    if not given:
-        return None
-    from tests.lab.lab import Lab
-
-    return Path(given) if Lab(given).running() else None
-
-
 @pytest.mark.lab
-@pytest.mark.skipif(_lab_dir() is None, reason="needs a running lab in $GREENWISE_LAB_DIR")
-def test_a_wrong_token_is_bad_input(work: Path) -> None:
-    lab = _lab_dir()
-    assert lab is not None
-    kc = yaml.safe_load((lab / "kubeconfigs" / "edge.yaml").read_text())
+def test_a_wrong_token_is_bad_input(lab, work: Path) -> None:
+    kc = yaml.safe_load((lab.dir / "kubeconfigs" / "edge.yaml").read_text())
     for user in kc["users"]:
         user["user"] = {"token": "not-the-token"}
     (work / "wrong-token.kubeconfig").write_text(yaml.safe_dump(kc))

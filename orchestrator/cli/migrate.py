@@ -134,23 +134,26 @@ def _records_table(title: str, records: list[dict[str, Any]]) -> Any:
 
 
 def _predict_move(config: Any, plan: Any, users: int) -> dict[str, Any]:
-    """The model's power/latency at `users` on the source host vs the target host."""
-    from orchestrator.sim.performance import PerformanceModel
+    """What the performance model predicts of the move at `users` (strategies.prediction, as
+    policy mode predicts): staying vs where it settles, and the move's own cost."""
+    from orchestrator.model import STAY, Location, Observation, ServiceState
+    from orchestrator.topology import Topology
+    from strategies.prediction import Predictor, compare
 
-    scenario = config.scenario()
-    model = PerformanceModel(scenario)
-    names = [h.name for h in scenario.hosts]
-    cluster_hosts = [h.name for h in config.cluster(plan.target_cluster).hosts]
-    src = plan.source_nodes[0] if plan.source_nodes and plan.source_nodes[0] in names else None
-    dst = plan.target_node or cluster_hosts[0]
-    if src is None:
-        return {"users": users, "note": "source node not among the configured hosts"}
-    a, b = model.outcome(names.index(src), users), model.outcome(names.index(dst), users)
-    return {"users": users, "host": {"from": src, "to": dst},
-            "power_w": {"from": round(a.service_watts, 2), "to": round(b.service_watts, 2),
-                        "change": round(b.service_watts - a.service_watts, 2)},
-            "latency_ms": {"from": round(a.latency_ms, 1), "to": round(b.latency_ms, 1),
-                           "change": round(b.latency_ms - a.latency_ms, 1)}}
+    topology = Topology([(c.name, c.hosts) for c in config.clusters])
+    target = plan.target_node or config.cluster(plan.target_cluster).hosts[0].name
+    try:
+        src = topology.index(Location(plan.source_cluster, plan.source_nodes[0]))
+        dst = topology.index(Location(plan.target_cluster, target))
+    except (BadInput, IndexError):
+        return {"users": users, "note": "source or target node not among the configured hosts"}
+    predictor = Predictor(config.scenario())
+    service = predictor.index(plan.service)
+    obs = Observation(0, ServiceState(plan.service, src, 0.0, 0.0, 0.0, users, 0.0), ())
+    chosen = predictor.predict(obs, dst + 1, service)
+    return {"users": users, "host": {"from": str(topology.locations[src]),
+                                     "to": str(topology.locations[dst])},
+            **compare(predictor.predict(obs, STAY, service), chosen)}
 
 
 def _plan_tables(data: dict[str, Any]) -> list[Any]:
@@ -164,8 +167,9 @@ def _plan_tables(data: dict[str, Any]) -> list[Any]:
     tables.append(table("objects", ["action", "object"], objs))
     pred = data["predicted"]
     if "power_w" in pred:
-        tables.append(table(f"predicted at {pred['users']} users ({pred['host']['from']} -> "
-                            f"{pred['host']['to']})", ["", "from", "to", "change"],
-                            [[k, pred[k]["from"], pred[k]["to"], f"{pred[k]['change']:+g}"]
-                             for k in ("power_w", "latency_ms")]))
+        from orchestrator.views import predicted_table
+
+        tables.append(predicted_table(
+            f"predicted at {pred['users']} users ({pred['host']['from']} -> "
+            f"{pred['host']['to']})", {k: pred[k] for k in ("power_w", "latency_ms", "reward")}))
     return tables
