@@ -9,7 +9,7 @@ figures, asserts nothing.
 Services are cheap: Deployments of the lab's idle image (`greenwise.io/idle`, no process, with
 synthetic per-pod metrics under the catalog's names), spread over every host of the three
 clusters, in one namespace of the bench's own (deleted at the end). A tick is what
-PolicyLoop.tick does: observe (the global Prometheus), decide (action masks from the watch-fed
+Controller.tick does: observe (the global Prometheus), decide (action masks from the watch-fed
 caches, the strategy, the gates) and plan (Migrator.plan for each move: it runs only for
 services that move, and reads the API itself). Round-robin always wants a move and no gate holds
 it back in this dry run, so every service plans every tick: the plan column is the cost per

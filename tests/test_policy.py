@@ -266,7 +266,7 @@ def test_two_controllers_started_at_once_only_one_acts(service: Deployed,
 @pytest.mark.parametrize("after, stays", [("copy", "edge"), ("dns", "cloud")])
 def test_shutdown_rolls_back_before_traffic_moved_and_finishes_after(
         service: Deployed, after: str, stays: str) -> None:
-    """What SIGTERM does to the migration in flight (PolicyLoop.drain sets the flag)."""
+    """What SIGTERM does to the migration in flight (Controller.drain sets the flag)."""
     stopping = threading.Event()
 
     def report(event: str, step: str, detail: str) -> None:

@@ -448,7 +448,7 @@ def drop_lease(lab: Lab) -> None:
 
 def test_leader_election_needs_only_its_lease(lab: Lab, identity: Identity,
                                               tmp_path: Path) -> None:
-    """orchestrator/kube/lease.py as policy mode runs it: take, renew, hold off a second
+    """orchestrator/control/lease.py as policy mode runs it: take, renew, hold off a second
     candidate, release, take over; and that Lease, in that namespace and cluster, is all."""
     settings = ControllerConfig()
     assert (settings.lease_namespace, settings.lease_name) == (SYSTEM_NS, LEASE)
