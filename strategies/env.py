@@ -60,6 +60,7 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
         self.sim = SimulatedContinuum(self.scenario, phase, seed=seed)
         self.loop = Loop(self.sim, None, Predictor(self.scenario, reward_kind, self.sim.model),
                          explain=False)
+        self._observe()
         self.encode = Encoder(self.scenario)
         self.reward_kind = reward_kind
         self.p_max = self.encode.p_max
@@ -68,10 +69,15 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
         self.action_space = gym.spaces.Discrete(len(self.scenario.hosts) + 1)
 
     def observation(self) -> Observation:
-        return self.sim.snapshot().view(0)
+        return self._now[0].view(0)
 
     def action_masks(self) -> np.ndarray:
-        return self.sim.masks(self.sim.snapshot())[0]
+        return self._now[1][0]
+
+    def _observe(self) -> None:
+        """The snapshot and masks of this step, taken once (the policy asks several times)."""
+        snapshot = self.sim.snapshot()
+        self._now = (snapshot, self.sim.masks(snapshot))
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -80,15 +86,17 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
             seed = int(self.np_random.integers(2**31))
         self._seeded = True
         self.sim.reset(seed=seed, start_host=(options or {}).get("start_host"))
+        self._observe()
         return self.encode(self.observation()), {"host": self.sim.host}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """The agent's action for the first service, through the control loop (no gates);
         any other services stay."""
-        before = self.sim.snapshot()
+        before, masks = self._now
         actions = [int(action)] + [STAY] * (len(before.services) - 1)
-        tick = self.loop.act(before, self.sim.masks(before), actions)
-        after = self.sim.snapshot()
+        tick = self.loop.act(before, masks, actions)
+        self._observe()
+        after = self._now[0]
         s = after.services[0]
         info = {"host": s.host, "power_w": s.power_w, "latency_ms": s.latency_ms,
                 "moved": self.sim.moved[0], "invalid": tick.refused(0),

@@ -145,7 +145,7 @@ class Loop:
                 action: int) -> tuple[Decision, Plan | None]:
         s = snapshot.services[i]
         topology = self.continuum.topology
-        d = Decision(s.name, self.ticks, "none", state=self.state(s))
+        d = Decision(s.name, self.ticks, "none", state=self.state(s) if self.explain else None)
         if not s.valid:
             d.reason = f"observation invalid: {s.reason}"
             return d, None

@@ -49,6 +49,7 @@ class SimulatedContinuum:
         self.models = [model if model is not None and i == 0 else
                        PerformanceModel(scenario, service=s) for i, s in enumerate(self.specs)]
         self.hosts = scenario.hosts
+        self.idle = [self._host(i, 0.0) for i in range(len(self.hosts))]  # no service on it
         self.steps = scenario.episode_steps
         wl = scenario.workload
         self.curve = pattern(wl.train if phase == "train" else wl.test, wl.peak_users)
@@ -166,10 +167,13 @@ class SimulatedContinuum:
             busy[at] += o.service_cpu
             services.append(ServiceState(spec.name, at, watts, o.service_cpu, latency,
                                          int(self.episode.users[s, self.t]), o.throughput_rps))
-        hosts = []
-        for i, h in enumerate(self.hosts):
-            cpu = min(1.0, h.background_utilization + busy[i])
-            power = h.idle_watts + (h.max_watts - h.idle_watts) * curve_fraction(
-                h.power_curve, cpu)
-            hosts.append(HostState(h.name, self.topology.clusters[i], power, cpu))
-        return Snapshot(self.t, tuple(services), tuple(hosts))
+        hosts = tuple(self._host(i, busy[i]) if busy[i] else self.idle[i]
+                      for i in range(len(self.hosts)))
+        return Snapshot(self.t, tuple(services), hosts)
+
+    def _host(self, i: int, busy: float) -> HostState:
+        """Host i with its background load and `busy` (the services' CPU share) on top."""
+        h = self.hosts[i]
+        cpu = min(1.0, h.background_utilization + busy)
+        power = h.idle_watts + (h.max_watts - h.idle_watts) * curve_fraction(h.power_curve, cpu)
+        return HostState(h.name, self.topology.clusters[i], power, cpu)
