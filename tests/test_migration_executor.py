@@ -316,3 +316,14 @@ def test_target_parses_the_users_to(to: str, target: Target) -> None:
 def test_target_refuses_what_is_not_cluster_or_cluster_node(to: str) -> None:
     with pytest.raises(BadInput, match="CLUSTER or CLUSTER/NODE"):
         Target.parse(to)
+
+
+def test_the_state_is_the_owners_only(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    journal = Journal(state)
+    journal.start(PLAN)  # writes: the -wal and -shm files appear
+    modes = {p.name: p.stat().st_mode & 0o777 for p in state.iterdir()}
+    journal.close()
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert "journal.sqlite" in modes and set(modes.values()) == {0o600}, modes

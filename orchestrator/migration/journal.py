@@ -9,6 +9,7 @@ and how they were before), then `done`; rollback marks steps `undone`. Writes ar
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -71,7 +72,13 @@ class Journal:
             self.db = db
             return
         try:
+            # Only its owner may read the state: the journal holds what undoing needs, and the
+            # models and records say where services run. SQLite gives its -wal and -shm files
+            # the database file's mode.
             state_dir.mkdir(parents=True, exist_ok=True)
+            state_dir.chmod(0o700)
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            self.path.chmod(0o600)
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
