@@ -113,15 +113,22 @@ def strategy_class(name: str) -> Any:
     return getattr(importlib.import_module(module), cls)
 
 
-def create(name: str, context: StrategyContext, options: dict[str, Any] | None = None
-           ) -> Strategy:
-    """The strategy `name` for every service of the context's scenario, its options checked."""
+def check(name: str, context: StrategyContext, options: dict[str, Any] | None = None
+          ) -> tuple[Any, BaseModel]:
+    """The class of strategy `name` and its checked options, or one line saying what is
+    wrong (an unknown name, a strategy that reads the future on clusters, a bad option)."""
     cls = strategy_class(name)
     if cls.needs_future and context.on_clusters:
         raise BadInput(f"strategy {name!r} needs the simulated continuum (it reads the "
                        "future); run it without --config")
     try:
-        opts = cls.Options.model_validate(options or {})
+        return cls, cls.Options.model_validate(options or {})
     except ValidationError as e:
         raise BadInput(f"strategy {name!r}: {describe_validation_error(e)}") from e
+
+
+def create(name: str, context: StrategyContext, options: dict[str, Any] | None = None
+           ) -> Strategy:
+    """The strategy `name` for every service of the context's scenario, its options checked."""
+    cls, opts = check(name, context, options)
     return PerService(cls, context, opts)

@@ -99,7 +99,7 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
         after = self._now[0]
         s = after.services[0]
         info = {"host": s.host, "power_w": s.power_w, "latency_ms": s.latency_ms,
-                "moved": self.sim.moved[0], "invalid": tick.refused(0),
+                "moved": self.sim.moved[0], "invalid": tick.masked(0),
                 "sla_violation": s.latency_ms > self.l_max}
         r = rewards(self.loop.predictor, tick, after)[0]
         return self.encode(after.view(0)), r, False, self.sim.done, info

@@ -212,25 +212,18 @@ def make_strategy(name: str, scenario: Scenario, model: Path | None, seed: int, 
                   options: dict[str, Any] | None = None) -> Any:
     """Create a strategy for every service, its options checked first; an RL strategy without
     a model is trained first (into work_dir)."""
-    from pydantic import ValidationError
+    from strategies.base import StrategyContext, check, create
 
-    from orchestrator.config import describe_validation_error
-    from strategies.base import StrategyContext, create, strategy_class
-
-    cls = strategy_class(name)  # an unknown name: one line, before any training
-    try:
-        cls.Options.model_validate({**(options or {}),
-                                    **({"model": model} if model is not None else {})})
-    except ValidationError as e:
-        raise BadInput(f"strategy {name!r}: {describe_validation_error(e)}") from e
     context = StrategyContext(scenario, seed=seed, reward=reward, on_clusters=on_clusters)
+    given = {**(options or {}), **({"model": model} if model is not None else {})}
+    check(name, context, given)  # bad input: one line, before any training
     if name in RL and model is None:
         positive("--train-steps", train_steps)
         check_output_dir(work_dir, "the directory for trained models")
         model = work_dir / f"{name}.zip"
         train_with_progress(name, scenario, reward, train_steps, seed, model)
-    given = {**(options or {}), **({"model": model} if model is not None else {})}
-    return create(name, context, given or None)
+        given["model"] = model
+    return create(name, context, given)
 
 
 def gates_for(scenario: Scenario, gates: bool | None) -> Any:

@@ -60,7 +60,7 @@ class Tick:
     decisions: tuple[Decision, ...]
     plans: tuple[Plan, ...]
 
-    def refused(self, service: int) -> bool:
+    def masked(self, service: int) -> bool:
         """Whether the service's action was masked (it stayed; the paper scores it -1)."""
         return self.decisions[service].masked
 
@@ -196,8 +196,8 @@ class Loop:
 
 
 def rewards(predictor: Predictor, tick: Tick, after: Snapshot) -> tuple[float, ...]:
-    """Each service's reward for the tick (Eq. 9-11 on what followed; a refused action -1)."""
-    return tuple(INVALID_ACTION_PENALTY if tick.refused(i) else
+    """Each service's reward for the tick (Eq. 9-11 on what followed; a masked action -1)."""
+    return tuple(INVALID_ACTION_PENALTY if tick.masked(i) else
                  predictor.reward(s.power_w, s.latency_ms, i)
                  for i, s in enumerate(after.services))
 
