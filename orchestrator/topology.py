@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from orchestrator.config import HostProfile
+from orchestrator.config import ClusterConfig, ClusterSpec, HostProfile
 from orchestrator.errors import BadInput
 from orchestrator.model import Location
 
@@ -16,10 +16,11 @@ class Topology:
     """The hosts of a continuum in one fixed order: clusters in config order, then their hosts.
     Every index into hosts (observations, masks, actions) means this order."""
 
-    def __init__(self, clusters: Sequence[tuple[str, Sequence[HostProfile]]]) -> None:
-        self.hosts: tuple[HostProfile, ...] = tuple(h for _, hosts in clusters for h in hosts)
+    def __init__(self, clusters: Sequence[ClusterSpec | ClusterConfig]) -> None:
+        """From a scenario's or a continuum.yaml's clusters, in their order."""
+        self.hosts: tuple[HostProfile, ...] = tuple(h for c in clusters for h in c.hosts)
         self.locations: tuple[Location, ...] = tuple(
-            Location(name, h.name) for name, hosts in clusters for h in hosts)
+            Location(c.name, h.name) for c in clusters for h in c.hosts)
         self.clusters: tuple[str, ...] = tuple(loc.cluster for loc in self.locations)
         self._index = {loc: i for i, loc in enumerate(self.locations)}
         self.p_max = max(h.max_watts for h in self.hosts)  # reward normalization (Eq. 9)

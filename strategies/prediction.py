@@ -42,7 +42,7 @@ class Predictor:
     def __init__(self, scenario: Scenario, reward_kind: str = "power-latency",
                  model: PerformanceModel | None = None) -> None:
         self.scenario = scenario
-        self.topology = Topology([(c.name, c.hosts) for c in scenario.clusters])
+        self.topology = Topology(scenario.clusters)
         self.models = [model if model is not None and i == 0 else
                        PerformanceModel(scenario, service=s)
                        for i, s in enumerate(scenario.fleet)]

@@ -22,7 +22,8 @@ from orchestrator.control.controller import Controller, EventLog, Metrics
 from orchestrator.control.gates import Gates
 from orchestrator.control.loop import Loop
 from orchestrator.kube.continuum import KubePlan, KubernetesContinuum
-from orchestrator.migration.executor import MigrationPlan
+from orchestrator.migration.executor import MigrationFailed, MigrationPlan
+from orchestrator.migration.journal import MigrationRecord
 from orchestrator.migration.plan import Target
 from orchestrator.model import Location, Move, Snapshot
 from orchestrator.monitoring import (
@@ -59,7 +60,7 @@ class FakeContinuum(KubernetesContinuum):
 
     def __init__(self, services: dict[str, int]) -> None:
         settings = ControllerConfig()
-        self.topology = Topology([(c.name, c.hosts) for c in SCENARIO.clusters])
+        self.topology = Topology(SCENARIO.clusters)
         self.hosts, self.locations = self.topology.hosts, self.topology.locations
         self.services = tuple(services)
         self.scenario = SCENARIO.model_copy(update={"services": tuple(
@@ -81,7 +82,7 @@ class FakeContinuum(KubernetesContinuum):
         self.pool = ThreadPoolExecutor(settings.max_concurrent_migrations)
         self.futures = []
         self.report = lambda key, event, step, detail: None
-        self.on_outcome = lambda plan, outcome, error, seconds: None
+        self.on_outcome = lambda key, kind, outcome, error, seconds: None
 
     def refresh(self) -> Readings:
         if not self.up:
@@ -425,3 +426,30 @@ def test_one_services_failure_does_not_stop_the_others() -> None:
     assert a.action == "none" and a.reason == "internal error: KeyError: 'spec'"
     assert b.outcome == "migration started" and [p.service for p in c.migrated] == ["ml/b"]
     assert [x["reason"] for x in lines(out) if x["service"] == "ml/a"] == [a.reason]
+
+
+def test_unfinished_migrations_are_resumed_in_a_worker_under_the_gates() -> None:
+    c = FakeContinuum({"ml/a": 0})
+    plan = c.plan(Move(0, 3)).migration
+    c.unfinished = lambda: [MigrationRecord("m1", "ml/a", "inter", "edge", "cloud", "running",  # type: ignore[method-assign]
+                                            plan, None, 0.0, None)]
+    resumed: list[str] = []
+
+    def resume(mid: str, report=None) -> None:
+        c.finish.wait(10)
+        resumed.append(mid)
+        raise MigrationFailed("rolled back on resume", rolled_back=True)
+
+    c.resume = resume  # type: ignore[method-assign]
+    c.finish.clear()
+    loop, out, _ = make_loop(c)
+    loop.resume_unfinished()
+    assert loop.loop.gates.in_flight == {"ml/a"}  # no decision on it while it resumes
+    assert loop.tick()[0].reason == "a migration of it is in progress"
+    c.finish.set()
+    settle(loop)
+    assert resumed == ["m1"] and loop.loop.gates.in_flight == set()
+    [migration] = [x for x in lines(out) if x["event"] == "migration"]
+    assert (migration["service"], migration["kind"], migration["outcome"]) == (
+        "ml/a", "inter", "rolled_back")
+    assert loop.outcomes == {"rolled_back": 1}

@@ -140,7 +140,7 @@ def _predict_move(config: Any, plan: Any, users: int) -> dict[str, Any]:
     from orchestrator.topology import Topology
     from strategies.prediction import Predictor, compare
 
-    topology = Topology([(c.name, c.hosts) for c in config.clusters])
+    topology = Topology(config.clusters)
     target = plan.target_node or config.cluster(plan.target_cluster).hosts[0].name
     try:
         src = topology.index(Location(plan.source_cluster, plan.source_nodes[0]))

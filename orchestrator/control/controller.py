@@ -29,8 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from orchestrator.control.lease import Lease
 from orchestrator.control.loop import Decision, Loop
 from orchestrator.errors import BadInput, GreenwiseError, OperationalError
-from orchestrator.kube.continuum import KubePlan, KubernetesContinuum
-from orchestrator.migration.executor import MigrationFailed
+from orchestrator.kube.continuum import KubernetesContinuum
 
 
 class EventLog:
@@ -145,14 +144,13 @@ class Controller:
         self.log.write("info", "migration-step", service=service, step=step, status=event,
                        detail=detail)
 
-    def _outcome(self, plan: KubePlan, outcome: str, error: str | None,
+    def _outcome(self, service: str, kind: str, outcome: str, error: str | None,
                  seconds: float) -> None:
         self.outcomes[outcome] += 1
         if self.metrics:
-            self.metrics.migrations.labels(plan.kind, outcome).inc()
-        self.log.write("info" if outcome == "done" else "error", "migration",
-                       service=plan.migration.service, kind=plan.kind, outcome=outcome,
-                       seconds=round(seconds, 2), error=error)
+            self.metrics.migrations.labels(kind, outcome).inc()
+        self.log.write("info" if outcome == "done" else "error", "migration", service=service,
+                       kind=kind, outcome=outcome, seconds=round(seconds, 2), error=error)
 
     def resume_unfinished(self) -> None:
         """Finish or roll back what the journal says a previous run left unfinished."""
@@ -165,28 +163,8 @@ class Controller:
                                    f"{rec.target} ({rec.state}): finishing or rolling back")
             if gates:
                 gates.started(rec.service)
-            self.continuum.futures.append(self.continuum.pool.submit(
-                self._resume, rec.id, rec.service, rec.kind))
-
-    def _resume(self, mid: str, key: str, kind: str) -> None:
-        started = time.monotonic()
-        outcome, error = "done", None
-        try:
-            self.continuum.resume(mid, lambda ev, step, detail: self._report(key, ev, step,
-                                                                            detail))
-        except MigrationFailed as e:
-            outcome, error = ("rolled_back" if e.rolled_back else "failed"), str(e)
-        except Exception as e:
-            outcome, error = "failed", f"{type(e).__name__}: {e}"
-        finally:
-            if self.loop.gates:
-                self.loop.gates.finished(key)
-        self.outcomes[outcome] += 1
-        if self.metrics:
-            self.metrics.migrations.labels(kind, outcome).inc()
-        self.log.write("info" if outcome == "done" else "error", "migration", service=key,
-                       kind=kind, outcome=outcome, seconds=round(time.monotonic() - started, 2),
-                       error=error)
+            self.continuum.resume_in_worker(
+                rec, lambda _, key=rec.service: gates.finished(key) if gates else None)
 
     def drain(self) -> None:
         """Stop: in-flight migrations finish (traffic moved) or roll back; wait for them."""

@@ -55,8 +55,8 @@ class KubePlan:
 
 # (service key, event: start|done|undo|fail|resume, step, detail)
 StepReport = Callable[[str, str, str, str], None]
-# (plan, outcome: done|rolled_back|failed, error or None, seconds)
-Outcome = Callable[[KubePlan, str, str | None, float], None]
+# (service key, kind, outcome: done|rolled_back|failed, error or None, seconds)
+Outcome = Callable[[str, str, str, str | None, float], None]
 
 
 class KubernetesContinuum:
@@ -70,7 +70,7 @@ class KubernetesContinuum:
         self.clusters = clusters or Clusters(
             config, retry_seconds=min(config.api_retry_s, DECIDE_RETRY_S))
         self.migrator = Migrator(config, self.clusters)  # plans (reads only), in this thread
-        self.topology = Topology([(c.name, c.hosts) for c in config.clusters])
+        self.topology = Topology(config.clusters)
         self.hosts = self.topology.hosts
         self.locations = self.topology.locations
         self.scenario = config.scenario()
@@ -88,7 +88,7 @@ class KubernetesContinuum:
                                        thread_name_prefix="migration")
         self.futures: list[Future[None]] = []
         self.report: StepReport = lambda key, event, step, detail: None
-        self.on_outcome: Outcome = lambda plan, outcome, error, seconds: None
+        self.on_outcome: Outcome = lambda key, kind, outcome, error, seconds: None
 
     # --- observing ----------------------------------------------------------------------------
     def refresh(self) -> Readings:
@@ -188,24 +188,33 @@ class KubernetesContinuum:
               on_done: Callable[[KubePlan, str], None] | None = None) -> None:
         """Start each plan's migration in a worker; `on_done(plan, outcome)` when it ends."""
         for p in plans:
-            self.futures.append(self.pool.submit(self._run, p, on_done))
+            self._in_worker(p.migration.service, p.kind,
+                            lambda report, p=p: self.migrate(p.migration, report,
+                                                             self.stopping.is_set),
+                            lambda outcome, p=p: on_done(p, outcome) if on_done else None)
 
-    def _run(self, plan: KubePlan, on_done: Callable[[KubePlan, str], None] | None) -> None:
-        key = plan.migration.service
+    def resume_in_worker(self, record: MigrationRecord, done: Callable[[str], None]) -> None:
+        """Finish or roll back an unfinished migration in a worker; `done(outcome)` after."""
+        self._in_worker(record.service, record.kind,
+                        lambda report: self.resume(record.id, report), done)
+
+    def _in_worker(self, key: str, kind: str, work: Callable[[Reporter], object],
+                   done: Callable[[str], None]) -> None:
+        self.futures.append(self.pool.submit(self._run, key, kind, work, done))
+
+    def _run(self, key: str, kind: str, work: Callable[[Reporter], object],
+             done: Callable[[str], None]) -> None:
         started = time.monotonic()
         outcome, error = "done", None
         try:
-            self.migrate(plan.migration, lambda ev, step, detail: self.report(key, ev, step,
-                                                                             detail),
-                         self.stopping.is_set)
+            work(lambda ev, step, detail: self.report(key, ev, step, detail))
         except MigrationFailed as e:
             outcome, error = ("rolled_back" if e.rolled_back else "failed"), str(e)
         except Exception as e:  # a bug or an unexpected API answer: say so, keep running
             outcome, error = "failed", f"{type(e).__name__}: {e}"
         finally:
-            if on_done:
-                on_done(plan, outcome)
-        self.on_outcome(plan, outcome, error, time.monotonic() - started)
+            done(outcome)
+        self.on_outcome(key, kind, outcome, error, time.monotonic() - started)
 
     def migrate(self, plan: MigrationPlan, report: Reporter | None = None,
                 interrupted: Callable[[], bool] | None = None) -> MigrationRecord:

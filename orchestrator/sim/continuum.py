@@ -44,7 +44,7 @@ class SimulatedContinuum:
     def __init__(self, scenario: Scenario, phase: str = "train",
                  model: PerformanceModel | None = None, seed: int | None = None) -> None:
         self.scenario = scenario
-        self.topology = Topology([(c.name, c.hosts) for c in scenario.clusters])
+        self.topology = Topology(scenario.clusters)
         self.specs = scenario.fleet
         self.models = [model if model is not None and i == 0 else
                        PerformanceModel(scenario, service=s) for i, s in enumerate(self.specs)]
