@@ -327,3 +327,17 @@ def test_the_state_is_the_owners_only(tmp_path: Path) -> None:
     journal.close()
     assert state.stat().st_mode & 0o777 == 0o700
     assert "journal.sqlite" in modes and set(modes.values()) == {0o600}, modes
+
+
+def test_a_new_journal_appears_with_its_tables(tmp_path: Path) -> None:
+    """A reader (status, the second of two migrates) that finds the file finds its tables, and
+    a journal opened while another process holds one overwrites none of its records."""
+    first = Journal(tmp_path)
+    mid = first.start(PLAN)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("journal.")) == []
+    second = Journal(tmp_path)
+    assert second.get(mid).state == "running"
+    reader = Journal.read_only(tmp_path)
+    assert [r.id for r in reader.unfinished()] == [mid]
+    for j in (first, second, reader):
+        j.close()

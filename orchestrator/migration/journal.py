@@ -8,6 +8,7 @@ and how they were before), then `done`; rollback marks steps `undone`. Writes ar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -77,12 +78,12 @@ class Journal:
             # the database file's mode.
             state_dir.mkdir(parents=True, exist_ok=True)
             state_dir.chmod(0o700)
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            if not self.path.exists():
+                _create(self.path)
             self.path.chmod(0o600)
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(SCHEMA)
+            self.db.executescript(SCHEMA)  # journals of earlier versions
         except (OSError, sqlite3.Error) as e:
             raise BadInput(f"state_dir {state_dir}: cannot keep the migration journal there "
                            f"({_reason(e)}); set state_dir in the config to a writable "
@@ -151,6 +152,23 @@ class Journal:
         if service:
             q, args = q + " AND service=?", (*UNFINISHED, service)
         return [self.get(r[0]) for r in self.db.execute(q + " ORDER BY started", args)]
+
+
+def _create(path: Path) -> None:
+    """A new journal appears whole: built under a temporary name, then linked into place, so a
+    reader (status, a second migrate) never opens a file without its tables, and of two
+    processes creating it at once one wins and neither overwrites the other's records."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+        db = sqlite3.connect(tmp, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")  # kept in the file's header
+        db.executescript(SCHEMA)
+        db.close()
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _reason(e: Exception) -> str:
