@@ -9,6 +9,8 @@
                             Also: ClusterUnavailable, ApiError (kube.clusters), MonitoringError
                             and PrometheusUnavailable (monitoring), DnsUnavailable, DnsConflict,
                             DnsFailed (migration.dns), MigrationFailed (migration.executor)
+        └── Interrupted     SIGINT/SIGTERM: what was under way was finished or rolled back
+                            first (exit 130, saying which)
 
 The branch is chosen by what the user must do: fix an input, or wait for / repair something
 outside (so a TSIG key or token the server rejects is BadInput; a server that does not answer
@@ -35,3 +37,9 @@ class OperationalError(GreenwiseError):
     """Something greenwise-mc depends on failed at run time: exit 1, with what was done."""
 
     exit_code = 1
+
+
+class Interrupted(OperationalError):
+    """Stopped by a signal once what was under way was finished or rolled back: exit 130."""
+
+    exit_code = 130

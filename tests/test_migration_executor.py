@@ -4,6 +4,11 @@ steps that touch real clusters are tested on the lab: test_migrate.py); and the 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +17,7 @@ import pytest
 
 from orchestrator.errors import BadInput, OperationalError
 from orchestrator.migration.executor import Executor, Failpoints, MigrationFailed
-from orchestrator.migration.journal import Journal
+from orchestrator.migration.journal import Journal, MigrationBusy
 from orchestrator.migration.plan import MigrationPlan, Target
 from orchestrator.migration.steps import INTER_STEPS, INTRA_STEPS, STEPS, Step, plan_dict
 
@@ -341,3 +346,26 @@ def test_a_new_journal_appears_with_its_tables(tmp_path: Path) -> None:
     assert [r.id for r in reader.unfinished()] == [mid]
     for j in (first, second, reader):
         j.close()
+
+
+def test_one_migration_per_service_across_processes(tmp_path: Path) -> None:
+    """The lock row of a live process refuses a second migration with who holds it; a dead
+    holder's row is taken over; another service is not held up."""
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        journal = Journal(tmp_path)
+        journal.db.execute("INSERT INTO locks VALUES (?,?,?,?)",
+                           (PLAN.service, socket.gethostname(), holder.pid, time.time()))
+        busy = f"being migrated now by process {holder.pid}"
+        with pytest.raises(MigrationBusy, match=busy), journal.lock(PLAN.service):
+            pass
+        with journal.lock("other/service"):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with journal.lock(PLAN.service), journal.lock(PLAN.service):  # nested: held once
+        rows = journal.db.execute("SELECT pid FROM locks").fetchall()
+        assert rows == [(os.getpid(),)]
+    assert journal.db.execute("SELECT COUNT(*) FROM locks").fetchone()[0] == 0
+    journal.close()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,8 +18,9 @@ from orchestrator.cli.common import (
     check_users,
     doing,
     positive,
+    say,
 )
-from orchestrator.errors import BadInput, OperationalError
+from orchestrator.errors import BadInput, Interrupted, OperationalError
 from orchestrator.output import Format, emit, err_console, table
 
 MARKS = {"start": ("…", ""), "done": ("✓", "green"), "undo": ("↶", "yellow"),
@@ -59,17 +64,18 @@ def migrate(
                        "--users")
     users = 30 if users is None else users
     check_users("--users", users)
-    m = _migrator(config, timeout, read_only=dry_run)
+    stop = threading.Event()
+    m = _migrator(config, timeout, read_only=dry_run, interrupted=stop.is_set)
     if resume:
-        _resume(m, output)
+        with _finish_on_signal(stop):
+            _resume(m, output)
+        if stop.is_set():
+            raise Interrupted("interrupted: each migration resumed was finished or rolled back "
+                              "first (shown above)")
         return
     assert service is not None and to is not None
-    unfinished = m.journal.unfinished()
-    if unfinished:
-        raise OperationalError(f"migration {unfinished[0].id} of {unfinished[0].service} is "
-                               "unfinished; run `greenwise-mc migrate --resume` first")
-    plan = m.plan(service, to)
     if dry_run:
+        plan = m.plan(service, to)
         data = {"dry_run": True, "plan": plan_dict(plan),
                 "predicted": _predict_move(m.config, plan, users)}
         emit(data, output, _plan_tables(data))
@@ -77,22 +83,54 @@ def migrate(
     doing(f"migrating {service} to {to} (journaled: `greenwise-mc migrate --resume` finishes "
           "or rolls it back)")
     try:
-        rec = m.execute(plan)
+        # Planned under the lock: a migration of it under way elsewhere is said so, not
+        # mistaken for one left unfinished.
+        with m.journal.lock(m.config.service(service).key), _finish_on_signal(stop):
+            plan = m.plan(service, to)
+            rec = m.execute(plan)
     except MigrationFailed as e:
+        if stop.is_set() and e.rolled_back:
+            raise Interrupted(f"interrupted before traffic moved: rolled back, {service} stays "
+                              f"on {plan.source_cluster}") from e
         raise OperationalError(f"migration failed: {e}") from e
     data = _record_dict(rec)
     emit(data, output, [_records_table(f"{rec.service} -> {rec.target}: {rec.state}", [data])])
+    if stop.is_set():
+        raise Interrupted(f"interrupted after traffic moved: the migration was finished, "
+                          f"{service} runs on {rec.target}")
+
+
+@contextmanager
+def _finish_on_signal(stop: threading.Event) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM as in policy mode: the migration under way is finished if its
+    traffic has moved, else rolled back, before the command exits (130). A second signal stops
+    at once; the journal keeps the migration for `--resume`."""
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        say(f"{signal.Signals(signum).name}: finishing the migration if its traffic has moved, "
+            "else rolling it back (again to stop at once: `greenwise-mc migrate --resume` "
+            "then finishes it)")
+
+    before = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _resume(m: Any, output: Format) -> None:
     from orchestrator.migration.executor import MigrationFailed
+    from orchestrator.migration.journal import MigrationBusy
 
     doing("resuming unfinished migrations (run --resume again to finish them)")
     records = []
     for rec in m.journal.unfinished():
         try:
             records.append(_record_dict(m.resume_one(rec.id)))
-        except MigrationFailed as e:
+        except (MigrationFailed, MigrationBusy) as e:
             records.append({**_record_dict(m.journal.get(rec.id)), "error": str(e)})
     emit({"resumed": records}, output, [_records_table("resumed migrations", records)])
     left = [r["id"] for r in records if r["state"] in ("running", "rolling_back")]
@@ -101,7 +139,8 @@ def _resume(m: Any, output: Format) -> None:
                                "fix the cause shown above and run --resume again")
 
 
-def _migrator(config: Path, timeout: float, read_only: bool) -> Any:
+def _migrator(config: Path, timeout: float, read_only: bool,
+              interrupted: Callable[[], bool]) -> Any:
     """The migrator; a dry run reads the journal without creating it."""
     from orchestrator.config import load_continuum
     from orchestrator.migration.executor import Migrator
@@ -114,7 +153,7 @@ def _migrator(config: Path, timeout: float, read_only: bool) -> Any:
 
     cfg = load_continuum(config)
     return Migrator(cfg, journal=Journal.read_only(cfg.state_dir) if read_only else None,
-                    report=report, timeout=timeout)
+                    report=report, timeout=timeout, interrupted=interrupted)
 
 
 def _record_dict(rec: Any) -> dict[str, Any]:

@@ -160,14 +160,22 @@ class Migrator:
         return plan_migration(self.config, self.clusters, service, target, lambda: self.dns)
 
     def execute(self, plan: MigrationPlan) -> MigrationRecord:
-        return self.executor.run(self._context(self.journal.start(plan), plan))
+        with self.journal.lock(plan.service):
+            pending = self.journal.unfinished(plan.service)
+            if pending:
+                raise OperationalError(
+                    f"migration {pending[0].id} of {plan.service} was left unfinished (its "
+                    "process ended); run `greenwise-mc migrate --resume` first")
+            return self.executor.run(self._context(self.journal.start(plan), plan))
 
     def resume_one(self, mid: str) -> MigrationRecord:
         """Finish or roll back one unfinished migration of the journal."""
         rec = self.journal.get(mid)
-        self.report("resume", rec.id, f"{rec.service} {rec.source} -> {rec.target} "
-                                      f"({rec.state})")
-        return self.executor.run(self._context(mid, rec.plan))
+        with self.journal.lock(rec.service):
+            rec = self.journal.get(mid)  # as its last holder left it
+            self.report("resume", rec.id, f"{rec.service} {rec.source} -> {rec.target} "
+                                          f"({rec.state})")
+            return self.executor.run(self._context(mid, rec.plan))
 
     def _context(self, mid: str, plan: MigrationPlan) -> MigrationContext:
         return MigrationContext(mid, plan, self.config.service(plan.service), self.config,

@@ -11,14 +11,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, OperationalError
 from orchestrator.migration.plan import MigrationPlan
 
 SCHEMA = """
@@ -30,9 +33,15 @@ CREATE TABLE IF NOT EXISTS steps (
   migration TEXT NOT NULL REFERENCES migrations(id), seq INTEGER NOT NULL, name TEXT NOT NULL,
   state TEXT NOT NULL, undo TEXT NOT NULL, began REAL NOT NULL, ended REAL,
   PRIMARY KEY (migration, name));
+CREATE TABLE IF NOT EXISTS locks (
+  service TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, since REAL NOT NULL);
 """
 # migration states: running -> done | rolling_back -> rolled_back
 UNFINISHED = ("running", "rolling_back")
+
+
+class MigrationBusy(OperationalError):
+    """Another process is migrating the service now."""
 
 
 @dataclass
@@ -69,6 +78,7 @@ class MigrationRecord:
 class Journal:
     def __init__(self, state_dir: Path, db: sqlite3.Connection | None = None) -> None:
         self.path = state_dir / "journal.sqlite"
+        self._held: set[str] = set()  # services whose lock this journal holds
         if db is not None:
             self.db = db
             return
@@ -111,6 +121,39 @@ class Journal:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextmanager
+    def lock(self, service: str) -> Iterator[None]:
+        """One migration of `service` at a time, across processes sharing this state: a row
+        held while it runs. A holder that died (a crash, SIGKILL) holds nothing: its row is
+        taken over, and the journal says how far its migration got (`--resume`). Nested
+        (planning, then executing, under one lock) it holds the row once."""
+        if service in self._held:
+            yield
+            return
+        host, pid = socket.gethostname(), os.getpid()
+        self.db.execute("BEGIN IMMEDIATE")  # one process at a time between read and write
+        try:
+            row = self.db.execute("SELECT host, pid, since FROM locks WHERE service=?",
+                                  (service,)).fetchone()
+            if row is not None and _alive(row[0], row[1]):
+                raise MigrationBusy(
+                    f"{service} is being migrated now by process {row[1]} on {row[0]} (since "
+                    f"{time.strftime('%H:%M:%S', time.localtime(row[2]))}); wait for it to "
+                    "finish, then try again")
+            self.db.execute("INSERT OR REPLACE INTO locks VALUES (?,?,?,?)",
+                            (service, host, pid, time.time()))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self._held.add(service)
+        try:
+            yield
+        finally:
+            self._held.discard(service)
+            self.db.execute("DELETE FROM locks WHERE service=? AND host=? AND pid=?",
+                            (service, host, pid))
 
     def start(self, plan: MigrationPlan) -> str:
         mid = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -169,6 +212,19 @@ def _create(path: Path) -> None:
             os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _alive(host: str, pid: int) -> bool:
+    """Whether the lock's holder still runs; one on another host is taken to."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _reason(e: Exception) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from typing import Any
 
 OWNER_LABEL = "greenwise.io/migration"  # set on everything a migration creates
@@ -137,3 +139,15 @@ def restorable(prior: Obj, current: Obj | None) -> Obj:
                 current["spec"].get("type") != "ExternalName":
             out["spec"]["clusterIP"] = current["spec"].get("clusterIP")
     return out
+
+
+def secret_digest(secret: Obj) -> str:
+    """What a Secret holds (type and data), as a digest: all the journal keeps of a Secret."""
+    content = {"type": secret.get("type"), "data": secret.get("data") or {},
+               "stringData": secret.get("stringData") or {}}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def is_owned(obj: Obj | None) -> bool:
+    """Created by a migration (any): greenwise-mc may replace or delete it."""
+    return bool(obj) and OWNER_LABEL in ((obj.get("metadata") or {}).get("labels") or {})

@@ -12,7 +12,7 @@ from orchestrator.migration import objects as O
 from orchestrator.migration.dns import DnsProvider
 from orchestrator.migration.nodes import check_node
 from orchestrator.migration.plan import MigrationPlan, Target
-from orchestrator.migration.steps import INTER_STEPS, INTRA_STEPS, running_pods
+from orchestrator.migration.steps import INTER_STEPS, INTRA_STEPS, running_pods, secret_copyable
 
 
 @dataclass
@@ -80,6 +80,8 @@ def plan_migration(config: ContinuumConfig, clusters: Clusters, service: str, to
         raise BadInput(f"cluster {target.name} already has a Deployment {ns}/{depname} with "
                        "replicas; refusing to overwrite it")
     cms, secrets = O.references(dep)
+    for secret in sorted(secrets):
+        secret_copyable(clusters[here.cluster], target, ns, secret)
     ingress = target.cfg.ingress_host
     return MigrationPlan(
         svc.key, "inter", here.cluster, tuple(here.nodes), to, INTER_STEPS,
@@ -90,4 +92,8 @@ def plan_migration(config: ContinuumConfig, clusters: Clusters, service: str, to
                  f"{target.name}: IngressRoute {ns}/{name} Host({svc.hostname})"),
         changes=(f"DNS {svc.hostname} -> {ingress} ({config.dns.provider})",
                  f"{here.cluster}: Service {ns}/{name} -> ExternalName {ingress}"),
-        deletes=(f"{here.cluster}: Deployment {ns}/{depname}",))
+        deletes=(f"{here.cluster}: Deployment {ns}/{depname}",
+                 *(f"{here.cluster}: {kind} {ns}/{n} (copied there by a migration)"
+                   for kind, names in (("ConfigMap", cms), ("Secret", secrets))
+                   for n in sorted(names)
+                   if O.is_owned(clusters[here.cluster].get(kind, ns, n)))))

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from orchestrator.errors import OperationalError
+from orchestrator.errors import BadInput, OperationalError
 from orchestrator.kube.clusters import KINDS, Cluster, is_ready
 from orchestrator.migration import objects as O
 from orchestrator.migration.context import MigrationContext
@@ -51,8 +51,19 @@ class Step:
 
 def capture_objects(cluster: Cluster, namespace: str, refs: list[tuple[str, str]]) -> Undo:
     return {"cluster": cluster.name, "objects": [
-        {"kind": kind, "name": name, "prior": cluster.get(kind, namespace, name)}
+        {"kind": kind, "name": name, "prior": as_prior(kind, cluster.get(kind, namespace, name))}
         for kind, name in refs]}
+
+
+def as_prior(kind: str, obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What undoing needs of an object as it was: the object less its cluster's fields
+    (managedFields, status, ...). Of a Secret only a digest: the journal never holds Secret
+    data, and a Secret that was there is never changed (Copy leaves an equal one as it is)."""
+    if obj is None:
+        return None
+    if kind == "Secret":
+        return {"kind": kind, "digest": O.secret_digest(obj)}
+    return O.portable(obj, kind, KINDS[kind][0])
 
 
 def restore_objects(ctx: MigrationContext, undo: Undo) -> Cluster:
@@ -61,12 +72,12 @@ def restore_objects(ctx: MigrationContext, undo: Undo) -> Cluster:
     ns = ctx.service.namespace
     for entry in reversed(undo["objects"]):
         current = cluster.get(entry["kind"], ns, entry["name"])
-        prior = entry["prior"]
-        if prior is None:
+        before = entry["prior"]
+        if before is None:
             if current is not None and owned(current, ctx.id):
                 cluster.delete(entry["kind"], ns, entry["name"])
-        else:
-            put(cluster, O.restorable(prior, current))
+        elif entry["kind"] != "Secret":  # a Secret that was there was left as it was
+            put(cluster, O.restorable(before, current))
     return cluster
 
 
@@ -105,6 +116,8 @@ class Copy(Step):
             raise OperationalError(f"source Deployment {svc.namespace}/{svc.deployment_name} "
                                    "vanished")
         cms, secrets = O.references(dep)
+        for name in sorted(secrets):
+            secret_copyable(ctx.source, ctx.target, svc.namespace, name)
         return capture_objects(ctx.target, svc.namespace, [
             ("Deployment", svc.deployment_name), ("Service", svc.name),
             *(("ConfigMap", c) for c in sorted(cms)), *(("Secret", s) for s in sorted(secrets))])
@@ -118,6 +131,9 @@ class Copy(Step):
             obj = src.get(kind, ns, name)
             if obj is None:
                 raise OperationalError(f"source {kind} {ns}/{name} is missing")
+            if kind == "Secret" and entry["prior"] is not None and \
+                    entry["prior"]["digest"] == O.secret_digest(obj):
+                continue  # the target holds it already, as it is
             desired = O.portable(obj, kind, KINDS[kind][0], owner=ctx.id)
             if kind == "Deployment":
                 O.pin_to_node(desired, ctx.plan.target.node)
@@ -129,6 +145,20 @@ class Copy(Step):
             cluster.delete_namespace(ns)
             ctx.wait(f"namespace {ns} gone from {cluster.name}",
                      lambda: cluster.namespace_labels(ns) is None)
+
+
+def secret_copyable(src: Cluster, dst: Cluster, namespace: str, name: str) -> None:
+    """A Secret may be copied where there is none, an equal one, or one a migration made
+    (an earlier visit's copy); one of another content that greenwise-mc did not create is
+    someone else's: refuse before anything changes."""
+    there = dst.get("Secret", namespace, name)
+    if there is None or O.is_owned(there):
+        return
+    here = src.get("Secret", namespace, name)
+    if here is not None and O.secret_digest(here) != O.secret_digest(there):
+        raise BadInput(f"cluster {dst.name} has a different Secret {namespace}/{name} that "
+                       "greenwise-mc did not create; make it equal to the source's or delete "
+                       "it, then migrate again")
 
 
 class WaitReady(Step):
@@ -228,14 +258,27 @@ class Drain(Step):
 
 class DeleteOld(Step):
     name = "delete_old"
-    description = "delete the old Deployment"
+    description = "delete the old Deployment (and the ConfigMaps and Secrets it had copied)"
     reversible = False
 
     def describe(self, plan: MigrationPlan) -> str:
-        return f"delete the old Deployment in {plan.source_cluster}"
+        return (f"delete the old Deployment in {plan.source_cluster} (and the ConfigMaps and "
+                "Secrets a migration had copied there)")
+
+    def capture_undo(self, ctx: MigrationContext) -> Undo:
+        """Not for undoing (this step is final): the names of what the old copy used, so that
+        a resumed step still knows them once the Deployment is gone."""
+        dep = ctx.source.get("Deployment", ctx.service.namespace, ctx.service.deployment_name)
+        cms, secrets = O.references(dep) if dep else (set(), set())
+        return {"ConfigMap": sorted(cms), "Secret": sorted(secrets)}
 
     def do(self, ctx: MigrationContext, undo: Undo) -> None:
-        ctx.source.delete("Deployment", ctx.service.namespace, ctx.service.deployment_name)
+        src, ns = ctx.source, ctx.service.namespace
+        src.delete("Deployment", ns, ctx.service.deployment_name)
+        for kind in ("ConfigMap", "Secret"):
+            for name in undo.get(kind, ()):
+                if O.is_owned(src.get(kind, ns, name)):  # an earlier visit's copy; found ones stay
+                    src.delete(kind, ns, name)
 
 
 # --- intra-cluster move ----------------------------------------------------------------------
