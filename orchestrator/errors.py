@@ -9,6 +9,8 @@
                             Also: ClusterUnavailable, ApiError (kube.clusters), MonitoringError
                             and PrometheusUnavailable (monitoring), DnsUnavailable, DnsConflict,
                             DnsFailed (migration.dns), MigrationFailed (migration.executor)
+        ├── Outage          a service that did not answer (ClusterUnavailable,
+        │                   DnsUnavailable): a migration step rides it out until its timeout
         └── Interrupted     SIGINT/SIGTERM: what was under way was finished or rolled back
                             first (exit 130, saying which)
 
@@ -37,6 +39,10 @@ class OperationalError(GreenwiseError):
     """Something greenwise-mc depends on failed at run time: exit 1, with what was done."""
 
     exit_code = 1
+
+
+class Outage(OperationalError):
+    """A cluster or DNS server that did not answer (after retries): waiting may be enough."""
 
 
 class Interrupted(OperationalError):

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import BadInput, OperationalError
+from orchestrator.kube.clusters import ClusterUnavailable
+from orchestrator.migration import executor as executor_module
 from orchestrator.migration.executor import Executor, Failpoints, MigrationFailed
 from orchestrator.migration.journal import Journal, MigrationBusy
 from orchestrator.migration.plan import MigrationPlan, Target
@@ -39,10 +41,11 @@ class World:
 
 class FakeStep(Step):
     def __init__(self, world: World, real: Step, fail_do: bool = False,
-                 fail_undo: bool = False) -> None:
+                 fail_undo: bool = False, outages: int = 0) -> None:
         self.world, self.name = world, real.name
         self.commits, self.reversible = real.commits, real.reversible
         self.fail_do, self.fail_undo = fail_do, fail_undo
+        self.outages = outages  # its cluster does not answer the first tries
         self.captured = 0
 
     def describe(self, plan: MigrationPlan) -> str:
@@ -54,6 +57,9 @@ class FakeStep(Step):
 
     def do(self, ctx: Any, undo: dict[str, Any]) -> None:
         self.world.log.append(("do", self.name))
+        if self.outages:
+            self.outages -= 1
+            raise ClusterUnavailable(f"cluster of {self.name} is unreachable")
         self.world.values[self.name] = ctx.id  # acts, then fails: undo must still clean up
         if self.fail_do:
             raise OperationalError(f"{self.name} broke")
@@ -75,6 +81,7 @@ class Ctx:
     id: str
     plan: MigrationPlan
     stop_after: str | None = None  # shutting down once this step is done
+    timeout: float = 5.0  # a step's: an outage within it is ridden out
     events: list[tuple[str, str]] = field(default_factory=list)
 
     def report(self, event: str, step: str, detail: str) -> None:
@@ -369,3 +376,24 @@ def test_one_migration_per_service_across_processes(tmp_path: Path) -> None:
         assert rows == [(os.getpid(),)]
     assert journal.db.execute("SELECT COUNT(*) FROM locks").fetchone()[0] == 0
     journal.close()
+
+
+def test_an_outage_shorter_than_the_steps_timeout_is_ridden_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executor_module, "RETRY_S", 0.01)
+    rig = Rig(tmp_path, wait_ready={"outages": 3})
+    ctx = rig.start()
+    assert rig.executor.run(ctx).state == "done"
+    assert ctx.events.count(("retry", "wait_ready")) == 3
+    assert rig.world.log.count(("do", "wait_ready")) == 4
+
+
+def test_an_outage_past_the_steps_timeout_rolls_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executor_module, "RETRY_S", 0.01)
+    rig = Rig(tmp_path, wait_ready={"outages": 10**6})
+    ctx = rig.start()
+    ctx.timeout = 0.2
+    with pytest.raises(MigrationFailed, match="unreachable; rolled back") as e:
+        rig.executor.run(ctx)
+    assert e.value.rolled_back and rig.world.values == rig.initial

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +14,19 @@ from orchestrator.output import Format, emit, table
 
 def status(config: ConfigOpt = Path("continuum.yaml"), output: OutputOpt = Format.table) -> None:
     """Each managed service: where it runs (cluster/node), readiness, unfinished migrations.
-    Exits 1 when a service cannot be located (a cluster down), after printing the rest.
+    With a cluster down, a service is still located where DNS sends its users; exits 1 after
+    printing what it could.
 
     Example: greenwise-mc status --config continuum.yaml -o json"""
     from orchestrator.config import load_continuum
     from orchestrator.kube.clusters import Clusters
+    from orchestrator.migration.dns import provider_from_config
     from orchestrator.migration.executor import locate
     from orchestrator.migration.journal import Journal
 
     cfg = load_continuum(config)
     cl = Clusters(cfg, timeout=5.0, retry_seconds=3.0)
+    dns = cache(lambda: provider_from_config(cfg.dns.model_dump()))
     pending = {r.service: r.id for r in Journal.read_only(cfg.state_dir).unfinished()}
     down: GreenwiseError | None = None  # a cluster that is not a reachable Kubernetes API
     for c in cfg.clusters:
@@ -36,9 +40,7 @@ def status(config: ConfigOpt = Path("continuum.yaml"), output: OutputOpt = Forma
         entry: dict[str, Any] = {"service": svc.key, "hostname": svc.hostname,
                                  "unfinished_migration": pending.get(svc.key)}
         try:
-            if down is not None:  # a service cannot be located without every cluster
-                raise down
-            p = locate(cl, svc)
+            p = locate(cl, svc, dns)
             entry.update(cluster=p.cluster, nodes=p.nodes, ready=p.ready, replicas=p.replicas)
         except GreenwiseError as e:
             entry.update(cluster=None, nodes=[], ready=0, replicas=0, error=str(e))

@@ -14,7 +14,7 @@ import tenacity
 import yaml
 
 from orchestrator.config import ClusterConfig, ContinuumConfig
-from orchestrator.errors import BadInput, OperationalError
+from orchestrator.errors import BadInput, OperationalError, Outage
 
 T = TypeVar("T")
 KINDS: dict[str, tuple[str, str]] = {  # kind -> (apiVersion, plural), all namespaced
@@ -33,7 +33,7 @@ class NamespaceTerminating(Exception):
     """Internal: the namespace exists but is being deleted; wait before creating in it."""
 
 
-class ClusterUnavailable(OperationalError):
+class ClusterUnavailable(Outage):
     """The cluster's API server could not be reached, or kept failing, after retries."""
 
 

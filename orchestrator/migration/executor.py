@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from functools import cached_property
+from functools import cached_property, partial
 from typing import NoReturn
 
 from orchestrator.config import ContinuumConfig
-from orchestrator.errors import GreenwiseError, OperationalError
+from orchestrator.errors import GreenwiseError, OperationalError, Outage
 from orchestrator.kube.clusters import Clusters
 from orchestrator.migration.context import MigrationContext, Reporter
 from orchestrator.migration.dns import DnsProvider, provider_from_config
@@ -24,6 +24,8 @@ from orchestrator.migration.journal import Journal, MigrationRecord
 from orchestrator.migration.plan import MigrationPlan, Target
 from orchestrator.migration.planner import Placement, locate, plan_migration
 from orchestrator.migration.steps import STEPS, Step
+
+RETRY_S = 1.0  # between tries of a step whose cluster or DNS server did not answer
 
 __all__ = ["Executor", "Failpoints", "MigrationFailed", "MigrationPlan", "Migrator", "Placement",
            "Reporter", "locate"]
@@ -104,7 +106,7 @@ class Executor:
         self.failpoints.begun(step.name)
         start = time.monotonic()
         ctx.report("start", step.name, step.describe(ctx.plan))
-        step.do(ctx, undo)
+        _ride_out(ctx, step.name, partial(step.do, ctx, undo))
         self.journal.mark(ctx.id, step.name, "done")
         ctx.report("done", step.name, f"{time.monotonic() - start:.2f}s")
         self.failpoints.done(step.name)
@@ -120,7 +122,7 @@ class Executor:
                 step = self.steps[record.name]
                 self.failpoints.undoing(step.name)
                 ctx.report("undo", step.name, step.describe(ctx.plan))
-                step.undo(ctx, record.undo)
+                _ride_out(ctx, step.name, partial(step.undo, ctx, record.undo))
                 self.journal.mark(ctx.id, step.name, "undone")
         except Exception as e:  # the journal keeps it rolling_back, for --resume; say so
             raise MigrationFailed(
@@ -130,6 +132,21 @@ class Executor:
         self.journal.set_state(ctx.id, "rolled_back", reason)
         raise MigrationFailed(f"{reason}; rolled back, the service stays on "
                               f"{ctx.plan.source_cluster}", rolled_back=True) from cause
+
+
+def _ride_out(ctx: MigrationContext, step: str, act: Callable[[], None]) -> None:
+    """Run a step's do (or undo) again while a cluster or DNS server does not answer, until the
+    step's timeout: steps are idempotent, so an outage shorter than that costs only time."""
+    deadline = time.monotonic() + ctx.timeout
+    while True:
+        try:
+            act()
+            return
+        except Outage as e:
+            if time.monotonic() >= deadline or ctx.interrupted():
+                raise
+            ctx.report("retry", step, f"{e}; trying again until {ctx.timeout:g}s after it began")
+            time.sleep(RETRY_S)
 
 
 class Migrator:

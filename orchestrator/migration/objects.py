@@ -148,6 +148,16 @@ def secret_digest(secret: Obj) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
+def label_owner(obj: Obj, owner: str | None) -> Obj:
+    """Mark `obj` as created by migration `owner`, or (None) as not a migration's."""
+    labels = obj["metadata"].setdefault("labels", {})
+    if owner:
+        labels[OWNER_LABEL] = owner
+    else:
+        labels.pop(OWNER_LABEL, None)
+    return obj
+
+
 def is_owned(obj: Obj | None) -> bool:
     """Created by a migration (any): greenwise-mc may replace or delete it."""
     return bool(obj) and OWNER_LABEL in ((obj.get("metadata") or {}).get("labels") or {})

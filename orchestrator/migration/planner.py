@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from orchestrator.config import ContinuumConfig, ManagedService
 from orchestrator.errors import BadInput
-from orchestrator.kube.clusters import Clusters, is_ready
+from orchestrator.kube.clusters import Cluster, Clusters, ClusterUnavailable, is_ready
 from orchestrator.migration import objects as O
 from orchestrator.migration.dns import DnsProvider
 from orchestrator.migration.nodes import check_node
@@ -23,20 +24,41 @@ class Placement:
     ready: int
 
 
-def locate(clusters: Clusters, svc: ManagedService) -> Placement:
-    """Where the service runs: the cluster whose Deployment has replicas and whose Service is
-    not a forwarder."""
-    found = []
-    for cluster in clusters:
-        dep = cluster.get("Deployment", svc.namespace, svc.deployment_name)
-        if not dep or not dep.get("spec", {}).get("replicas"):
-            continue
-        if O.is_forwarder(cluster.get("Service", svc.namespace, svc.name)):
-            continue
-        pods = running_pods(cluster, dep)
-        found.append(Placement(cluster.name, sorted({p["spec"].get("nodeName") or "?"
-                                                     for p in pods}),
-                               dep["spec"]["replicas"], sum(is_ready(p) for p in pods)))
+def placement_in(cluster: Cluster, svc: ManagedService) -> Placement | None:
+    """The service in this cluster: its Deployment with replicas, its Service no forwarder."""
+    dep = cluster.get("Deployment", svc.namespace, svc.deployment_name)
+    if not dep or not dep.get("spec", {}).get("replicas"):
+        return None
+    if O.is_forwarder(cluster.get("Service", svc.namespace, svc.name)):
+        return None
+    pods = running_pods(cluster, dep)
+    return Placement(cluster.name, sorted({p["spec"].get("nodeName") or "?" for p in pods}),
+                     dep["spec"]["replicas"], sum(is_ready(p) for p in pods))
+
+
+def locate(clusters: Clusters, svc: ManagedService,
+           dns: Callable[[], DnsProvider] | None = None) -> Placement:
+    """Where the service runs, asking every cluster at once. A cluster that does not answer
+    is passed over when the service runs in exactly one that does and its DNS record sends the
+    users there: the clusters are independent, one down holds up no move between the others."""
+    with ThreadPoolExecutor(max_workers=len(clusters.config.clusters)) as pool:
+        asked = [(c.name, pool.submit(placement_in, c, svc)) for c in clusters]
+    found, down = [], []
+    for name, answer in asked:
+        try:
+            if (p := answer.result()) is not None:
+                found.append(p)
+        except ClusterUnavailable as e:
+            down.append((name, e))
+    if down:
+        names = ", ".join(n for n, _ in down)
+        record = dns().get(svc.hostname) if dns is not None and len(found) == 1 else None
+        if record is not None and clusters[found[0].cluster].cfg.ingress_host in record.values:
+            return found[0]
+        if not found:
+            raise ClusterUnavailable(f"{svc.key} runs in none of the clusters that answer; "
+                                     f"{names} did not ({down[0][1]})")
+        raise down[0][1]
     if not found:
         raise BadInput(f"service {svc.key} runs in no cluster (no Deployment "
                        f"{svc.deployment_name} with replicas); deploy it first")
@@ -53,7 +75,7 @@ def plan_migration(config: ContinuumConfig, clusters: Clusters, service: str, to
     target = clusters[config.cluster(to.cluster).name]
     if config.dns.provider == "rfc2136":
         dns()  # a missing or malformed TSIG key is bad input: fail before acting
-    here = locate(clusters, svc)
+    here = locate(clusters, svc, dns)
     dep = clusters[here.cluster].get("Deployment", svc.namespace, svc.deployment_name)
     if dep is None:
         raise BadInput(f"Deployment {svc.namespace}/{svc.deployment_name} vanished from "

@@ -62,7 +62,9 @@ def as_prior(kind: str, obj: dict[str, Any] | None) -> dict[str, Any] | None:
     if obj is None:
         return None
     if kind == "Secret":
-        return {"kind": kind, "digest": O.secret_digest(obj)}
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        return {"kind": kind, "digest": O.secret_digest(obj), "metadata": {"labels": {
+            k: v for k, v in labels.items() if k == O.OWNER_LABEL}}}
     return O.portable(obj, kind, KINDS[kind][0])
 
 
@@ -131,10 +133,14 @@ class Copy(Step):
             obj = src.get(kind, ns, name)
             if obj is None:
                 raise OperationalError(f"source {kind} {ns}/{name} is missing")
-            if kind == "Secret" and entry["prior"] is not None and \
-                    entry["prior"]["digest"] == O.secret_digest(obj):
+            before = entry["prior"]
+            if kind == "Secret" and before is not None and \
+                    before["digest"] == O.secret_digest(obj):
                 continue  # the target holds it already, as it is
-            desired = O.portable(obj, kind, KINDS[kind][0], owner=ctx.id)
+            # Ours if this migration creates it (or an earlier one did); one found in the
+            # target stays found: its content is the service's, but it is never deleted.
+            desired = O.label_owner(O.portable(obj, kind, KINDS[kind][0]),
+                                    ctx.id if before is None or O.is_owned(before) else None)
             if kind == "Deployment":
                 O.pin_to_node(desired, ctx.plan.target.node)
             put(dst, desired)

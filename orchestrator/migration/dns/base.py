@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from orchestrator.errors import BadInput, GreenwiseError, OperationalError
+from orchestrator.errors import BadInput, GreenwiseError, OperationalError, Outage
 
 RTYPES = ("A", "CNAME")
 
@@ -33,7 +33,7 @@ class DnsAuthError(DnsError, BadInput):
     fix the key file or the account's rights, so it is bad input, not an outage."""
 
 
-class DnsUnavailable(DnsError, OperationalError):
+class DnsUnavailable(DnsError, Outage):
     """Transient: timeout, connection refused, SERVFAIL, 429 or 5xx. Retrying may succeed."""
 
 

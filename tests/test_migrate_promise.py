@@ -1,0 +1,246 @@
+"""Migrations that keep their promise when interrupted, run twice at once, or carry Secrets:
+`greenwise-mc migrate` on the lab's real clusters (issue: migrations keep their promise)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.kube.clusters import Clusters
+from orchestrator.migration.objects import OWNER_LABEL
+from orchestrator.migration.steps import INTER_STEPS
+from tests.lab.lab import Lab
+from tests.lab.workloads import wait_for
+from tests.test_migrate import (
+    Deployed,
+    assert_single_and_serving,
+    cli,
+    deploy,
+    load,
+    provider,
+    teardown,
+)
+
+pytestmark = pytest.mark.lab
+
+
+def journal_of(d: Deployed) -> Path:
+    return d.config.parent / "state" / "journal.sqlite"
+
+
+def begun(d: Deployed, step: str) -> bool:
+    journal = journal_of(d)
+    if not journal.exists():
+        return False
+    return sqlite3.connect(journal).execute(
+        "SELECT COUNT(*) FROM steps WHERE name=?", (step,)).fetchone()[0] > 0
+
+
+def migrate(d: Deployed, to: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "orchestrator", "migrate", d.key, "--to", to,
+                             "--config", str(d.config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def service(lab: Lab, tmp_path: Path):
+    d = deploy(lab, tmp_path)
+    try:
+        yield d
+    finally:
+        teardown(d)
+
+
+@pytest.mark.parametrize("to, step", [
+    *(("cloud", s) for s in INTER_STEPS if s != "delete_old"),  # that one ends at once
+    ("edge/edge1", "check"), ("edge/edge1", "rollout")])
+def test_sigint_finishes_or_rolls_back_then_exits_130(service: Deployed, to: str,
+                                                      step: str) -> None:
+    proc = migrate(service, to)
+    try:
+        wait_for(f"the {step} step", lambda: begun(service, step), timeout=90, every=0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    db = sqlite3.connect(journal_of(service))
+    [(state,)] = db.execute("SELECT state FROM migrations").fetchall()
+    commit = "dns" if to == "cloud" else "patch"
+    committed = db.execute("SELECT COUNT(*) FROM steps WHERE name=? AND state='done'",
+                           (commit,)).fetchone()[0] == 1
+    assert state == ("done" if committed else "rolled_back"), err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted ") and (
+        "the migration was finished" if committed else "rolled back") in last, err
+    if to == "cloud":
+        assert_single_and_serving(service, "cloud" if committed else "edge")
+    else:
+        assert_single_and_serving(service, "edge")
+        where = {p["spec"]["nodeName"] for p in Clusters(service.cfg())["edge"].list(
+            "Pod", service.ns, "app=resnet") if not p["metadata"].get("deletionTimestamp")}
+        assert where == ({"edge1"} if committed else {"edge0"})
+
+
+def test_a_second_migrate_of_the_same_service_says_who_migrates_it(service: Deployed) -> None:
+    first = migrate(service, "cloud")
+    try:
+        wait_for("the first migration's copy", lambda: begun(service, "wait_ready"),
+                 timeout=90, every=0.02)
+        second = cli("migrate", service.key, "--to", "fog", "--config", str(service.config))
+        assert second.returncode == 1, second.stderr
+        assert f"being migrated now by process {first.pid}" in second.stderr, second.stderr
+        assert "--resume" not in second.stderr
+        _, err = first.communicate(timeout=180)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, err
+    assert_single_and_serving(service, "cloud")
+
+
+def add_secret(d: Deployed, cluster: str, data: dict[str, str], owner: str | None = None) -> None:
+    labels = {OWNER_LABEL: owner} if owner else {}
+    Clusters(d.cfg())[cluster].create({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "resnet-token", "namespace": d.ns, "labels": labels},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}})
+
+
+def use_secret(d: Deployed) -> None:
+    """The Deployment reads the Secret into its environment (a rollout on edge)."""
+    edge = Clusters(d.cfg())["edge"]
+    edge.patch("Deployment", d.ns, "resnet", {"spec": {"template": {"spec": {"containers": [{
+        "name": "ml", "envFrom": [{"configMapRef": {"name": "resnet-settings"}},
+                                  {"secretRef": {"name": "resnet-token"}}]}]}}}})
+    wait_for("the rollout with the Secret", lambda: (dep := edge.get(
+        "Deployment", d.ns, "resnet")) and dep["status"].get("updatedReplicas") == 1
+        and dep["status"].get("replicas") == 1 and dep["status"].get("availableReplicas") == 1,
+        timeout=60)
+
+
+def objects(d: Deployed, cluster: str, kind: str) -> dict[str, str | None]:
+    return {o["metadata"]["name"]: (o["metadata"].get("labels") or {}).get(OWNER_LABEL)
+            for o in Clusters(d.cfg())[cluster].list(kind, d.ns)}
+
+
+def test_secrets_travel_but_the_journal_never_holds_them(service: Deployed) -> None:
+    token = "s3cr3t-token-value"
+    add_secret(service, "edge", {"TOKEN": token})
+    use_secret(service)
+    for to in ("cloud", "edge"):  # out and back: the return finds cloud's copies in edge
+        r = cli("migrate", service.key, "--to", to, "--config", str(service.config))
+        assert r.returncode == 0, r.stderr
+    assert_single_and_serving(service, "edge", pristine=False)
+    encoded = base64.b64encode(token.encode()).decode()
+    state = journal_of(service).parent
+    for f in state.iterdir():
+        content = f.read_bytes()
+        assert encoded.encode() not in content and token.encode() not in content, f
+        assert b"managedFields" not in content, f
+    # Found objects stay where they were found; the copies a migration made are deleted when
+    # the service leaves the cluster they were copied to.
+    assert objects(service, "edge", "Secret") == {"resnet-token": None}
+    assert objects(service, "edge", "ConfigMap") == {"resnet-settings": None}
+    assert objects(service, "cloud", "Secret") == {}
+    assert objects(service, "cloud", "ConfigMap") == {}
+
+
+def test_a_foreign_secret_in_the_target_is_refused_before_anything_changes(
+        service: Deployed) -> None:
+    add_secret(service, "edge", {"TOKEN": "ours"})
+    use_secret(service)
+    Clusters(service.cfg())["cloud"].ensure_namespace(service.ns, {})
+    add_secret(service, "cloud", {"TOKEN": "someone else's"})
+    r = cli("migrate", service.key, "--to", "cloud", "--config", str(service.config))
+    assert r.returncode == 2, r.stderr
+    assert "different Secret" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert objects(service, "cloud", "Deployment") == {}
+    assert_single_and_serving(service, "edge", pristine=False)
+    # An earlier visit's copy (a migration's label) is ours to replace.
+    Clusters(service.cfg())["cloud"].delete("Secret", service.ns, "resnet-token")
+    add_secret(service, "cloud", {"TOKEN": "stale"}, owner="an-earlier-migration")
+    r = cli("migrate", service.key, "--to", "cloud", "--config", str(service.config))
+    assert r.returncode == 0, r.stderr
+    secret = Clusters(service.cfg())["cloud"].get("Secret", service.ns, "resnet-token")
+    assert base64.b64decode(secret["data"]["TOKEN"]).decode() == "ours"
+
+
+@pytest.mark.parametrize("hops", [("cloud", "edge"), ("cloud", "fog", "edge")])
+def test_return_hops_under_load_lose_nothing(service: Deployed, hops: tuple[str, ...]) -> None:
+    """Out and back (the target still holds the forwarder and the route of an earlier visit),
+    under 50 req/s through bind9 and the ingresses."""
+    handle = load(service, rate=50, duration=240)
+    try:
+        time.sleep(1)
+        for to in hops:
+            r = cli("migrate", service.key, "--to", to, "--config", str(service.config))
+            assert r.returncode == 0, r.stderr
+            hop_at = time.time() - handle.started_at
+            time.sleep(1)
+    finally:
+        handle.stop()
+    report = handle.result()
+    failed = [(x.t, x.address, x.outcome) for x in report.samples if x.outcome != "ok"]
+    assert report.sent > 100 and failed == [], (hop_at, failed[:20], report.failures)
+    assert_single_and_serving(service, hops[-1], pristine=False)
+
+
+def test_an_apiserver_frozen_40s_mid_step_is_ridden_out(lab: Lab, tmp_path: Path) -> None:
+    """The target's API server stops answering for 40 s while the copy becomes Ready: shorter
+    than the step's timeout (120 s), so the migration waits and finishes."""
+    d = deploy(lab, tmp_path, api_timeout_s=2.0, api_retry_s=4.0)
+    apiserver = next(p for p in lab.procs() if p.name == "cloud-apiserver")
+    proc = migrate(d, "cloud")
+    try:
+        wait_for("the wait_ready step", lambda: begun(d, "wait_ready"), timeout=90, every=0.02)
+        os.kill(apiserver.pid, signal.SIGSTOP)
+        time.sleep(40)
+        os.kill(apiserver.pid, signal.SIGCONT)
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+        assert "trying again" in err, err
+        assert_single_and_serving(d, "cloud")
+    finally:
+        os.kill(apiserver.pid, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+        teardown(d)
+
+
+def test_a_cluster_down_holds_up_no_move_between_the_others(service: Deployed,
+                                                             tmp_path: Path) -> None:
+    """fog's API server does not answer: moves within edge and from edge to cloud go on (DNS
+    says where the users are), and `status` still shows where the service runs."""
+    doc = yaml.safe_load(service.config.read_text())
+    fog = next(c for c in doc["clusters"] if c["name"] == "fog")
+    kc = yaml.safe_load(Path(fog["kubeconfig"]).read_text())
+    kc["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
+    dead = tmp_path / "fog-dead.kubeconfig"
+    dead.write_text(yaml.safe_dump(kc))
+    fog["kubeconfig"] = str(dead)
+    doc["api_retry_s"] = 1.0
+    config = tmp_path / "fog-down.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    for to in ("edge/edge1", "cloud"):
+        r = cli("migrate", service.key, "--to", to, "--config", str(config))
+        assert r.returncode == 0, r.stderr
+    assert_single_and_serving(service, "cloud")
+    r = cli("status", "--config", str(config), "-o", "json")
+    assert r.returncode == 1 and "fog" in r.stderr, r.stderr
+    [s] = yaml.safe_load(r.stdout)["services"]
+    assert s["cluster"] == "cloud" and s["ready"] == 1, s
+    # Where DNS does not settle it, a cluster down means the service cannot be located.
+    provider(service).replace(service.hostname, "A", ("127.0.0.99",), 2)
+    r = cli("migrate", service.key, "--to", "edge/edge0", "--config", str(config))
+    assert r.returncode == 1 and "fog" in r.stderr and "unreachable" in r.stderr, r.stderr
