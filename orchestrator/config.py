@@ -247,6 +247,9 @@ class ClusterConfig(_Strict):
     kubeconfig: Path | None = None  # default: $KUBECONFIG, then ~/.kube/config
     context: str | None = None  # default: a context named like the cluster
     ingress: str = Field(pattern=r"^[^:\s]+:\d+$")  # host:port of its ingress (Traefik web)
+    # Traefik applies a changed Service or route at most every providersThrottleDuration (its
+    # default: 2 s); a migration waits this long where it cannot see the change applied.
+    ingress_reload_s: float = Field(default=2.0, ge=0)
     prometheus: str | None = None
     hosts: tuple[HostProfile, ...] = Field(min_length=1)
 

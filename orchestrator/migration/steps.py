@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from orchestrator.config import ManagedService
 from orchestrator.errors import BadInput, OperationalError
 from orchestrator.kube.clusters import KINDS, Cluster, is_ready
 from orchestrator.migration import objects as O
@@ -134,6 +135,8 @@ class Copy(Step):
             if obj is None:
                 raise OperationalError(f"source {kind} {ns}/{name} is missing")
             before = entry["prior"]
+            if kind == "Service" and O.is_forwarder(before):
+                continue  # an earlier visit's forwarder forwards until the copy is Ready: Route
             if kind == "Secret" and before is not None and \
                     before["digest"] == O.secret_digest(obj):
                 continue  # the target holds it already, as it is
@@ -183,26 +186,48 @@ class WaitReady(Step):
 
 class Route(Step):
     name = "route"
-    description = "create the Traefik IngressRoute in the target"
+    description = ("route the target's ingress to the copy (the Traefik IngressRoute; an earlier "
+                   "visit's forwarder turned back into the Service)")
 
     def describe(self, plan: MigrationPlan) -> str:
-        return f"create the Traefik IngressRoute in {plan.target.cluster}"
+        return (f"route {plan.target.cluster}'s ingress to the copy (the Traefik IngressRoute; "
+                "an earlier visit's forwarder turned back into the Service)")
 
     def capture_undo(self, ctx: MigrationContext) -> Undo:
         return capture_objects(ctx.target, ctx.service.namespace,
-                               [("IngressRoute", ctx.service.name)])
+                               [("Service", ctx.service.name), ("IngressRoute", ctx.service.name)])
 
     def do(self, ctx: MigrationContext, undo: Undo) -> None:
-        dst, svc = ctx.clusters[undo["cluster"]], ctx.service
-        if not O.routes_host(dst.get("IngressRoute", svc.namespace, svc.name), svc.hostname,
-                             svc.name):  # else the route is there (the service lived here)
-            service = dst.get("Service", svc.namespace, svc.name) or {}
+        dst, svc, ns = ctx.clusters[undo["cluster"]], ctx.service, ctx.service.namespace
+        forwarder = dst.get("Service", ns, svc.name)
+        returned = O.is_forwarder(forwarder)  # the service lived here: its forwarder is left
+        real = O.portable(ctx.source.get("Service", ns, svc.name) or {}, "Service", "v1")
+        if returned and forwarder is not None:
+            if not real.get("spec"):
+                raise OperationalError(f"source Service {ns}/{svc.name} is missing")
+            # Still forwarding, it gets the copy's selector: the endpoints controller lists the
+            # copy's pods, so Traefik finds them (not the pods it knew last) once it serves here.
+            staged = O.portable(forwarder, "Service", "v1")
+            staged["spec"].update(selector=real["spec"].get("selector"),
+                                  ports=real["spec"].get("ports"))
+            put(dst, staged)
+        ctx.wait(f"Service {ns}/{svc.name} in {dst.name} to list the copy's pods",
+                 lambda: lists_only_the_copy(dst, svc), interruptible=True)
+        if returned:
+            put(dst, O.label_owner(real, ctx.id))
+        if not O.routes_host(dst.get("IngressRoute", ns, svc.name), svc.hostname, svc.name):
+            service = dst.get("Service", ns, svc.name) or {}
             port = (service.get("spec", {}).get("ports") or [{"port": 80}])[0]["port"]
-            put(dst, O.ingress_route(svc.namespace, svc.name, svc.hostname, port, ctx.id))
+            put(dst, O.ingress_route(ns, svc.name, svc.hostname, port, ctx.id))
         # Make before break: DNS may only move once the target's ingress serves the name.
         ingress = dst.cfg.ingress
         ctx.wait(f"{svc.hostname} routed by {dst.name}'s ingress {ingress}",
                  lambda: route_live(ingress, svc.hostname, svc.probe_path), interruptible=True)
+        if returned:
+            # The ingress answered before too, through the forwarder; Traefik applies a changed
+            # Service only after its providers' throttle. Until then it may still forward to
+            # the source, which forwards back here once its own forwarder is in place.
+            time.sleep(dst.cfg.ingress_reload_s)
 
     def undo(self, ctx: MigrationContext, undo: Undo) -> None:
         restore_objects(ctx, undo)
@@ -375,6 +400,17 @@ def running_pods(cluster: Cluster, deployment: dict[str, Any]) -> list[dict[str,
                         deployment["spec"]["selector"].get("matchLabels", {}).items())
     return [p for p in cluster.list("Pod", deployment["metadata"]["namespace"], selector)
             if not p["metadata"].get("deletionTimestamp")]
+
+
+def lists_only_the_copy(cluster: Cluster, svc: ManagedService) -> bool:
+    """The Service's Endpoints list ready pods of the copy, and nothing else: while the Service
+    forwarded (no selector) no controller kept them, so they may still name pods long gone."""
+    endpoints = cluster.get("Endpoints", svc.namespace, svc.name) or {}
+    listed = {a.get("ip") for s in endpoints.get("subsets") or [] for a in s.get("addresses") or []}
+    dep = cluster.get("Deployment", svc.namespace, svc.deployment_name)
+    ready = {p.get("status", {}).get("podIP") for p in running_pods(cluster, dep)
+             if is_ready(p)} if dep else set()
+    return bool(listed) and listed <= ready
 
 
 def rolled_out(dep: dict[str, Any] | None) -> bool:

@@ -140,6 +140,11 @@ class IdleLoad:
         return cls(**given)
 
 
+def api_ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
 def is_idle_image(image: str) -> bool:
     return image.split("@", 1)[0].rsplit(":", 1)[0] == IDLE_IMAGE
 
@@ -193,6 +198,7 @@ class Pod:
     spec: dict[str, Any]
     containers: list[Container]
     ready: bool = False
+    posted: bool | None = None  # the Ready state the API has from us (None: to post again)
     terminating: bool = False
     started_at: str = field(default_factory=now)
     load: IdleLoad | None = None  # an idle-image pod: no process, synthetic metrics
@@ -290,6 +296,10 @@ class Kubelet:
                                         {"status": self.node_status(n)})
             except (KubeError, httpx.HTTPError) as e:
                 log.warning("heartbeat failed: %s", e)
+            with self.lock:
+                pods = list(self.pods.values())
+            for pod in pods:
+                self.sync_status(pod)
 
     # -- pods ---------------------------------------------------------------------------------
 
@@ -340,7 +350,11 @@ class Kubelet:
                 threading.Thread(target=self.terminate, args=(pod, float(grace)),
                                  daemon=True).start()
             return
-        if pod is None and obj.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+        if pod is not None:
+            if api_ready(obj) != pod.posted:
+                pod.posted = None  # changed by someone else: the next sync posts ours
+            return
+        if obj.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
             pod = self.admit(obj)
             threading.Thread(target=self.run_pod, args=(pod,), daemon=True).start()
 
@@ -426,11 +440,11 @@ class Kubelet:
                 for c in pod.containers:
                     c.started_at = pod.started_at
                 pod.ready = True
-                self.post_status(pod)
+                self.sync_status(pod)  # and from the heartbeat on
                 return
             for c in pod.containers:
                 self.start_container(pod, c)
-            self.post_status(pod)
+            self.sync_status(pod)
             while not pod.terminating and not self.stopping.is_set():
                 with pod.lock:
                     if pod.terminating:
@@ -442,12 +456,10 @@ class Kubelet:
                     pod.ready = False
                     self.post_status(pod, phase)
                     return
-                ready = all(c.proc is not None and c.proc.poll() is None for c in
-                            pod.containers) and self.probe(pod)
-                if ready != pod.ready:
-                    pod.ready = ready
-                    self.post_status(pod)
-                time.sleep(0.05 if not ready else 0.5)
+                pod.ready = all(c.proc is not None and c.proc.poll() is None for c in
+                                pod.containers) and self.probe(pod)
+                self.sync_status(pod)
+                time.sleep(0.05 if not pod.ready else 0.5)
         except (KubeError, httpx.HTTPError) as e:
             log.warning("pod %s/%s: %s", pod.namespace, pod.name, e)
 
@@ -501,6 +513,19 @@ class Kubelet:
                 except OSError:
                     return False
         return True
+
+    def sync_status(self, pod: Pod) -> None:
+        """Post the pod's Ready state when the API does not have it, as a kubelet's status
+        manager does: also after a failed post (the API server not answering) and after the
+        node controller marked the pods of a node that missed its heartbeats NotReady."""
+        if pod.posted == pod.ready or pod.terminating:
+            return
+        try:
+            self.post_status(pod)
+            pod.posted = pod.ready
+        except (KubeError, httpx.HTTPError) as e:
+            log.warning("pod %s/%s: status not posted, again later: %s", pod.namespace,
+                        pod.name, e)
 
     def post_status(self, pod: Pod, phase: str = "Running") -> None:
         t = now()

@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 CRDS = REPO / "traefik" / "crds.yaml"
 ZONE = "continuum.test."
+TRAEFIK_THROTTLE_S = 0.5  # Traefik's providersThrottleDuration here (its default: 2 s)
 # (web, admin) port pairs tried in turn on every cluster's ingress address; admin serves
 # Traefik's /ping and /metrics. (Not 9100: a system node-exporter may hold *:9100.)
 INGRESS_PORTS = ((8080, 9180), (18080, 19180), (28080, 29180))
@@ -299,7 +300,7 @@ class Lab:
             "log": {"level": "INFO", "noColor": True},
             "providers": {
                 # Short, so a terminating pod leaves the routing table quickly.
-                "providersThrottleDuration": "500ms",
+                "providersThrottleDuration": f"{TRAEFIK_THROTTLE_S}s",
                 "kubernetesCRD": {"endpoint": c.server, "token": c.token(),
                                   "certAuthFilePath": str(c.ca_file),
                                   "allowExternalNameServices": True,
@@ -369,6 +370,7 @@ def continuum(info: dict[str, Any]) -> dict[str, Any]:
         spec: ClusterSpec = by_name[name]
         clusters.append({"name": name, "tier": spec.tier, "kubeconfig": c["kubeconfig"],
                          "context": name, "ingress": c["ingress"], "prometheus": c["prometheus"],
+                         "ingress_reload_s": TRAEFIK_THROTTLE_S,
                          "hosts": [h.profile() for h in spec.hosts]})
     d = info["dns"]
     return {
