@@ -1,7 +1,8 @@
-"""Migration timings on the lab (issue 4): time per step and end to end for an intra-cluster
-move and an inter-cluster migration, the orchestrator's own overhead (time not spent waiting
-for pods, DNS TTL or drain), failed requests under 100 req/s, and how long after the DNS change
-the traffic was fully on the target.
+"""Migration timings on the lab: time per step and end to end for an intra-cluster move and an
+inter-cluster migration, each as a first hop and as a return hop (back to where the service was:
+the target still holds its forwarder and route), the orchestrator's own overhead (time not
+spent waiting for pods, Traefik, DNS TTL or drain), failed requests under 100 req/s, and how
+long after the DNS change the traffic was fully on the target.
 
     python -m bench.migrate_bench [--rounds 3]       # uses $GREENWISE_LAB_DIR or starts a lab
 """
@@ -25,28 +26,32 @@ from tests.test_migrate import deploy, load, teardown
 WAITS = {"wait_ready", "route", "drain", "rollout"}
 
 
-def one(lab: Lab, to: str, tmp: Path) -> dict[str, float]:
+def one(lab: Lab, hops: list[str], tmp: Path) -> dict[str, float]:
+    """The hops in turn under 100 req/s; timings of the last (a return hop when it goes back),
+    failed requests over all of them."""
     d = deploy(lab, tmp)
     try:
         m = Migrator(load_continuum(d.config))
-        handle = load(d, rate=100, duration=120)
+        handle = load(d, rate=100, duration=240)
         time.sleep(1)
-        t0 = time.monotonic()
-        rec = m.execute(m.plan(d.key, to))
-        total = time.monotonic() - t0
-        time.sleep(1)
+        for to in hops:
+            hop_started = time.time() - handle.started_at
+            t0 = time.monotonic()
+            rec = m.execute(m.plan(d.key, to))
+            total = time.monotonic() - t0
+            time.sleep(1)
         handle.stop()
         report = handle.result()
         steps = {s.name: (s.ended or s.began) - s.began for s in rec.steps}
-        cloud_dns = [t for t, a in report.dns_changes[1:]]
-        last_old = max((x.t for x in report.samples
-                        if x.backend and not x.backend.startswith(to.split("/")[0] + "/")),
-                       default=0.0)
+        target = hops[-1].split("/")[0]
+        dns_moves = [t for t, _ in report.dns_changes[1:] if t >= hop_started]
+        last_old = max((x.t for x in report.samples if x.t >= hop_started and x.backend
+                        and not x.backend.startswith(target + "/")), default=0.0)
         out = {**steps, "total": total,
                "overhead": total - sum(v for k, v in steps.items() if k in WAITS),
                "failed": float(report.failed), "sent": float(report.sent)}
-        if cloud_dns:
-            out["old_after_dns_s"] = max(0.0, last_old - cloud_dns[0])
+        if dns_moves and len(hops[-1].split("/")) == 1:
+            out["old_after_dns_s"] = max(0.0, last_old - dns_moves[0])
         return out
     finally:
         teardown(d)
@@ -63,10 +68,13 @@ def main() -> None:
         lab = Lab(tempfile.mkdtemp(prefix="greenwise-lab-"))
         lab.up(quiet=True)
     try:
-        for kind, to in (("intra-cluster edge0 -> edge1", "edge/edge1"),
-                         ("inter-cluster edge -> cloud", "cloud")):
-            runs = [one(lab, to, Path(tempfile.mkdtemp())) for _ in range(args.rounds)]
-            print(f"\n== {kind}: {args.rounds} rounds, 100 req/s during each")
+        for kind, hops in (("intra-cluster edge0 -> edge1", ["edge/edge1"]),
+                           ("intra-cluster return edge1 -> edge0", ["edge/edge1", "edge/edge0"]),
+                           ("inter-cluster edge -> cloud", ["cloud"]),
+                           ("inter-cluster return hop cloud -> edge", ["cloud", "edge"])):
+            runs = [one(lab, hops, Path(tempfile.mkdtemp())) for _ in range(args.rounds)]
+            print(f"\n== {kind}: {args.rounds} rounds, 100 req/s during each (failed, sent: "
+                  "over all its hops; the rest: the last hop)")
             for key in runs[0]:
                 vals = [r[key] for r in runs if key in r]
                 if key in ("failed", "sent"):
