@@ -273,6 +273,9 @@ class ManagedService(_Strict):
     # Asked through the target's ingress before DNS moves, to know its route is live
     # (TorchServe's health endpoint by default).
     probe_path: str = Field(default="/ping", pattern=r"^/")
+    # Take over a hostname that greenwise-mc does not own (no ownership TXT record of its
+    # owner_id): without it a migration refuses such a name.
+    adopt_dns: bool = False
 
     @property
     def key(self) -> str:
@@ -290,6 +293,7 @@ class Rfc2136Config(_Strict):
     zone: str
     tsig_key_file: Path
     ttl: int = Field(default=30, gt=0)
+    owner_id: str = Field(default="greenwise-mc", pattern=r"^[\w.-]+$")  # in ownership records
 
 
 class CloudDnsConfig(_Strict):
@@ -300,6 +304,7 @@ class CloudDnsConfig(_Strict):
     credentials_file: Path | None = None
     api_endpoint: str | None = None  # a private or test endpoint instead of Google's
     ttl: int = Field(default=30, gt=0)
+    owner_id: str = Field(default="greenwise-mc", pattern=r"^[\w.-]+$")  # in ownership records
 
 
 class PrometheusConfig(_Strict):

@@ -361,3 +361,20 @@ def test_provider_from_config_builds_a_working_cloud_dns_provider(endpoint: str)
     assert rrsets(endpoint)[(HOST, "A")] == (30, ["127.0.1.1"])
     with pytest.raises(DnsError, match=r"unknown setting\(s\) port for"):
         provider_from_config({**cfg, "port": 53})
+
+
+def test_txt_records_round_trip_quoted_as_the_api_holds_them(dnsp: CloudDnsProvider,
+                                                             endpoint: str) -> None:
+    """The ownership record (registry.py): rrdatas quoted as Cloud DNS keeps TXT data; a replace
+    deletes the exact old set; an empty set deletes it."""
+    name = "greenwise-owner." + HOST
+    assert dnsp.get_txt(name) is None
+    dnsp.replace_txt(name, ['heritage=greenwise-mc,greenwise-mc/owner=a', 'say "hi"'], 30)
+    assert rrsets(endpoint)[(name, "TXT")] == (
+        30, ['"heritage=greenwise-mc,greenwise-mc/owner=a"', '"say \\"hi\\""'])
+    assert dnsp.get_txt(name) == ('heritage=greenwise-mc,greenwise-mc/owner=a', 'say "hi"')
+    dnsp.replace_txt(name, ["b"], 30)
+    assert changes(endpoint)[-1]["deletions"] == [(name, "TXT", 30, [
+        '"heritage=greenwise-mc,greenwise-mc/owner=a"', '"say \\"hi\\""'])]
+    dnsp.replace_txt(name, [], 30)
+    assert dnsp.get_txt(name) is None and (name, "TXT") not in rrsets(endpoint)

@@ -333,3 +333,20 @@ def test_provider_from_config_builds_a_working_rfc2136_provider(bind9: Bind9Info
 def test_provider_from_config_errors(cfg: dict, problem: str) -> None:
     with pytest.raises(DnsError, match=problem):
         provider_from_config(cfg)
+
+
+def test_txt_records_beside_a_cname_round_trip(dnsp: Rfc2136Provider, bind9: Bind9Info) -> None:
+    """The ownership record (registry.py): a TXT set of its own name, beside a CNAME'd name,
+    with quotes and commas kept; replaced whole, and deleted by an empty set."""
+    dnsp.replace("svc", "CNAME", ["lb.cloud.example."], 2)
+    name = "greenwise-owner." + HOST
+    assert dnsp.get_txt(name) is None
+    dnsp.replace_txt(name, ['heritage=greenwise-mc,greenwise-mc/owner=a', 'say "hi"'], 2)
+    assert dnsp.get_txt(name) == ('heritage=greenwise-mc,greenwise-mc/owner=a', 'say "hi"')
+    answer = resolver(bind9.server, bind9.port).resolve(name, "TXT")
+    assert sorted(b"".join(r.strings).decode() for r in answer)[1] == 'say "hi"'
+    dnsp.replace_txt(name, ["b"], 2)
+    assert dnsp.get_txt(name) == ("b",)
+    dnsp.replace_txt(name, [], 2)
+    assert dnsp.get_txt(name) is None
+    assert dnsp.get("svc") == Record(HOST, "CNAME", ("lb.cloud.example.",), 2)

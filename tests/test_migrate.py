@@ -20,6 +20,7 @@ import yaml
 from orchestrator.config import load_continuum
 from orchestrator.kube.clusters import Clusters
 from orchestrator.migration.dns import CloudDnsProvider, Rfc2136Provider
+from orchestrator.migration.dns.registry import claim, release
 from orchestrator.migration.objects import OWNER_LABEL
 from orchestrator.migration.planner import locate
 from orchestrator.migration.steps import INTER_STEPS
@@ -117,6 +118,7 @@ def deploy(lab: Lab, tmp_path: Path, node: str = "edge0",
         cluster.create(obj)
     dns = provider(d)
     dns.replace(hostname, "A", (edge["ingress"].rsplit(":", 1)[0],), 2)
+    claim(dns, hostname, d.cfg().dns.owner_id, d.key, 2)  # the name is greenwise-mc's
     wait_for("the service to answer through DNS", lambda: serves(d), timeout=60)
     return d
 
@@ -194,6 +196,7 @@ def teardown(d: Deployed) -> None:
             for o in c.list(kind, d.ns):
                 c.delete(kind, d.ns, o["metadata"]["name"])
     provider(d).delete(d.hostname)
+    release(provider(d), d.hostname)
 
 
 @pytest.fixture
@@ -419,6 +422,7 @@ def test_inter_cluster_migration_with_google_cloud_dns(service: Deployed, tmp_pa
         gdns = CloudDnsProvider("greenwise-lab", "continuum", zone, api_endpoint=endpoint)
         edge, cloud = (load_continuum(config).cluster(c) for c in ("edge", "cloud"))
         gdns.replace(service.hostname, "A", (edge.ingress_host,), 2)
+        claim(gdns, service.hostname, "greenwise-mc", service.key, 2)
         r = cli("migrate", service.key, "--to", "cloud", "--config", str(config), "-o", "json")
         assert r.returncode == 0, r.stderr
         record = gdns.get(service.hostname)

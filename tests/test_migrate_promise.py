@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from orchestrator.kube.clusters import Clusters
+from orchestrator.migration.dns.registry import owner_in, registry_name, release
 from orchestrator.migration.objects import OWNER_LABEL
 from orchestrator.migration.steps import INTER_STEPS
 from tests.lab.lab import Lab
@@ -283,3 +284,33 @@ def test_a_cluster_down_holds_up_no_move_between_the_others(service: Deployed,
     provider(service).replace(service.hostname, "A", ("127.0.0.99",), 2)
     r = cli("migrate", service.key, "--to", "edge/edge0", "--config", str(config))
     assert r.returncode == 1 and "fog" in r.stderr and "unreachable" in r.stderr, r.stderr
+
+
+def test_dns_values_and_names_that_are_not_ours(service: Deployed, tmp_path: Path) -> None:
+    """A value no cluster serves stays on the name; a name greenwise-mc does not own is refused
+    (the dry run too) unless the service says to adopt it, and then it says so."""
+    cfg = service.cfg()
+    edge, cloud = cfg.cluster("edge").ingress_host, cfg.cluster("cloud").ingress_host
+    dns = provider(service)
+    dns.replace(service.hostname, "A", (edge, "127.0.0.99"), 2)
+    r = cli("migrate", service.key, "--to", "cloud", "--config", str(service.config))
+    assert r.returncode == 0, r.stderr
+    assert dns.get(service.hostname).values == tuple(sorted((cloud, "127.0.0.99")))
+    # Someone else's name: no ownership record of ours.
+    release(dns, service.hostname)
+    for extra in (["--dry-run"], []):
+        r = cli("migrate", service.key, "--to", "edge", *extra, "--config", str(service.config))
+        assert r.returncode == 2 and "does not own it" in r.stderr, r.stderr
+        assert "adopt_dns" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert dns.get(service.hostname).values == tuple(sorted((cloud, "127.0.0.99")))
+    doc = yaml.safe_load(service.config.read_text())
+    doc["services"][0]["adopt_dns"] = True
+    adopt = tmp_path / "adopt.yaml"
+    adopt.write_text(yaml.safe_dump(doc))
+    r = cli("migrate", service.key, "--to", "edge", "--dry-run", "-o", "yaml", "--config",
+            str(adopt))
+    assert r.returncode == 0 and "adopted" in r.stdout, r.stdout + r.stderr
+    r = cli("migrate", service.key, "--to", "edge", "--config", str(adopt))
+    assert r.returncode == 0 and "adopting" in r.stderr, r.stderr
+    assert dns.get(service.hostname).values == tuple(sorted((edge, "127.0.0.99")))
+    assert owner_in(dns.get_txt(registry_name(service.hostname))) == cfg.dns.owner_id

@@ -24,7 +24,8 @@ from orchestrator.errors import BadInput, Interrupted, OperationalError
 from orchestrator.output import Format, emit, err_console, table
 
 MARKS = {"start": ("…", ""), "done": ("✓", "green"), "undo": ("↶", "yellow"),
-         "fail": ("✗", "red"), "resume": ("↻", ""), "retry": ("…", "yellow")}
+         "fail": ("✗", "red"), "resume": ("↻", ""), "retry": ("…", "yellow"),
+         "note": ("!", "yellow")}
 
 
 def migrate(

@@ -13,7 +13,7 @@ from orchestrator.kube.clusters import Cluster, Clusters
 from orchestrator.migration.dns import DnsProvider
 from orchestrator.migration.plan import MigrationPlan
 
-# (event: start|done|retry|undo|fail|resume, step, detail)
+# (event: start|done|retry|note|undo|fail|resume, step, detail)
 Reporter = Callable[[str, str, str], None]
 POLL_S = 0.2
 

@@ -11,9 +11,16 @@ from orchestrator.errors import BadInput
 from orchestrator.kube.clusters import Cluster, Clusters, ClusterUnavailable, is_ready
 from orchestrator.migration import objects as O
 from orchestrator.migration.dns import DnsProvider
+from orchestrator.migration.dns import registry as R
 from orchestrator.migration.nodes import check_node
 from orchestrator.migration.plan import MigrationPlan, Target
-from orchestrator.migration.steps import INTER_STEPS, INTRA_STEPS, running_pods, secret_copyable
+from orchestrator.migration.steps import (
+    INTER_STEPS,
+    INTRA_STEPS,
+    record_type,
+    running_pods,
+    secret_copyable,
+)
 
 
 @dataclass
@@ -105,6 +112,11 @@ def plan_migration(config: ContinuumConfig, clusters: Clusters, service: str, to
     for secret in sorted(secrets):
         secret_copyable(clusters[here.cluster], target, ns, secret)
     ingress = target.cfg.ingress_host
+    record = dns().get(svc.hostname)
+    adopting = R.may_change(svc.hostname, record, dns().get_txt(R.registry_name(svc.hostname)),
+                            config.dns.owner_id, svc.adopt_dns)
+    rtype, values = R.desired(record, ingress, {c.ingress_host for c in config.clusters},
+                              record_type(ingress))
     return MigrationPlan(
         svc.key, "inter", here.cluster, tuple(here.nodes), to, INTER_STEPS,
         creates=(f"{target.name}: Deployment {ns}/{depname}",
@@ -112,7 +124,9 @@ def plan_migration(config: ContinuumConfig, clusters: Clusters, service: str, to
                  *(f"{target.name}: ConfigMap {ns}/{c}" for c in sorted(cms)),
                  *(f"{target.name}: Secret {ns}/{s}" for s in sorted(secrets)),
                  f"{target.name}: IngressRoute {ns}/{name} Host({svc.hostname})"),
-        changes=(f"DNS {svc.hostname} -> {ingress} ({config.dns.provider})",
+        changes=(f"DNS {svc.hostname} ({config.dns.provider}): {R.describe(record)} -> "
+                 f"{rtype} {' '.join(values)}"
+                 + (" (adopted: greenwise-mc did not own it)" if adopting else ""),
                  f"{here.cluster}: Service {ns}/{name} -> ExternalName {ingress}"),
         deletes=(f"{here.cluster}: Deployment {ns}/{depname}",
                  *(f"{here.cluster}: {kind} {ns}/{n} (copied there by a migration)"

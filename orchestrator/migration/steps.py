@@ -22,6 +22,8 @@ from orchestrator.errors import BadInput, OperationalError
 from orchestrator.kube.clusters import KINDS, Cluster, is_ready
 from orchestrator.migration import objects as O
 from orchestrator.migration.context import MigrationContext
+from orchestrator.migration.dns import registry as R
+from orchestrator.migration.dns.base import Record, make_record
 from orchestrator.migration.nodes import check_node
 from orchestrator.migration.plan import INTER_STEPS, INTRA_STEPS, MigrationPlan
 
@@ -243,19 +245,54 @@ class Dns(Step):
 
     def capture_undo(self, ctx: MigrationContext) -> Undo:
         prior = ctx.dns.get(ctx.service.hostname)
-        return {"prior": None if prior is None else asdict(prior)}
+        registry = ctx.dns.get_txt(R.registry_name(ctx.service.hostname))
+        return {"prior": None if prior is None else asdict(prior),
+                "registry": None if registry is None else list(registry)}
 
     def do(self, ctx: MigrationContext, undo: Undo) -> None:
-        host = ctx.target.cfg.ingress_host
-        ctx.dns.replace(ctx.service.hostname, record_type(host), (host,), ctx.config.dns.ttl)
+        svc, cfg = ctx.service, ctx.config.dns
+        prior, registry = _record(undo["prior"]), _registry(undo)
+        if R.may_change(svc.hostname, prior, registry, cfg.owner_id, svc.adopt_dns):
+            ctx.report("note", self.name, f"adopting {svc.hostname} ({R.describe(prior)}): "
+                                          "greenwise-mc did not own it (adopt_dns)")
+        if R.owner_in(registry) != cfg.owner_id:
+            R.claim(ctx.dns, svc.hostname, cfg.owner_id, svc.key, cfg.ttl)
+        ctx.dns.replace(svc.hostname, *self.wanted(ctx, prior), cfg.ttl)
 
     def undo(self, ctx: MigrationContext, undo: Undo) -> None:
-        prior = undo["prior"]
-        if prior is None:
-            ctx.dns.delete(ctx.service.hostname)
-        else:
-            ctx.dns.replace(ctx.service.hostname, prior["rtype"], tuple(prior["values"]),
-                            prior["ttl"])
+        """Restore the record only if it still holds what the migration wrote: a change made
+        since (an operator's) is left as it is, and so is a name's ownership then."""
+        svc, cfg = ctx.service, ctx.config.dns
+        prior, current = _record(undo["prior"]), ctx.dns.get(svc.hostname)
+        wrote = make_record(svc.hostname, ctx.dns.zone, *self.wanted(ctx, prior), cfg.ttl)
+        if current is not None and (current.rtype, current.values) == (wrote.rtype, wrote.values):
+            if prior is None:
+                ctx.dns.delete(svc.hostname)
+            else:
+                ctx.dns.replace(svc.hostname, prior.rtype, prior.values, prior.ttl)
+        elif current != prior:
+            ctx.report("note", self.name, f"{svc.hostname} changed since the migration set it "
+                                          f"(now {R.describe(current)}): left as it is")
+            return
+        if R.owner_in(_registry(undo)) != cfg.owner_id and \
+                R.owner_in(ctx.dns.get_txt(R.registry_name(svc.hostname))) == cfg.owner_id:
+            ctx.dns.replace_txt(R.registry_name(svc.hostname), undo["registry"] or [], cfg.ttl)
+
+    @staticmethod
+    def wanted(ctx: MigrationContext, prior: Record | None) -> tuple[str, tuple[str, ...]]:
+        host = ctx.target.cfg.ingress_host
+        return R.desired(prior, host, {c.ingress_host for c in ctx.config.clusters},
+                         record_type(host))
+
+
+def _record(d: dict[str, Any] | None) -> Record | None:
+    return None if d is None else Record(d["name"], d["rtype"], tuple(d["values"]), d["ttl"])
+
+
+def _registry(undo: Undo) -> tuple[str, ...] | None:
+    """The ownership record's strings before the step (journals of earlier versions: none)."""
+    values = undo.get("registry")
+    return None if values is None else tuple(values)
 
 
 class Forward(Step):

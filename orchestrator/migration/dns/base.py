@@ -1,5 +1,6 @@
 """What a DNS provider does during a migration: read, atomically replace and delete the one
-A or CNAME record set that carries a service's public hostname.
+A or CNAME record set that carries a service's public hostname, and the TXT record set beside
+it that says who owns it (registry.py).
 
 Names are absolute (trailing dot) and lower-case; A values are IPv4 addresses; a CNAME has one
 absolute target. Values are kept sorted so records from different providers compare equal.
@@ -73,6 +74,14 @@ class DnsProvider(Protocol):
         """Remove the A/CNAME at `name`; returns what was there."""
         ...
 
+    def get_txt(self, name: str) -> tuple[str, ...] | None:
+        """The strings of the TXT record set at `name` (each unquoted), or None."""
+        ...
+
+    def replace_txt(self, name: str, values: Iterable[str], ttl: int) -> None:
+        """Swap the TXT record set at `name` for `values` (none: delete it), in one change."""
+        ...
+
     def describe(self) -> str:
         """One line naming the provider, server and zone; never a secret."""
         ...
@@ -136,3 +145,8 @@ def make_record(name: str, zone: str, rtype: str, values: Iterable[str], ttl: in
         if not vals[0].strip(".") or ".." in vals[0] or " " in vals[0]:
             raise DnsBadInput(f"{vals[0]!r} is not a valid CNAME target (at {n})")
     return Record(name=n, rtype=rtype, values=tuple(sorted(set(vals))), ttl=ttl)
+
+
+def quoted(value: str) -> str:
+    """A TXT string in zone-file form: quoted, quotes and backslashes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

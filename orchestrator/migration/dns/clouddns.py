@@ -37,6 +37,7 @@ from orchestrator.migration.dns.base import (
     absolute,
     fqdn,
     make_record,
+    quoted,
 )
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,23 @@ class CloudDnsProvider:
         return f"<CloudDnsProvider {self.describe()} credentials {creds}>"
 
     def get(self, name: str) -> Record | None:
+        return next((r for r in self._sets(name) if r.rtype in RTYPES), None)
+
+    def get_txt(self, name: str) -> tuple[str, ...] | None:
+        txt = self._txt(name)
+        return None if txt is None else tuple(sorted(_unquoted(v) for v in txt.values))
+
+    def replace_txt(self, name: str, values: Iterable[str], ttl: int) -> None:
+        n = fqdn(name, self.zone)
+        new = Record(n, "TXT", tuple(sorted(quoted(v) for v in values)), ttl)
+        self._commit(self._txt(n), new if new.values else None, f"set the TXT record at {n}")
+
+    def _txt(self, name: str) -> Record | None:
+        """The TXT record set as the API holds it (values quoted, as a deletion must match)."""
+        return next((r for r in self._sets(name) if r.rtype == "TXT"), None)
+
+    def _sets(self, name: str) -> list[Record]:
+        """The record sets at `name`."""
         n = fqdn(name, self.zone)
         with self._errors(f"read {n}"):
             # The API filters by name; the library's list_resource_record_sets cannot.
@@ -116,11 +134,9 @@ class CloudDnsProvider:
                 path=f"/projects/{self.project}/managedZones/{self.managed_zone}/rrsets",
                 item_to_value=lambda _it, item: item, items_key="rrsets",
                 extra_params={"name": n}))
-        for s in sets:
-            if s.get("name", "").lower() == n and s.get("type") in RTYPES:
-                return Record(name=n, rtype=s["type"], ttl=int(s["ttl"]),
-                              values=tuple(sorted(s["rrdatas"])))
-        return None
+        return [Record(name=n, rtype=s["type"], ttl=int(s["ttl"]),
+                       values=tuple(sorted(s["rrdatas"])))
+                for s in sets if s.get("name", "").lower() == n and "type" in s]
 
     def replace(self, name: str, rtype: str, values: Iterable[str], ttl: int) -> Record | None:
         new = make_record(name, self.zone, rtype, values, ttl)
@@ -199,6 +215,14 @@ def _text(e: Exception) -> str:
         message = re.sub(r"^[A-Z]+ \S+: ", "", " ".join(str(e.message).split()))
         return f"{e.code} {message}"
     return f"{type(e).__name__}: {' '.join(str(e.args[0] if e.args else '').split())[:160]}"
+
+
+def _unquoted(rrdata: str) -> str:
+    """The string of a TXT rrdata (one or more quoted strings, joined)."""
+    parts = re.findall(r'"((?:[^"\\]|\\.)*)"', rrdata)
+    if not parts:
+        return rrdata
+    return "".join(re.sub(r"\\(.)", r"\1", p) for p in parts)
 
 
 def _show(r: Record | None) -> str:

@@ -16,7 +16,7 @@ _PROVIDERS: dict[str, tuple[Callable[..., DnsProvider], set[str]]] = {
                                            "api_endpoint", "timeout", "change_timeout"}),
 }
 # Used by callers (the TTL of records they write), not by the providers.
-_CALLER_KEYS = {"provider", "ttl"}
+_CALLER_KEYS = {"provider", "ttl", "owner_id"}
 
 
 def _as_dict(cfg: Mapping[str, Any] | object) -> dict[str, Any]:

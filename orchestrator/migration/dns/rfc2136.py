@@ -25,6 +25,7 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
@@ -42,6 +43,7 @@ from orchestrator.migration.dns.base import (
     absolute,
     fqdn,
     make_record,
+    quoted,
 )
 
 log = logging.getLogger(__name__)
@@ -126,7 +128,35 @@ class Rfc2136Provider:
     def get(self, name: str) -> Record | None:
         n = fqdn(name, self.zone)
         # An A query also returns a CNAME at the name (and whatever it points to).
-        answer = self._send(dns.message.make_query(n, dns.rdatatype.A), f"query for {n}")
+        owner = dns.name.from_text(n)
+        for rrset in self._query(n, dns.rdatatype.A).answer:
+            rtype = dns.rdatatype.to_text(rrset.rdtype)
+            if rrset.name == owner and rtype in RTYPES:
+                return Record(name=n, rtype=rtype, ttl=int(rrset.ttl),
+                              values=tuple(sorted(r.to_text() for r in rrset)))
+        return None
+
+    def get_txt(self, name: str) -> tuple[str, ...] | None:
+        n = fqdn(name, self.zone)
+        owner = dns.name.from_text(n)
+        for rrset in self._query(n, dns.rdatatype.TXT).answer:
+            if rrset.name == owner and rrset.rdtype == dns.rdatatype.TXT:
+                return tuple(sorted(b"".join(r.strings).decode() for r in rrset))
+        return None
+
+    def replace_txt(self, name: str, values: Iterable[str], ttl: int) -> None:
+        n = fqdn(name, self.zone)
+        update = dns.update.UpdateMessage(self.zone, keyring=self._tsig)
+        update.delete(n, "TXT")
+        strings = [dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TXT, quoted(v))
+                   for v in values]
+        if strings:
+            update.add(n, ttl, *strings)
+        self._apply(update, f"set the TXT record at {n}")
+
+    def _query(self, n: str, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
+        """An authoritative answer about `n` from the zone's primary."""
+        answer = self._send(dns.message.make_query(n, rdtype), f"query for {n}")
         rcode = answer.rcode()
         if rcode == dns.rcode.SERVFAIL:
             raise DnsUnavailable(f"{self.describe()}: SERVFAIL for {n}; is the zone loaded?")
@@ -140,13 +170,7 @@ class Rfc2136Provider:
             # A cache or secondary may lag behind: reads must come from the zone's primary.
             raise DnsBadInput(f"{self.describe()}: the answer for {n} is not authoritative; "
                               "point dns.server at the primary server of the zone")
-        owner = dns.name.from_text(n)
-        for rrset in answer.answer:
-            rtype = dns.rdatatype.to_text(rrset.rdtype)
-            if rrset.name == owner and rtype in RTYPES:
-                return Record(name=n, rtype=rtype, ttl=int(rrset.ttl),
-                              values=tuple(sorted(r.to_text() for r in rrset)))
-        return None
+        return answer
 
     def replace(self, name: str, rtype: str, values: Iterable[str], ttl: int) -> Record | None:
         new = make_record(name, self.zone, rtype, values, ttl)
