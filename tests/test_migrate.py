@@ -199,15 +199,6 @@ def teardown(d: Deployed) -> None:
     release(provider(d), d.hostname)
 
 
-@pytest.fixture
-def service(lab: Lab, tmp_path: Path):
-    d = deploy(lab, tmp_path)
-    try:
-        yield d
-    finally:
-        teardown(d)
-
-
 def test_intra_cluster_move_under_load_loses_nothing(service: Deployed) -> None:
     handle = load(service, rate=100, duration=120)
     time.sleep(2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -52,15 +53,6 @@ def migrate(d: Deployed, to: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "orchestrator", "migrate", d.key, "--to", to,
                              "--config", str(d.config)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-@pytest.fixture
-def service(lab: Lab, tmp_path: Path):
-    d = deploy(lab, tmp_path)
-    try:
-        yield d
-    finally:
-        teardown(d)
 
 
 @pytest.mark.parametrize("to, step", [
@@ -314,3 +306,108 @@ def test_dns_values_and_names_that_are_not_ours(service: Deployed, tmp_path: Pat
     assert r.returncode == 0 and "adopting" in r.stderr, r.stderr
     assert dns.get(service.hostname).values == tuple(sorted((edge, "127.0.0.99")))
     assert owner_in(dns.get_txt(registry_name(service.hostname))) == cfg.dns.owner_id
+
+
+def test_a_random_walk_of_ten_hops_loses_nothing_and_leaves_what_it_should(
+        service: Deployed) -> None:
+    """Ten random hops across edge/fog/cloud (within edge too) under 50 req/s and a client on
+    edge's ingress: no request fails, and afterwards each cluster holds exactly what it should.
+    Where the service runs: its Deployment, Service, route and ConfigMap; every other cluster it
+    visited: a forwarder (ExternalName) and its route, nothing else but what was found there."""
+    rng = random.Random(11)
+    places = ["edge/edge0", "edge/edge1", "edge/edge2", "fog", "cloud"]
+    here, visited, walk = "edge/edge0", {"edge"}, []
+    handle, pinned = load(service, rate=50, duration=400), PinnedClient(service, seconds=400)
+    try:
+        for _ in range(10):
+            to = rng.choice([p for p in places if p != here
+                             and not (p.split("/")[0] == here.split("/")[0] and "/" not in p)])
+            r = cli("migrate", service.key, "--to", to, "--config", str(service.config))
+            assert r.returncode == 0, (walk, to, r.stderr)
+            walk.append(to)
+            here = to if "/" in to else f"{to}/{to}0" if to == "fog" else to
+            visited.add(to.split("/")[0])
+    finally:
+        handle.stop()
+        pinned.end()
+    report = handle.result()
+    assert report.sent > 500 and report.failed == 0, (walk, report.failures)
+    assert pinned.sent > 200 and pinned.failed == [], (walk, pinned.failed[:10])
+    final = here.split("/")[0]
+    assert_single_and_serving(service, final, pristine=False)
+    for cluster in ("edge", "fog", "cloud"):
+        held = {kind: objects(service, cluster, kind)
+                for kind in ("Deployment", "Service", "IngressRoute", "ConfigMap", "Secret")}
+        found = {"resnet-settings": None} if cluster == "edge" else {}
+        if cluster == final:  # the ConfigMap: edge's own, elsewhere a migration's copy
+            assert set(held["Deployment"]) == {"resnet"}, held
+            assert set(held["ConfigMap"]) == {"resnet-settings"}, held
+            assert (held["ConfigMap"]["resnet-settings"] is None) == (cluster == "edge"), held
+        elif cluster in visited:
+            assert held["Deployment"] == {} and held["ConfigMap"] == found, (walk, held)
+        else:
+            assert all(v == {} for v in held.values()), (walk, held)
+            continue
+        assert set(held["Service"]) == set(held["IngressRoute"]) == {"resnet"}, held
+        assert held["Secret"] == {}, held
+        kind = Clusters(service.cfg())[cluster].get("Service", service.ns, "resnet")["spec"]
+        assert (kind.get("type") == "ExternalName") == (cluster != final), (walk, cluster, kind)
+
+
+def three_replicas_and_a_budget(d: Deployed) -> None:
+    edge = Clusters(d.cfg())["edge"]
+    edge.create({"apiVersion": edge.api_version("PodDisruptionBudget"),
+                 "kind": "PodDisruptionBudget",
+                 "metadata": {"name": "resnet", "namespace": d.ns},
+                 "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "resnet"}}}})
+    edge.patch("Deployment", d.ns, "resnet", {"spec": {"replicas": 3}})
+    wait_for("3 replicas ready", lambda: (dep := edge.get("Deployment", d.ns, "resnet"))
+             and dep["status"].get("availableReplicas") == 3
+             and dep["status"].get("replicas") == 3, timeout=60)
+
+
+@pytest.mark.parametrize("to", ["cloud", "edge/edge1"])
+def test_three_replicas_with_a_budget_move_under_load(service: Deployed, to: str) -> None:
+    """The budget travels with the service (the target's copy is a migration's, edge's own
+    stays); every replica moves (an intra move puts all of them on the one node it names)."""
+    three_replicas_and_a_budget(service)
+    handle = load(service, rate=50, duration=120)
+    try:
+        time.sleep(1)
+        r = cli("migrate", service.key, "--to", to, "--config", str(service.config))
+        assert r.returncode == 0, r.stderr
+        time.sleep(1)
+    finally:
+        handle.stop()
+    report = handle.result()
+    assert report.sent > 100 and report.failed == 0, report.failures
+    cluster, _, node = to.partition("/")
+    c = Clusters(service.cfg())[cluster]
+    pods = [p for p in c.list("Pod", service.ns, "app=resnet")
+            if not p["metadata"].get("deletionTimestamp")]
+    assert len(pods) == 3 and all(p["spec"]["nodeName"] == (node or "cloud") for p in pods)
+    assert objects(service, "edge", "PodDisruptionBudget") == {"resnet": None}
+    if cluster == "cloud":
+        budget = c.get("PodDisruptionBudget", service.ns, "resnet")
+        assert budget["spec"]["minAvailable"] == 2
+        assert budget["metadata"]["labels"][OWNER_LABEL]
+
+
+def test_bind9_frozen_at_the_dns_step_is_ridden_out(service: Deployed) -> None:
+    """The DNS server stops answering (SIGSTOP) as the migration reaches its DNS step, for
+    less than the step's timeout: the step tries again and the migration finishes."""
+    named = next(p for p in service.lab.procs() if p.name.startswith("named-"))
+    proc = migrate(service, "cloud")
+    try:
+        wait_for("the route step", lambda: begun(service, "route"), timeout=90, every=0.01)
+        os.kill(named.pid, signal.SIGSTOP)
+        time.sleep(10)
+        os.kill(named.pid, signal.SIGCONT)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        os.kill(named.pid, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "trying again" in err and "dns" in err, err
+    assert_single_and_serving(service, "cloud")

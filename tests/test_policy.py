@@ -120,15 +120,6 @@ def metric(text: str, name: str) -> float:
                if line.startswith(name + " ") or line.startswith(name + "{"))
 
 
-@pytest.fixture
-def service(lab: Lab, tmp_path: Path) -> Iterator[Deployed]:
-    d = deploy(lab, tmp_path)
-    try:
-        yield d
-    finally:
-        teardown(d)
-
-
 def test_dry_run_and_plan_change_nothing(service: Deployed, tmp_path: Path) -> None:
     # round-robin wants a move every tick and no gate holds it (no gain gate, no cooldown):
     # only --dry-run keeps it still

@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestrator.cli.clusters import raise_first
 from orchestrator.cli.common import ConfigOpt, OutputOpt
-from orchestrator.errors import GreenwiseError
+from orchestrator.errors import GreenwiseError, Outage
 from orchestrator.output import Format, emit, table
 
 
@@ -40,6 +40,8 @@ def status(config: ConfigOpt = Path("continuum.yaml"), output: OutputOpt = Forma
         entry: dict[str, Any] = {"service": svc.key, "hostname": svc.hostname,
                                  "unfinished_migration": pending.get(svc.key)}
         try:
+            if down is not None and not isinstance(down, Outage):
+                raise down  # a kubeconfig to fix: no service is located without it
             p = locate(cl, svc, dns)
             entry.update(cluster=p.cluster, nodes=p.nodes, ready=p.ready, replicas=p.replicas)
         except GreenwiseError as e:

@@ -4,6 +4,7 @@ copied between clusters as they are), with transient API errors retried by tenac
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +27,10 @@ KINDS: dict[str, tuple[str, str]] = {  # kind -> (apiVersion, plural), all names
     "Endpoints": ("v1", "endpoints"),
     "IngressRoute": ("traefik.io/v1alpha1", "ingressroutes"),
     "Lease": ("coordination.k8s.io/v1", "leases"),
+    "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
 }
+# Kinds whose API version moved: (the version before, the minor release that serves KINDS').
+_OLDER = {"PodDisruptionBudget": ("policy/v1beta1", 21)}
 
 
 class NamespaceTerminating(Exception):
@@ -121,6 +125,7 @@ class Cluster:
             raise BadInput(f"cluster {cfg.name}: context {context!r} in {path} is "
                            f"incomplete ({type(e).__name__}: {e})") from e
         self.requests = 0  # HTTP requests answered through self.api (the per-tick cost)
+        self._minor: int | None = None  # the server's Kubernetes minor version, once asked
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
             stop=tenacity.stop_after_delay(retry_seconds),
@@ -167,9 +172,20 @@ class Cluster:
         self.api.raise_for_status(r)
 
     # --- plain-dict object access ---------------------------------------------------------
+    def api_version(self, kind: str) -> str:
+        """The apiVersion of `kind` this cluster serves (PodDisruptionBudgets: policy/v1 from
+        Kubernetes 1.21, policy/v1beta1 before)."""
+        if kind not in _OLDER:
+            return KINDS[kind][0]
+        if self._minor is None:
+            m = re.match(r"v?1\.(\d+)", self.version())
+            self._minor = int(m.group(1)) if m else 99
+        older, since = _OLDER[kind]
+        return KINDS[kind][0] if self._minor >= since else older
+
     def _request(self, method: str, kind: str, namespace: str, name: str | None = None,
                  **kwargs: Any) -> dict[str, Any]:
-        version, plural = KINDS[kind]  # pykube picks /api or /apis from the version
+        version, plural = self.api_version(kind), KINDS[kind][1]  # pykube: /api or /apis
         url = f"namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
 
         def do() -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from functools import cached_property, partial
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from orchestrator.config import ContinuumConfig
 from orchestrator.errors import GreenwiseError, OperationalError, Outage
@@ -25,6 +25,7 @@ from orchestrator.migration.plan import MigrationPlan, Target
 from orchestrator.migration.planner import Placement, locate, plan_migration
 from orchestrator.migration.steps import STEPS, Step
 
+T = TypeVar("T")
 RETRY_S = 1.0  # between tries of a step whose cluster or DNS server did not answer
 
 __all__ = ["Executor", "Failpoints", "MigrationFailed", "MigrationPlan", "Migrator", "Placement",
@@ -99,7 +100,7 @@ class Executor:
     def _step(self, ctx: MigrationContext, rec: MigrationRecord, step: Step) -> None:
         begun = rec.step(step.name)
         if begun is None:
-            undo = step.capture_undo(ctx)
+            undo = _ride_out(ctx, step.name, partial(step.capture_undo, ctx))
             self.journal.begin(ctx.id, step.name, undo)
         else:  # resumed: undo with what was captured before it first acted
             undo = begun.undo
@@ -134,14 +135,14 @@ class Executor:
                               f"{ctx.plan.source_cluster}", rolled_back=True) from cause
 
 
-def _ride_out(ctx: MigrationContext, step: str, act: Callable[[], None]) -> None:
-    """Run a step's do (or undo) again while a cluster or DNS server does not answer, until the
-    step's timeout: steps are idempotent, so an outage shorter than that costs only time."""
+def _ride_out(ctx: MigrationContext, step: str, act: Callable[[], T]) -> T:
+    """Run a step's capture, do or undo again while a cluster or DNS server does not answer,
+    until the step's timeout: steps are idempotent, so an outage shorter than that costs only
+    time."""
     deadline = time.monotonic() + ctx.timeout
     while True:
         try:
-            act()
-            return
+            return act()
         except Outage as e:
             if time.monotonic() >= deadline or ctx.interrupted():
                 raise

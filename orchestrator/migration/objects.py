@@ -87,6 +87,20 @@ def references(deployment: Obj) -> tuple[set[str], set[str]]:
     return cms, secrets
 
 
+def budgets_for(deployment: Obj, budgets: list[Obj]) -> list[str]:
+    """The PodDisruptionBudgets (of its namespace) that select the Deployment's pods: their
+    matchLabels all on the pod template (a budget with matchExpressions is matched by its
+    matchLabels alone)."""
+    labels = deployment.get("spec", {}).get("template", {}).get("metadata", {}).get(
+        "labels") or {}
+    out = []
+    for b in budgets:
+        match = (b.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+        if match and all(labels.get(k) == v for k, v in match.items()):
+            out.append(b["metadata"]["name"])
+    return sorted(out)
+
+
 def ingress_route(namespace: str, service: str, hostname: str, port: int, owner: str) -> Obj:
     """Traefik IngressRoute sending Host(hostname) to the service (see traefik/)."""
     return {

@@ -111,6 +111,7 @@ def plan_migration(config: ContinuumConfig, clusters: Clusters, service: str, to
     cms, secrets = O.references(dep)
     for secret in sorted(secrets):
         secret_copyable(clusters[here.cluster], target, ns, secret)
+    budgets = O.budgets_for(dep, clusters[here.cluster].list("PodDisruptionBudget", ns))
     ingress = target.cfg.ingress_host
     record = dns().get(svc.hostname)
     adopting = R.may_change(svc.hostname, record, dns().get_txt(R.registry_name(svc.hostname)),
@@ -123,6 +124,7 @@ def plan_migration(config: ContinuumConfig, clusters: Clusters, service: str, to
                  f"{target.name}: Service {ns}/{name}",
                  *(f"{target.name}: ConfigMap {ns}/{c}" for c in sorted(cms)),
                  *(f"{target.name}: Secret {ns}/{s}" for s in sorted(secrets)),
+                 *(f"{target.name}: PodDisruptionBudget {ns}/{b}" for b in budgets),
                  f"{target.name}: IngressRoute {ns}/{name} Host({svc.hostname})"),
         changes=(f"DNS {svc.hostname} ({config.dns.provider}): {R.describe(record)} -> "
                  f"{rtype} {' '.join(values)}"
@@ -130,6 +132,7 @@ def plan_migration(config: ContinuumConfig, clusters: Clusters, service: str, to
                  f"{here.cluster}: Service {ns}/{name} -> ExternalName {ingress}"),
         deletes=(f"{here.cluster}: Deployment {ns}/{depname}",
                  *(f"{here.cluster}: {kind} {ns}/{n} (copied there by a migration)"
-                   for kind, names in (("ConfigMap", cms), ("Secret", secrets))
+                   for kind, names in (("ConfigMap", cms), ("Secret", secrets),
+                                       ("PodDisruptionBudget", budgets))
                    for n in sorted(names)
                    if O.is_owned(clusters[here.cluster].get(kind, ns, n)))))

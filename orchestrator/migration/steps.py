@@ -19,7 +19,7 @@ import httpx
 
 from orchestrator.config import ManagedService
 from orchestrator.errors import BadInput, OperationalError
-from orchestrator.kube.clusters import KINDS, Cluster, is_ready
+from orchestrator.kube.clusters import Cluster, is_ready
 from orchestrator.migration import objects as O
 from orchestrator.migration.context import MigrationContext
 from orchestrator.migration.dns import registry as R
@@ -54,11 +54,12 @@ class Step:
 
 def capture_objects(cluster: Cluster, namespace: str, refs: list[tuple[str, str]]) -> Undo:
     return {"cluster": cluster.name, "objects": [
-        {"kind": kind, "name": name, "prior": as_prior(kind, cluster.get(kind, namespace, name))}
+        {"kind": kind, "name": name,
+         "prior": as_prior(cluster, kind, cluster.get(kind, namespace, name))}
         for kind, name in refs]}
 
 
-def as_prior(kind: str, obj: dict[str, Any] | None) -> dict[str, Any] | None:
+def as_prior(cluster: Cluster, kind: str, obj: dict[str, Any] | None) -> dict[str, Any] | None:
     """What undoing needs of an object as it was: the object less its cluster's fields
     (managedFields, status, ...). Of a Secret only a digest: the journal never holds Secret
     data, and a Secret that was there is never changed (Copy leaves an equal one as it is)."""
@@ -68,7 +69,7 @@ def as_prior(kind: str, obj: dict[str, Any] | None) -> dict[str, Any] | None:
         labels = (obj.get("metadata") or {}).get("labels") or {}
         return {"kind": kind, "digest": O.secret_digest(obj), "metadata": {"labels": {
             k: v for k, v in labels.items() if k == O.OWNER_LABEL}}}
-    return O.portable(obj, kind, KINDS[kind][0])
+    return O.portable(obj, kind, cluster.api_version(kind))
 
 
 def restore_objects(ctx: MigrationContext, undo: Undo) -> Cluster:
@@ -109,10 +110,12 @@ def put(cluster: Cluster, obj: dict[str, Any]) -> None:
 
 class Copy(Step):
     name = "copy"
-    description = "copy Deployment, Service, ConfigMaps and Secrets to the target"
+    description = ("copy Deployment, Service, ConfigMaps, Secrets and PodDisruptionBudgets to "
+                   "the target")
 
     def describe(self, plan: MigrationPlan) -> str:
-        return f"copy Deployment, Service, ConfigMaps and Secrets to {plan.target.cluster}"
+        return (f"copy Deployment, Service, ConfigMaps, Secrets and PodDisruptionBudgets to "
+                f"{plan.target.cluster}")
 
     def capture_undo(self, ctx: MigrationContext) -> Undo:
         svc = ctx.service
@@ -123,9 +126,11 @@ class Copy(Step):
         cms, secrets = O.references(dep)
         for name in sorted(secrets):
             secret_copyable(ctx.source, ctx.target, svc.namespace, name)
+        budgets = O.budgets_for(dep, ctx.source.list("PodDisruptionBudget", svc.namespace))
         return capture_objects(ctx.target, svc.namespace, [
             ("Deployment", svc.deployment_name), ("Service", svc.name),
-            *(("ConfigMap", c) for c in sorted(cms)), *(("Secret", s) for s in sorted(secrets))])
+            *(("ConfigMap", c) for c in sorted(cms)), *(("Secret", s) for s in sorted(secrets)),
+            *(("PodDisruptionBudget", b) for b in budgets)])
 
     def do(self, ctx: MigrationContext, undo: Undo) -> None:
         src, dst, ns = ctx.source, ctx.clusters[undo["cluster"]], ctx.service.namespace
@@ -144,7 +149,7 @@ class Copy(Step):
                 continue  # the target holds it already, as it is
             # Ours if this migration creates it (or an earlier one did); one found in the
             # target stays found: its content is the service's, but it is never deleted.
-            desired = O.label_owner(O.portable(obj, kind, KINDS[kind][0]),
+            desired = O.label_owner(O.portable(obj, kind, dst.api_version(kind)),
                                     ctx.id if before is None or O.is_owned(before) else None)
             if kind == "Deployment":
                 O.pin_to_node(desired, ctx.plan.target.node)
@@ -326,24 +331,27 @@ class Drain(Step):
 
 class DeleteOld(Step):
     name = "delete_old"
-    description = "delete the old Deployment (and the ConfigMaps and Secrets it had copied)"
+    description = "delete the old Deployment (and the objects a migration had copied there)"
     reversible = False
 
     def describe(self, plan: MigrationPlan) -> str:
-        return (f"delete the old Deployment in {plan.source_cluster} (and the ConfigMaps and "
-                "Secrets a migration had copied there)")
+        return (f"delete the old Deployment in {plan.source_cluster} (and the ConfigMaps, "
+                "Secrets and PodDisruptionBudgets a migration had copied there)")
 
     def capture_undo(self, ctx: MigrationContext) -> Undo:
         """Not for undoing (this step is final): the names of what the old copy used, so that
         a resumed step still knows them once the Deployment is gone."""
         dep = ctx.source.get("Deployment", ctx.service.namespace, ctx.service.deployment_name)
         cms, secrets = O.references(dep) if dep else (set(), set())
-        return {"ConfigMap": sorted(cms), "Secret": sorted(secrets)}
+        budgets = O.budgets_for(dep, ctx.source.list("PodDisruptionBudget",
+                                                     ctx.service.namespace)) if dep else []
+        return {"ConfigMap": sorted(cms), "Secret": sorted(secrets),
+                "PodDisruptionBudget": budgets}
 
     def do(self, ctx: MigrationContext, undo: Undo) -> None:
         src, ns = ctx.source, ctx.service.namespace
         src.delete("Deployment", ns, ctx.service.deployment_name)
-        for kind in ("ConfigMap", "Secret"):
+        for kind in ("ConfigMap", "Secret", "PodDisruptionBudget"):
             for name in undo.get(kind, ()):
                 if O.is_owned(src.get(kind, ns, name)):  # an earlier visit's copy; found ones stay
                     src.delete(kind, ns, name)
