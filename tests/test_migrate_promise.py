@@ -21,7 +21,8 @@ import yaml
 from orchestrator.kube.clusters import Clusters
 from orchestrator.migration.dns.registry import owner_in, registry_name, release
 from orchestrator.migration.objects import OWNER_LABEL
-from orchestrator.migration.steps import INTER_STEPS
+from orchestrator.migration.planner import locate
+from orchestrator.migration.steps import FENCED, INTER_STEPS
 from tests.lab.lab import Lab
 from tests.lab.workloads import wait_for
 from tests.test_migrate import (
@@ -31,6 +32,7 @@ from tests.test_migrate import (
     deploy,
     load,
     provider,
+    serves,
     teardown,
 )
 
@@ -411,3 +413,49 @@ def test_bind9_frozen_at_the_dns_step_is_ridden_out(service: Deployed) -> None:
     assert proc.returncode == 0, err
     assert "trying again" in err and "dns" in err, err
     assert_single_and_serving(service, "cloud")
+
+
+def test_failover_out_of_a_dead_control_plane_then_its_copy_is_fenced(
+        service: Deployed, tmp_path: Path) -> None:
+    """edge's API server stops answering: `migrate --to cloud` recreates the service there from
+    the manifests kept at its last migration and points DNS at cloud, while edge's pods (still
+    running, as workloads do when a control plane dies) go on serving until then: no request
+    fails. When edge answers again, `--resume` fences its stale copy: one place serves."""
+    r = cli("migrate", service.key, "--to", "edge/edge1", "--config", str(service.config))
+    assert r.returncode == 0, r.stderr  # a migration: the manifests are kept
+    doc = yaml.safe_load(service.config.read_text())
+    doc.update(api_timeout_s=2.0, api_retry_s=2.0)
+    config = tmp_path / "quick.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    apiserver = next(p for p in service.lab.procs() if p.name == "edge-apiserver")
+    handle = load(service, rate=50, duration=240)
+    try:
+        time.sleep(1)
+        os.kill(apiserver.pid, signal.SIGSTOP)
+        dead_at = time.time() - handle.started_at
+        r = cli("migrate", service.key, "--to", "cloud", "--config", str(config), "-o", "json")
+        assert r.returncode == 0, r.stderr
+        assert yaml.safe_load(r.stdout)["kind"] == "failover"
+        status = cli("status", "--config", str(config), "-o", "json")
+        time.sleep(2)
+    finally:
+        os.kill(apiserver.pid, signal.SIGCONT)
+        handle.stop()
+    report = handle.result()
+    assert report.failed == 0, report.failures
+    first_cloud = min(x.t for x in report.samples if (x.backend or "").startswith("cloud/"))
+    print(f"failover: cluster dead -> traffic served by the target {first_cloud - dead_at:.2f} s")
+    assert status.returncode == 1 and "edge" in status.stderr, status.stderr
+    assert yaml.safe_load(status.stdout)["services"][0]["cluster"] == "cloud"
+    r = cli("migrate", "--resume", "--config", str(config), "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load(r.stdout)["fenced"] == [
+        {"service": service.key, "cluster": "edge", "state": "fenced"}]
+    edge = Clusters(service.cfg())["edge"]
+    stale = edge.get("Deployment", service.ns, "resnet")
+    assert stale["spec"]["replicas"] == 0 and stale["metadata"]["annotations"][FENCED]
+    assert edge.get("Service", service.ns, "resnet")["spec"]["type"] == "ExternalName"
+    assert locate(Clusters(service.cfg()), service.cfg().services[0]).cluster == "cloud"
+    record = provider(service).get(service.hostname)
+    assert record is not None and record.values == (service.cfg().cluster("cloud").ingress_host,)
+    assert serves(service)["cluster"] == "cloud"

@@ -38,7 +38,8 @@ def migrate(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the plan and the predicted change; change nothing.")] = False,
     resume: Annotated[bool, typer.Option(
-        "--resume", help="Complete or roll back migrations a crash left unfinished.")] = False,
+        "--resume", help="Complete or roll back migrations a crash left unfinished; fence the "
+                        "stale copies failovers left where a cluster answers again.")] = False,
     timeout: Annotated[float, typer.Option(
         "--timeout", help="Seconds to wait for the copy / rollout to become Ready.")] = 120.0,
     users: Annotated[int | None, typer.Option(
@@ -126,14 +127,18 @@ def _resume(m: Any, output: Format) -> None:
     from orchestrator.migration.executor import MigrationFailed
     from orchestrator.migration.journal import MigrationBusy
 
-    doing("resuming unfinished migrations (run --resume again to finish them)")
+    doing("resuming unfinished migrations and fencing failovers' stale copies")
     records = []
     for rec in m.journal.unfinished():
         try:
             records.append(_record_dict(m.resume_one(rec.id)))
         except (MigrationFailed, MigrationBusy) as e:
             records.append({**_record_dict(m.journal.get(rec.id)), "error": str(e)})
-    emit({"resumed": records}, output, [_records_table("resumed migrations", records)])
+    fenced = m.fence_returned()  # failovers' stale copies, where their cluster answers again
+    emit({"resumed": records, "fenced": fenced}, output, [
+        _records_table("resumed migrations", records),
+        table("stale copies of failovers", ["service", "cluster", "state"],
+              [[f["service"], f["cluster"], f["state"]] for f in fenced])])
     left = [r["id"] for r in records if r["state"] in ("running", "rolling_back")]
     if left:
         raise OperationalError(f"{len(left)} migration(s) still unfinished ({', '.join(left)}); "

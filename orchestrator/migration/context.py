@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from orchestrator.config import ContinuumConfig, ManagedService
 from orchestrator.errors import OperationalError
@@ -32,6 +33,17 @@ class MigrationContext:
     interrupted: Callable[[], bool]
     timeout: float = 120.0  # seconds to wait for anything to become ready
     drain_seconds: float = 2.0  # after the DNS TTL, for requests in flight to the old copy
+    # A failover's source: the objects kept at the last migration (the cluster does not answer)
+    recorded: list[dict[str, Any]] | None = None
+
+    def source_object(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The service's object as the source has it: from the source cluster, or for a
+        failover from the manifests kept (a Secret there is only its name: it must be in the
+        target already)."""
+        if self.recorded is None:
+            return self.source.get(kind, self.service.namespace, name)
+        return next((o for o in self.recorded if o["kind"] == kind
+                     and o["metadata"]["name"] == name), None)
 
     @cached_property
     def dns(self) -> DnsProvider:

@@ -23,7 +23,7 @@ from orchestrator.migration.dns import DnsProvider, provider_from_config
 from orchestrator.migration.journal import Journal, MigrationRecord
 from orchestrator.migration.plan import MigrationPlan, Target
 from orchestrator.migration.planner import Placement, locate, plan_migration
-from orchestrator.migration.steps import STEPS, Step
+from orchestrator.migration.steps import STEPS, Step, fence, manifests_of
 
 T = TypeVar("T")
 RETRY_S = 1.0  # between tries of a step whose cluster or DNS server did not answer
@@ -175,7 +175,8 @@ class Migrator:
     def plan(self, service: str, to: str | Target) -> MigrationPlan:
         """The plan that moves `service` to `to` (the user's CLUSTER[/NODE]); reads only."""
         target = Target.parse(to) if isinstance(to, str) else to
-        return plan_migration(self.config, self.clusters, service, target, lambda: self.dns)
+        return plan_migration(self.config, self.clusters, service, target, lambda: self.dns,
+                              self.journal.manifests)
 
     def execute(self, plan: MigrationPlan) -> MigrationRecord:
         with self.journal.lock(plan.service):
@@ -184,7 +185,9 @@ class Migrator:
                 raise OperationalError(
                     f"migration {pending[0].id} of {plan.service} was left unfinished (its "
                     "process ended); run `greenwise-mc migrate --resume` first")
-            return self.executor.run(self._context(self.journal.start(plan), plan))
+            if plan.kind != "failover":
+                self._keep(plan.service, plan.source_cluster)
+            return self._run(self.journal.start(plan), plan)
 
     def resume_one(self, mid: str) -> MigrationRecord:
         """Finish or roll back one unfinished migration of the journal."""
@@ -193,9 +196,41 @@ class Migrator:
             rec = self.journal.get(mid)  # as its last holder left it
             self.report("resume", rec.id, f"{rec.service} {rec.source} -> {rec.target} "
                                           f"({rec.state})")
-            return self.executor.run(self._context(mid, rec.plan))
+            return self._run(mid, rec.plan)
 
-    def _context(self, mid: str, plan: MigrationPlan) -> MigrationContext:
-        return MigrationContext(mid, plan, self.config.service(plan.service), self.config,
-                                self.clusters, lambda: self.dns, self.report, self.interrupted,
-                                self.timeout, self.drain_seconds)
+    def fence_returned(self) -> list[dict[str, str]]:
+        """Fence the stale copies failovers left in clusters that answer again: the Deployment
+        scaled to 0 and marked, its Service a forwarder to where the service runs now."""
+        out = []
+        for service, cluster, mid, target in self.journal.fences():
+            svc, c = self.config.service(service), self.clusters[cluster]
+            try:
+                fence(c, svc, mid, self.config.cluster(target).ingress_host)
+            except Outage as e:
+                out.append({"service": service, "cluster": cluster, "state": f"not yet: {e}"})
+                continue
+            self.journal.fenced(service, cluster)
+            self.report("done", "fence", f"{service} in {cluster}: scaled to 0 (it runs in "
+                                         f"{target})")
+            out.append({"service": service, "cluster": cluster, "state": "fenced"})
+        return out
+
+    def _run(self, mid: str, plan: MigrationPlan) -> MigrationRecord:
+        kept = self.journal.manifests(plan.service) if plan.kind == "failover" else None
+        ctx = MigrationContext(mid, plan, self.config.service(plan.service), self.config,
+                               self.clusters, lambda: self.dns, self.report, self.interrupted,
+                               self.timeout, self.drain_seconds,
+                               recorded=kept[1] if kept else None)
+        rec = self.executor.run(ctx)
+        if rec.state == "done":
+            if plan.kind == "failover":
+                self.journal.fence_later(plan.service, plan.source_cluster, mid,
+                                         plan.target.cluster)
+            self._keep(plan.service, plan.target.cluster)
+        return rec
+
+    def _keep(self, service: str, cluster: str) -> None:
+        """The manifests a failover out of `cluster` would recreate the service from."""
+        objects = manifests_of(self.clusters[cluster], self.config.service(service))
+        if objects:
+            self.journal.keep_manifests(service, cluster, objects)

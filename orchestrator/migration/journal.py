@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS steps (
   PRIMARY KEY (migration, name));
 CREATE TABLE IF NOT EXISTS locks (
   service TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, since REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS manifests (
+  service TEXT PRIMARY KEY, cluster TEXT NOT NULL, objects TEXT NOT NULL, saved REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS fences (
+  service TEXT NOT NULL, cluster TEXT NOT NULL, migration TEXT NOT NULL, target TEXT NOT NULL,
+  since REAL NOT NULL, PRIMARY KEY (service, cluster));
 """
 # migration states: running -> done | rolling_back -> rolled_back
 UNFINISHED = ("running", "rolling_back")
@@ -188,6 +193,30 @@ class Journal:
                                  "WHERE migration=? ORDER BY seq", (mid,)):
             rec.steps.append(StepRecord(s[0], s[1], json.loads(s[2]), s[3], s[4]))
         return rec
+
+    def keep_manifests(self, service: str, cluster: str, objects: list[dict[str, Any]]) -> None:
+        """The service's objects where it runs (Secrets by name only), for a failover."""
+        self.db.execute("INSERT OR REPLACE INTO manifests VALUES (?,?,?,?)",
+                        (service, cluster, json.dumps(objects), time.time()))
+
+    def manifests(self, service: str) -> tuple[str, list[dict[str, Any]]] | None:
+        """(cluster, objects) as kept at the service's last migration, or None."""
+        row = self.db.execute("SELECT cluster, objects FROM manifests WHERE service=?",
+                              (service,)).fetchone()
+        return None if row is None else (row[0], json.loads(row[1]))
+
+    def fence_later(self, service: str, cluster: str, migration: str, target: str) -> None:
+        """The stale copy of a failover, in a cluster that did not answer: fenced when it does."""
+        self.db.execute("INSERT OR REPLACE INTO fences VALUES (?,?,?,?,?)",
+                        (service, cluster, migration, target, time.time()))
+
+    def fences(self) -> list[tuple[str, str, str, str]]:
+        """(service, cluster, migration, target) of the stale copies not fenced yet."""
+        return [tuple(r) for r in self.db.execute(
+            "SELECT service, cluster, migration, target FROM fences ORDER BY since")]
+
+    def fenced(self, service: str, cluster: str) -> None:
+        self.db.execute("DELETE FROM fences WHERE service=? AND cluster=?", (service, cluster))
 
     def unfinished(self, service: str | None = None) -> list[MigrationRecord]:
         q = "SELECT id FROM migrations WHERE state IN (?, ?)"

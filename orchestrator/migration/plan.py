@@ -15,8 +15,13 @@ from orchestrator.errors import BadInput
 # inter-cluster migration is `dns`: traffic moves there.
 INTER_STEPS = ("copy", "wait_ready", "route", "dns", "forward", "drain", "delete_old")
 INTRA_STEPS = ("check", "patch", "rollout")
+# Failover: the source cluster does not answer; the copy is made from the manifests kept at the
+# service's last migration, and the stale copy is fenced once its cluster answers again.
+FAILOVER_STEPS = ("copy", "wait_ready", "route", "dns")
+STEPS_OF = {"intra": INTRA_STEPS, "inter": INTER_STEPS, "failover": FAILOVER_STEPS}
 
-Kind = Literal["intra", "inter"]  # within one cluster, or to another cluster
+# Within one cluster, to another cluster, or out of a cluster that does not answer.
+Kind = Literal["intra", "inter", "failover"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ class MigrationPlan:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> MigrationPlan:
         """The inverse of `to_dict` (derived entries, `target` and descriptions, are ignored)."""
-        if d["kind"] not in ("intra", "inter"):
+        if d["kind"] not in STEPS_OF:
             raise ValueError(f"unknown migration kind {d['kind']!r}")
         steps = tuple(s["name"] for s in d["steps"])
         unknown = [s for s in steps if s not in (*INTER_STEPS, *INTRA_STEPS)]

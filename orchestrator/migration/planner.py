@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from orchestrator.config import ContinuumConfig, ManagedService
 from orchestrator.errors import BadInput
@@ -13,7 +14,7 @@ from orchestrator.migration import objects as O
 from orchestrator.migration.dns import DnsProvider
 from orchestrator.migration.dns import registry as R
 from orchestrator.migration.nodes import check_node
-from orchestrator.migration.plan import MigrationPlan, Target
+from orchestrator.migration.plan import FAILOVER_STEPS, MigrationPlan, Target
 from orchestrator.migration.steps import (
     INTER_STEPS,
     INTRA_STEPS,
@@ -43,6 +44,17 @@ def placement_in(cluster: Cluster, svc: ManagedService) -> Placement | None:
                      dep["spec"]["replicas"], sum(is_ready(p) for p in pods))
 
 
+class Unlocated(ClusterUnavailable):
+    """The service runs in none of the clusters that answer: in one of `down`, perhaps."""
+
+    def __init__(self, message: str, down: list[str]) -> None:
+        super().__init__(message)
+        self.down = down
+
+
+Kept = Callable[[str], tuple[str, list[dict[str, Any]]] | None]  # Journal.manifests
+
+
 def locate(clusters: Clusters, svc: ManagedService,
            dns: Callable[[], DnsProvider] | None = None) -> Placement:
     """Where the service runs, asking every cluster at once. A cluster that does not answer
@@ -63,8 +75,8 @@ def locate(clusters: Clusters, svc: ManagedService,
         if record is not None and clusters[found[0].cluster].cfg.ingress_host in record.values:
             return found[0]
         if not found:
-            raise ClusterUnavailable(f"{svc.key} runs in none of the clusters that answer; "
-                                     f"{names} did not ({down[0][1]})")
+            raise Unlocated(f"{svc.key} runs in none of the clusters that answer; {names} did "
+                            f"not ({down[0][1]})", [n for n, _ in down])
         raise down[0][1]
     if not found:
         raise BadInput(f"service {svc.key} runs in no cluster (no Deployment "
@@ -76,13 +88,17 @@ def locate(clusters: Clusters, svc: ManagedService,
 
 
 def plan_migration(config: ContinuumConfig, clusters: Clusters, service: str, to: Target,
-                   dns: Callable[[], DnsProvider]) -> MigrationPlan:
-    """The plan that moves `service` to `to`; raises BadInput when it cannot go there."""
+                   dns: Callable[[], DnsProvider], kept: Kept | None = None) -> MigrationPlan:
+    """The plan that moves `service` to `to`; raises BadInput when it cannot go there. Out of
+    a cluster that does not answer, a failover from the manifests `kept` (the journal's)."""
     svc = config.service(service)
     target = clusters[config.cluster(to.cluster).name]
     if config.dns.provider == "rfc2136":
         dns()  # a missing or malformed TSIG key is bad input: fail before acting
-    here = locate(clusters, svc, dns)
+    try:
+        here = locate(clusters, svc, dns)
+    except Unlocated as e:
+        return plan_failover(config, target, svc, to, dns, kept, e)
     dep = clusters[here.cluster].get("Deployment", svc.namespace, svc.deployment_name)
     if dep is None:
         raise BadInput(f"Deployment {svc.namespace}/{svc.deployment_name} vanished from "
@@ -110,14 +126,8 @@ def plan_migration(config: ContinuumConfig, clusters: Clusters, service: str, to
                        "replicas; refusing to overwrite it")
     cms, secrets = O.references(dep)
     for secret in sorted(secrets):
-        secret_copyable(clusters[here.cluster], target, ns, secret)
+        secret_copyable(clusters[here.cluster].get("Secret", ns, secret), target, ns, secret)
     budgets = O.budgets_for(dep, clusters[here.cluster].list("PodDisruptionBudget", ns))
-    ingress = target.cfg.ingress_host
-    record = dns().get(svc.hostname)
-    adopting = R.may_change(svc.hostname, record, dns().get_txt(R.registry_name(svc.hostname)),
-                            config.dns.owner_id, svc.adopt_dns)
-    rtype, values = R.desired(record, ingress, {c.ingress_host for c in config.clusters},
-                              record_type(ingress))
     return MigrationPlan(
         svc.key, "inter", here.cluster, tuple(here.nodes), to, INTER_STEPS,
         creates=(f"{target.name}: Deployment {ns}/{depname}",
@@ -126,13 +136,66 @@ def plan_migration(config: ContinuumConfig, clusters: Clusters, service: str, to
                  *(f"{target.name}: Secret {ns}/{s}" for s in sorted(secrets)),
                  *(f"{target.name}: PodDisruptionBudget {ns}/{b}" for b in budgets),
                  f"{target.name}: IngressRoute {ns}/{name} Host({svc.hostname})"),
-        changes=(f"DNS {svc.hostname} ({config.dns.provider}): {R.describe(record)} -> "
-                 f"{rtype} {' '.join(values)}"
-                 + (" (adopted: greenwise-mc did not own it)" if adopting else ""),
-                 f"{here.cluster}: Service {ns}/{name} -> ExternalName {ingress}"),
+        changes=(dns_change(config, svc, target, dns),
+                 f"{here.cluster}: Service {ns}/{name} -> ExternalName "
+                 f"{target.cfg.ingress_host}"),
         deletes=(f"{here.cluster}: Deployment {ns}/{depname}",
                  *(f"{here.cluster}: {kind} {ns}/{n} (copied there by a migration)"
                    for kind, names in (("ConfigMap", cms), ("Secret", secrets),
                                        ("PodDisruptionBudget", budgets))
                    for n in sorted(names)
                    if O.is_owned(clusters[here.cluster].get(kind, ns, n)))))
+
+
+def dns_change(config: ContinuumConfig, svc: ManagedService, target: Cluster,
+               dns: Callable[[], DnsProvider]) -> str:
+    """The DNS change a move to `target` makes, as the dry run shows it; refuses (BadInput) a
+    name greenwise-mc does not own unless the service adopts it."""
+    ingress = target.cfg.ingress_host
+    record = dns().get(svc.hostname)
+    adopting = R.may_change(svc.hostname, record, dns().get_txt(R.registry_name(svc.hostname)),
+                            config.dns.owner_id, svc.adopt_dns)
+    rtype, values = R.desired(record, ingress, {c.ingress_host for c in config.clusters},
+                              record_type(ingress))
+    return (f"DNS {svc.hostname} ({config.dns.provider}): {R.describe(record)} -> {rtype} "
+            f"{' '.join(values)}" + (" (adopted: greenwise-mc did not own it)" if adopting else ""))
+
+
+def plan_failover(config: ContinuumConfig, target: Cluster, svc: ManagedService, to: Target,
+                  dns: Callable[[], DnsProvider], kept: Kept | None,
+                  unlocated: Unlocated) -> MigrationPlan:
+    """Recreate the service in `to` from the manifests kept at its last migration, when the
+    cluster it ran in does not answer and its DNS record still sends the users there."""
+    found = kept(svc.key) if kept is not None else None
+    if found is None or found[0] not in unlocated.down:
+        raise Unlocated(f"{unlocated}; no manifests of it were kept in that cluster (they are "
+                        "kept at each migration), so it cannot be failed over", unlocated.down)
+    source, objects = found
+    if to.cluster == source:
+        raise BadInput(f"{svc.key} runs in {source}, which does not answer: fail it over to "
+                       "another cluster")
+    record = dns().get(svc.hostname)
+    if record is None or config.cluster(source).ingress_host not in record.values:
+        raise Unlocated(f"{unlocated}; its DNS record ({R.describe(record)}) does not send "
+                        f"users to {source}, so greenwise-mc cannot tell where it runs",
+                        unlocated.down)
+    ns = svc.namespace
+    dep = next(o for o in objects if o["kind"] == "Deployment")
+    if to.node:
+        check_node(target, to.node, dep["spec"]["template"]["spec"],
+                   dep["spec"].get("replicas", 1))
+    else:
+        target.nodes()  # reachable?
+    missing = [o["metadata"]["name"] for o in objects if o["kind"] == "Secret"
+               and target.get("Secret", ns, o["metadata"]["name"]) is None]
+    if missing:
+        raise BadInput(f"Secret {ns}/{missing[0]} cannot be copied out of cluster {source}, "
+                       f"which does not answer (greenwise-mc keeps no Secret data): create it "
+                       f"in {target.name}, then fail over again")
+    return MigrationPlan(
+        svc.key, "failover", source, (), to, FAILOVER_STEPS,
+        creates=tuple(f"{target.name}: {o['kind']} {ns}/{o['metadata']['name']}"
+                      for o in objects if o["kind"] not in ("Secret", "IngressRoute")),
+        changes=(dns_change(config, svc, target, dns),
+                 f"{source} (does not answer): its copy is fenced (scaled to 0) when it does: "
+                 "`greenwise-mc migrate --resume`"))

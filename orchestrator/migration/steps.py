@@ -118,27 +118,17 @@ class Copy(Step):
                 f"{plan.target.cluster}")
 
     def capture_undo(self, ctx: MigrationContext) -> Undo:
-        svc = ctx.service
-        dep = ctx.source.get("Deployment", svc.namespace, svc.deployment_name)
-        if dep is None:
-            raise OperationalError(f"source Deployment {svc.namespace}/{svc.deployment_name} "
-                                   "vanished")
-        cms, secrets = O.references(dep)
-        for name in sorted(secrets):
-            secret_copyable(ctx.source, ctx.target, svc.namespace, name)
-        budgets = O.budgets_for(dep, ctx.source.list("PodDisruptionBudget", svc.namespace))
-        return capture_objects(ctx.target, svc.namespace, [
-            ("Deployment", svc.deployment_name), ("Service", svc.name),
-            *(("ConfigMap", c) for c in sorted(cms)), *(("Secret", s) for s in sorted(secrets)),
-            *(("PodDisruptionBudget", b) for b in budgets)])
+        return capture_objects(ctx.target, ctx.service.namespace, copied(ctx))
 
     def do(self, ctx: MigrationContext, undo: Undo) -> None:
-        src, dst, ns = ctx.source, ctx.clusters[undo["cluster"]], ctx.service.namespace
+        dst, ns = ctx.clusters[undo["cluster"]], ctx.service.namespace
         # A namespace made for the copy carries the migration's label: rollback removes it.
         dst.ensure_namespace(ns, {O.OWNER_LABEL: ctx.id})
         for entry in undo["objects"]:
             kind, name = entry["kind"], entry["name"]
-            obj = src.get(kind, ns, name)
+            if kind == "Secret" and ctx.recorded is not None:
+                continue  # a failover: kept by name only, in the target already (copied())
+            obj = ctx.source_object(kind, name)
             if obj is None:
                 raise OperationalError(f"source {kind} {ns}/{name} is missing")
             before = entry["prior"]
@@ -163,14 +153,57 @@ class Copy(Step):
                      lambda: cluster.namespace_labels(ns) is None)
 
 
-def secret_copyable(src: Cluster, dst: Cluster, namespace: str, name: str) -> None:
-    """A Secret may be copied where there is none, an equal one, or one a migration made
-    (an earlier visit's copy); one of another content that greenwise-mc did not create is
-    someone else's: refuse before anything changes."""
+def copied(ctx: MigrationContext) -> list[tuple[str, str]]:
+    """(kind, name) of what the copy step copies: the Deployment, its Service, the ConfigMaps
+    and Secrets it refers to and the budgets that select its pods; checked copyable."""
+    svc, ns = ctx.service, ctx.service.namespace
+    dep = ctx.source_object("Deployment", svc.deployment_name)
+    if dep is None:
+        raise OperationalError(f"source Deployment {ns}/{svc.deployment_name} vanished")
+    cms, secrets = O.references(dep)
+    for name in sorted(secrets):
+        if ctx.recorded is None:
+            secret_copyable(ctx.source.get("Secret", ns, name), ctx.target, ns, name)
+        elif ctx.target.get("Secret", ns, name) is None:
+            raise BadInput(f"Secret {ns}/{name} cannot be copied out of cluster "
+                           f"{ctx.plan.source_cluster}, which does not answer (greenwise-mc "
+                           f"keeps no Secret data): create it in {ctx.target.name}, then "
+                           "migrate again")
+    budgets = O.budgets_for(dep, [o for o in ctx.recorded if o["kind"] == "PodDisruptionBudget"]
+                            if ctx.recorded is not None
+                            else ctx.source.list("PodDisruptionBudget", ns))
+    return [("Deployment", svc.deployment_name), ("Service", svc.name),
+            *(("ConfigMap", c) for c in sorted(cms)), *(("Secret", s) for s in sorted(secrets)),
+            *(("PodDisruptionBudget", b) for b in budgets)]
+
+
+def manifests_of(cluster: Cluster, svc: ManagedService) -> list[dict[str, Any]]:
+    """What a failover recreates the service from: its objects in `cluster` less the cluster's
+    own fields; Secrets by name only (their data is never kept)."""
+    ns = svc.namespace
+    dep = cluster.get("Deployment", ns, svc.deployment_name)
+    if dep is None:
+        return []
+    cms, secrets = O.references(dep)
+    budgets = O.budgets_for(dep, cluster.list("PodDisruptionBudget", ns))
+    refs = [("Service", svc.name), ("IngressRoute", svc.name),
+            *(("ConfigMap", c) for c in sorted(cms)),
+            *(("PodDisruptionBudget", b) for b in budgets)]
+    found = [("Deployment", dep), *((kind, o) for kind, name in refs
+                                    if (o := cluster.get(kind, ns, name)) is not None)]
+    return [*(O.portable(o, kind, cluster.api_version(kind)) for kind, o in found),
+            *({"kind": "Secret", "metadata": {"name": s, "namespace": ns}}
+              for s in sorted(secrets))]
+
+
+def secret_copyable(here: dict[str, Any] | None, dst: Cluster, namespace: str,
+                    name: str) -> None:
+    """A Secret (`here`, the source's) may be copied where there is none, an equal one, or one
+    a migration made (an earlier visit's copy); one of another content that greenwise-mc did not
+    create is someone else's: refuse before anything changes."""
     there = dst.get("Secret", namespace, name)
     if there is None or O.is_owned(there):
         return
-    here = src.get("Secret", namespace, name)
     if here is not None and O.secret_digest(here) != O.secret_digest(there):
         raise BadInput(f"cluster {dst.name} has a different Secret {namespace}/{name} that "
                        "greenwise-mc did not create; make it equal to the source's or delete "
@@ -208,7 +241,7 @@ class Route(Step):
         dst, svc, ns = ctx.clusters[undo["cluster"]], ctx.service, ctx.service.namespace
         forwarder = dst.get("Service", ns, svc.name)
         returned = O.is_forwarder(forwarder)  # the service lived here: its forwarder is left
-        real = O.portable(ctx.source.get("Service", ns, svc.name) or {}, "Service", "v1")
+        real = O.portable(ctx.source_object("Service", svc.name) or {}, "Service", "v1")
         if returned and forwarder is not None:
             if not real.get("spec"):
                 raise OperationalError(f"source Service {ns}/{svc.name} is missing")
@@ -483,3 +516,18 @@ def record_type(host: str) -> str:
         return "A" if ipaddress.ip_address(host).version == 4 else "AAAA"
     except ValueError:
         return "CNAME"
+
+
+FENCED = "greenwise.io/fenced-by"  # on a stale copy: the failover that replaced it
+
+
+def fence(cluster: Cluster, svc: ManagedService, migration: str, now_at: str) -> None:
+    """A failover's stale copy, in a cluster that answers again: its Deployment scaled to 0 and
+    marked (so the service runs in exactly one place), its Service a forwarder to `now_at`."""
+    ns = svc.namespace
+    if cluster.get("Deployment", ns, svc.deployment_name) is not None:
+        cluster.patch("Deployment", ns, svc.deployment_name, {
+            "metadata": {"annotations": {FENCED: migration}}, "spec": {"replicas": 0}})
+    service = cluster.get("Service", ns, svc.name)
+    if service is not None and not O.is_forwarder(service):
+        cluster.replace(O.forwarder(service, now_at, migration))
