@@ -22,7 +22,8 @@ from orchestrator.kube.clusters import Clusters
 from orchestrator.migration.dns.registry import owner_in, registry_name, release
 from orchestrator.migration.objects import OWNER_LABEL
 from orchestrator.migration.planner import locate
-from orchestrator.migration.steps import FENCED, INTER_STEPS
+from orchestrator.migration.steps import INTER_STEPS
+from orchestrator.migration.transfer import FENCED
 from tests.lab.lab import Lab
 from tests.lab.workloads import wait_for
 from tests.test_migrate import (

@@ -23,7 +23,8 @@ from orchestrator.migration.dns import DnsProvider, provider_from_config
 from orchestrator.migration.journal import Journal, MigrationRecord
 from orchestrator.migration.plan import MigrationPlan, Target
 from orchestrator.migration.planner import Placement, locate, plan_migration
-from orchestrator.migration.steps import STEPS, Step, fence, manifests_of
+from orchestrator.migration.steps import STEPS, Step
+from orchestrator.migration.transfer import fence, manifests_of
 
 T = TypeVar("T")
 RETRY_S = 1.0  # between tries of a step whose cluster or DNS server did not answer

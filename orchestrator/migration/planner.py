@@ -14,14 +14,14 @@ from orchestrator.migration import objects as O
 from orchestrator.migration.dns import DnsProvider
 from orchestrator.migration.dns import registry as R
 from orchestrator.migration.nodes import check_node
-from orchestrator.migration.plan import FAILOVER_STEPS, MigrationPlan, Target
-from orchestrator.migration.steps import (
+from orchestrator.migration.plan import (
+    FAILOVER_STEPS,
     INTER_STEPS,
     INTRA_STEPS,
-    record_type,
-    running_pods,
-    secret_copyable,
+    MigrationPlan,
+    Target,
 )
+from orchestrator.migration.transfer import record_type, running_pods, secret_copyable
 
 
 @dataclass
