@@ -231,25 +231,34 @@ def test_return_hops_under_load_lose_nothing(service: Deployed, hops: tuple[str,
     assert_single_and_serving(service, hops[-1], pristine=False)
 
 
+def frozen_mid_migration(d: Deployed, process: str, step: str,
+                         seconds: float) -> tuple[int, str]:
+    """`migrate --to cloud` with the lab's `process` stopped (SIGSTOP) for `seconds` once the
+    migration begins `step`: its exit code and stderr."""
+    frozen = next(p for p in d.lab.procs() if p.name.startswith(process))
+    proc = migrate(d, "cloud")
+    try:
+        wait_for(f"the {step} step", lambda: begun(d, step), timeout=90, every=0.01)
+        os.kill(frozen.pid, signal.SIGSTOP)
+        time.sleep(seconds)
+        os.kill(frozen.pid, signal.SIGCONT)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err
+
+
 def test_an_apiserver_frozen_40s_mid_step_is_ridden_out(lab: Lab, tmp_path: Path) -> None:
     """The target's API server stops answering for 40 s while the copy becomes Ready: shorter
     than the step's timeout (120 s), so the migration waits and finishes."""
     d = deploy(lab, tmp_path, api_timeout_s=2.0, api_retry_s=4.0)
-    apiserver = next(p for p in lab.procs() if p.name == "cloud-apiserver")
-    proc = migrate(d, "cloud")
     try:
-        wait_for("the wait_ready step", lambda: begun(d, "wait_ready"), timeout=90, every=0.02)
-        os.kill(apiserver.pid, signal.SIGSTOP)
-        time.sleep(40)
-        os.kill(apiserver.pid, signal.SIGCONT)
-        _, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, err
-        assert "trying again" in err, err
+        code, err = frozen_mid_migration(d, "cloud-apiserver", "wait_ready", 40)
+        assert code == 0 and "trying again" in err, err
         assert_single_and_serving(d, "cloud")
     finally:
-        os.kill(apiserver.pid, signal.SIGCONT)
-        if proc.poll() is None:
-            proc.kill()
         teardown(d)
 
 
@@ -399,20 +408,8 @@ def test_three_replicas_with_a_budget_move_under_load(service: Deployed, to: str
 def test_bind9_frozen_at_the_dns_step_is_ridden_out(service: Deployed) -> None:
     """The DNS server stops answering (SIGSTOP) as the migration reaches its DNS step, for
     less than the step's timeout: the step tries again and the migration finishes."""
-    named = next(p for p in service.lab.procs() if p.name.startswith("named-"))
-    proc = migrate(service, "cloud")
-    try:
-        wait_for("the route step", lambda: begun(service, "route"), timeout=90, every=0.01)
-        os.kill(named.pid, signal.SIGSTOP)
-        time.sleep(10)
-        os.kill(named.pid, signal.SIGCONT)
-        _, err = proc.communicate(timeout=180)
-    finally:
-        os.kill(named.pid, signal.SIGCONT)
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    assert "trying again" in err and "dns" in err, err
+    code, err = frozen_mid_migration(service, "named-", "route", 10)
+    assert code == 0 and "trying again" in err and "dns" in err, err
     assert_single_and_serving(service, "cloud")
 
 
