@@ -56,7 +56,9 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 CRDS = REPO / "traefik" / "crds.yaml"
 ZONE = "continuum.test."
-TRAEFIK_THROTTLE_S = 0.5  # Traefik's providersThrottleDuration here (its default: 2 s)
+# Traefik's providersThrottleDuration here (its default: 2 s). Migrations wait the default
+# (ingress_reload_s, 2 s) for a change to apply: a margin for a lab whose 2 cores are busy.
+TRAEFIK_THROTTLE_S = 0.5
 # (web, admin) port pairs tried in turn on every cluster's ingress address; admin serves
 # Traefik's /ping and /metrics. (Not 9100: a system node-exporter may hold *:9100.)
 INGRESS_PORTS = ((8080, 9180), (18080, 19180), (28080, 29180))
@@ -370,7 +372,6 @@ def continuum(info: dict[str, Any]) -> dict[str, Any]:
         spec: ClusterSpec = by_name[name]
         clusters.append({"name": name, "tier": spec.tier, "kubeconfig": c["kubeconfig"],
                          "context": name, "ingress": c["ingress"], "prometheus": c["prometheus"],
-                         "ingress_reload_s": TRAEFIK_THROTTLE_S,
                          "hosts": [h.profile() for h in spec.hosts]})
     d = info["dns"]
     return {
