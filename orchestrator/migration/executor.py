@@ -227,7 +227,11 @@ class Migrator:
             if plan.kind == "failover":
                 self.journal.fence_later(plan.service, plan.source_cluster, mid,
                                          plan.target.cluster)
-            self._keep(plan.service, plan.target.cluster)
+            try:
+                self._keep(plan.service, plan.target.cluster)
+            except OperationalError as e:  # the migration is done all the same
+                self.report("note", "keep", f"manifests for a failover not kept ({e}); the "
+                                            "next migration keeps them")
         return rec
 
     def _keep(self, service: str, cluster: str) -> None:
