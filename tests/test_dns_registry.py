@@ -69,9 +69,9 @@ def context(dns: MemoryDns, adopt: bool = False) -> Any:
 
 def test_desired_keeps_the_addresses_no_cluster_serves() -> None:
     prior = Record(NAME, "A", (EDGE, FOREIGN), 30)
-    assert desired(prior, CLOUD, {EDGE, CLOUD}, "A") == ("A", (CLOUD, FOREIGN))
-    assert desired(None, CLOUD, {EDGE, CLOUD}, "A") == ("A", (CLOUD,))
-    assert desired(prior, "lb.cloud.example", {EDGE}, "CNAME") == ("CNAME", ("lb.cloud.example",))
+    assert desired(prior, CLOUD, {EDGE, CLOUD}) == ("A", (CLOUD, FOREIGN))
+    assert desired(None, CLOUD, {EDGE, CLOUD}) == ("A", (CLOUD,))
+    assert desired(prior, "lb.cloud.example", {EDGE}) == ("CNAME", ("lb.cloud.example",))
 
 
 def test_only_an_owned_or_free_name_may_change_unless_adopted() -> None:

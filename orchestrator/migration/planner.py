@@ -21,7 +21,7 @@ from orchestrator.migration.plan import (
     MigrationPlan,
     Target,
 )
-from orchestrator.migration.transfer import record_type, running_pods, secret_copyable
+from orchestrator.migration.transfer import running_pods, secret_copyable
 
 
 @dataclass
@@ -155,8 +155,7 @@ def dns_change(config: ContinuumConfig, svc: ManagedService, target: Cluster,
     record = dns().get(svc.hostname)
     adopting = R.may_change(svc.hostname, record, dns().get_txt(R.registry_name(svc.hostname)),
                             config.dns.owner_id, svc.adopt_dns)
-    rtype, values = R.desired(record, ingress, {c.ingress_host for c in config.clusters},
-                              record_type(ingress))
+    rtype, values = R.desired(record, ingress, {c.ingress_host for c in config.clusters})
     return (f"DNS {svc.hostname} ({config.dns.provider}): {R.describe(record)} -> {rtype} "
             f"{' '.join(values)}" + (" (adopted: greenwise-mc did not own it)" if adopting else ""))
 

@@ -29,7 +29,6 @@ from orchestrator.migration.transfer import (
     copied,
     lists_only_the_copy,
     put,
-    record_type,
     restore_objects,
     rolled_out,
     route_live,
@@ -134,8 +133,9 @@ class Route(Step):
         dst, svc, ns = ctx.clusters[undo["cluster"]], ctx.service, ctx.service.namespace
         forwarder = dst.get("Service", ns, svc.name)
         returned = O.is_forwarder(forwarder)  # the service lived here: its forwarder is left
-        real = O.portable(ctx.source_object("Service", svc.name) or {}, "Service", "v1")
+        real: dict[str, Any] = {}
         if returned and forwarder is not None:
+            real = O.portable(ctx.source_object("Service", svc.name) or {}, "Service", "v1")
             if not real.get("spec"):
                 raise OperationalError(f"source Service {ns}/{svc.name} is missing")
             # Still forwarding, it gets the copy's selector: the endpoints controller lists the
@@ -212,8 +212,7 @@ class Dns(Step):
     @staticmethod
     def wanted(ctx: MigrationContext, prior: Record | None) -> tuple[str, tuple[str, ...]]:
         host = ctx.target.cfg.ingress_host
-        return R.desired(prior, host, {c.ingress_host for c in ctx.config.clusters},
-                         record_type(host))
+        return R.desired(prior, host, {c.ingress_host for c in ctx.config.clusters})
 
 
 def _record(d: dict[str, Any] | None) -> Record | None:

@@ -6,7 +6,6 @@ failover leaves on a stale copy. The steps (steps.py) are made of these.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import httpx
@@ -169,13 +168,6 @@ def route_live(ingress: str, hostname: str, path: str) -> bool:
     except httpx.HTTPError:
         return False
     return r.status_code < 500 and not (r.status_code == 404 and r.text == TRAEFIK_NO_ROUTE)
-
-
-def record_type(host: str) -> str:
-    try:
-        return "A" if ipaddress.ip_address(host).version == 4 else "AAAA"
-    except ValueError:
-        return "CNAME"
 
 
 FENCED = "greenwise.io/fenced-by"  # on a stale copy: the failover that replaced it

@@ -9,6 +9,8 @@ migration refuses it unless the service's config says to adopt it.
 
 from __future__ import annotations
 
+import ipaddress
+
 from orchestrator.migration.dns.base import DnsBadInput, DnsProvider, Record
 
 PREFIX = "greenwise-owner."
@@ -54,14 +56,23 @@ def release(dns: DnsProvider, hostname: str) -> None:
     dns.replace_txt(registry_name(hostname), [], 1)
 
 
-def desired(prior: Record | None, target_host: str, managed: set[str],
-            rtype: str) -> tuple[str, tuple[str, ...]]:
-    """The record that points `hostname` at `target_host`: an A record keeps the addresses it
-    holds that are no cluster's ingress (`managed`), which are someone else's to manage."""
+def desired(prior: Record | None, target_host: str,
+            managed: set[str]) -> tuple[str, tuple[str, ...]]:
+    """The record that points `hostname` at `target_host` (A for an address, CNAME for a
+    name): an A record keeps the addresses it holds that are no cluster's ingress (`managed`),
+    which are someone else's to manage."""
+    rtype = record_type(target_host)
     if rtype == "A" and prior is not None and prior.rtype == "A":
         kept = sorted(v for v in prior.values if v not in managed and v != target_host)
         return "A", (target_host, *kept)
     return rtype, (target_host,)
+
+
+def record_type(host: str) -> str:
+    try:
+        return "A" if ipaddress.ip_address(host).version == 4 else "AAAA"
+    except ValueError:
+        return "CNAME"
 
 
 def describe(record: Record | None) -> str:
