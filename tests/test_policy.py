@@ -370,12 +370,12 @@ def cordoned(lab: Lab, nodes: dict[str, list[str]]) -> Iterator[None]:
         mark(False)
 
 
-# Hosts that speed the service up by less than 2x. Seen in one CI run: edge0 -> edge2 (speed
+# Hosts that speed the service up by less than 1.5x. Seen in one CI run: edge0 -> edge2 (speed
 # 1.2) predicted -62 ms, observed +13 ms; the likely cause, that this lab's 2 cores are shared
 # with the load generator and Traefik, so a saturated service freed of 1/6 of its work gets no
-# more CPU. Cordoned for the end-to-end test: the controller's masks leave it the cloud (speed
-# 2.5, where every earlier run went and the prediction held) or staying.
-TOO_CLOSE = {"edge": ["edge1", "edge2"], "fog": ["fog0"]}
+# more CPU. Cordoned for the end-to-end test; fog0 (1.5) stays: with it cordoned too, MaskablePPO
+# whose first choice was fog0 stayed put for 300 s in one run (the test needs a move).
+TOO_CLOSE = {"edge": ["edge1", "edge2"]}
 
 
 @pytest.fixture
