@@ -251,6 +251,9 @@ class ClusterConfig(_Strict):
     # default: 2 s); a migration waits this long where it cannot see the change applied.
     ingress_reload_s: float = Field(default=2.0, ge=0)
     prometheus: str | None = None
+    # Its cluster DNS domain: the in-cluster names a migrated service is routed under.
+    cluster_domain: str = Field(default="cluster.local",
+                                pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
     hosts: tuple[HostProfile, ...] = Field(min_length=1)
 
     @property

@@ -21,7 +21,7 @@ import yaml
 from orchestrator.config import ContinuumConfig, ServiceSpec
 from orchestrator.kube.cache import NODES, PODS, deployments
 from orchestrator.kube.clusters import KINDS
-from orchestrator.migration.objects import routes_host
+from orchestrator.migration.objects import route_rule, routes
 from tests.lab.cluster import KubeError
 from tests.lab.lab import Lab
 
@@ -210,7 +210,9 @@ def test_sample_service_runs_torchserve_with_the_papers_settings() -> None:
         yaml.safe_load((MANIFESTS / "controller" / "continuum.yaml").read_text()))
     svc = cfg.service("ml/resnet")
     route = one("IngressRoute", "resnet")
-    assert routes_host(route, svc.hostname, svc.name)  # what a migration recognises as its own
+    rule = route_rule(svc.hostname, svc.namespace, svc.name,
+                      [c.cluster_domain for c in cfg.clusters])
+    assert routes(route, rule, svc.name)  # what a migration recognises as its own
     assert route["spec"]["routes"][0]["services"][0]["port"] == 80
     assert props["disable_token_authorization"] == "true"
     assert props["management_address"].startswith("http://127.0.0.1:")

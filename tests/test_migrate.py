@@ -156,6 +156,19 @@ def load(d: Deployed, rate: float = 100, duration: float = 60,
                          register=d.lab.loadgen_targets)
 
 
+def in_cluster_load(d: Deployed, cluster: str, name: str, rate: float = 20,
+                    duration: float = 60) -> loadgen.LoadHandle:
+    """A client inside `cluster`, as a pod of the service's namespace: it resolves `name`
+    (`resnet`, `resnet.<ns>`, ... `.svc.cluster.local`) through that cluster's DNS with a pod's
+    search path and calls the Service port there: the ClusterIP (through the lab's proxy) while
+    the service runs there, the ingress the forwarder's CNAME leads to once it moved."""
+    dns_host, dns_port = d.lab.info()["clusters"][cluster]["cluster_dns"].rsplit(":", 1)
+    port = d.cfg().clusters[0].ingress_port  # the Service port is the ingress port (manifests)
+    return loadgen.start(name, f"127.0.0.1:{port}", dns_host, int(dns_port), rate=rate,
+                         duration=duration, search=[f"{d.ns}.svc.cluster.local",
+                                                    "svc.cluster.local", "cluster.local"])
+
+
 def inventory(d: Deployed) -> dict[str, dict[str, Any]]:
     """Every object of the service in every cluster: kind/name -> (resourceVersion, owner)."""
     out = {}

@@ -31,6 +31,7 @@ from tests.test_migrate import (
     assert_single_and_serving,
     cli,
     deploy,
+    in_cluster_load,
     load,
     provider,
     serves,
@@ -234,6 +235,39 @@ def test_return_hops_under_load_lose_nothing(service: Deployed, hops: tuple[str,
     assert_single_and_serving(service, hops[-1], pristine=False)
 
 
+def in_cluster_names(d: Deployed) -> list[str]:
+    """What a pod in the service's namespace may call it, through its cluster's DNS."""
+    return ["resnet", f"resnet.{d.ns}", f"resnet.{d.ns}.svc", f"resnet.{d.ns}.svc.cluster.local"]
+
+
+def test_in_cluster_clients_of_the_old_cluster_follow_the_service(service: Deployed) -> None:
+    """Clients inside edge calling the service by each of its in-cluster names, before, during
+    and after edge -> cloud -> fog: none fails, and once it left they are served where it runs
+    (edge's forwarder: a CNAME to the hostname, routed by the in-cluster names there)."""
+    clients = {n: in_cluster_load(service, "edge", n, rate=10, duration=200)
+               for n in in_cluster_names(service)}
+    moved_at = {}
+    try:
+        time.sleep(2)
+        for to in ("cloud", "fog"):
+            r = cli("migrate", service.key, "--to", to, "--config", str(service.config))
+            assert r.returncode == 0, r.stderr
+            moved_at[to] = time.monotonic()
+            time.sleep(4)
+    finally:
+        reports = {n: c.stop() for n, c in clients.items()}
+    ingress = {c.name: c.ingress_host for c in service.cfg().clusters}
+    for name, report in reports.items():
+        failed = [(x.t, x.address, x.outcome) for x in report.samples if x.outcome != "ok"]
+        assert report.sent > 50 and failed == [], (name, failed[:20], report.dns_errors)
+        assert set(report.by_cluster) == {"edge", "cloud", "fog"}, (name, report.by_cluster)
+        # Before, through edge's ClusterIP; after, through the ingress the CNAME leads to
+        addresses = [a for _, a in report.dns_changes]
+        assert addresses[0] not in ingress.values() and ingress["cloud"] in addresses and \
+            addresses[-1] == ingress["fog"], (name, report.dns_changes)
+    assert_single_and_serving(service, "fog", pristine=False)
+
+
 def frozen_mid_migration(d: Deployed, process: str, step: str,
                          seconds: float) -> tuple[int, str]:
     """`migrate --to cloud` with the lab's `process` stopped (SIGSTOP) for `seconds` once the
@@ -333,11 +367,20 @@ def test_a_random_walk_of_ten_hops_loses_nothing_and_leaves_what_it_should(
     places = ["edge/edge0", "edge/edge1", "edge/edge2", "fog", "cloud"]
     here, visited, walk = "edge/edge0", {"edge"}, []
     handle, pinned = load(service, rate=50, duration=400), PinnedClient(service, seconds=400)
+    # A pod in edge calling the old name all along, and one in each hop's source cluster
+    home = in_cluster_load(service, "edge", "resnet", rate=10, duration=400)
+    names, inside = in_cluster_names(service), []
     try:
-        for _ in range(10):
+        for i in range(10):
             to = rng.choice([p for p in places if p != here
                              and not (p.split("/")[0] == here.split("/")[0] and "/" not in p)])
-            r = cli("migrate", service.key, "--to", to, "--config", str(service.config))
+            source = here.split("/")[0]
+            client = in_cluster_load(service, source, names[i % 4], rate=10, duration=120)
+            try:
+                r = cli("migrate", service.key, "--to", to, "--config", str(service.config))
+                time.sleep(1)
+            finally:
+                inside.append((source, to, client.stop()))
             assert r.returncode == 0, (walk, to, r.stderr)
             walk.append(to)
             here = to if "/" in to else f"{to}/{to}0" if to == "fog" else to
@@ -345,9 +388,14 @@ def test_a_random_walk_of_ten_hops_loses_nothing_and_leaves_what_it_should(
     finally:
         handle.stop()
         pinned.end()
+        home.stop()
     report = handle.result()
     assert report.sent > 500 and report.failed == 0, (walk, report.failures)
     assert pinned.sent > 200 and pinned.failed == [], (walk, pinned.failed[:10])
+    clients = [("edge, all along", home.result()), *((f"{a} -> {b}", r) for a, b, r in inside)]
+    for where, r in clients:
+        failed = [(x.t, x.address, x.outcome) for x in r.samples if x.outcome != "ok"]
+        assert r.sent > 10 and failed == [], (walk, where, failed, r.dns_changes, r.dns_errors)
     final = here.split("/")[0]
     assert_single_and_serving(service, final, pristine=False)
     for cluster in ("edge", "fog", "cloud"):
@@ -416,12 +464,14 @@ def test_bind9_frozen_at_the_dns_step_is_ridden_out(service: Deployed) -> None:
     assert_single_and_serving(service, "cloud")
 
 
+@pytest.mark.parametrize("fenced_by", ["resume", "policy"])
 def test_failover_out_of_a_dead_control_plane_then_its_copy_is_fenced(
-        service: Deployed, tmp_path: Path) -> None:
+        service: Deployed, tmp_path: Path, fenced_by: str) -> None:
     """edge's API server stops answering: `migrate --to cloud` recreates the service there from
     the manifests kept at its last migration and points DNS at cloud, while edge's pods (still
     running, as workloads do when a control plane dies) go on serving until then: no request
-    fails. When edge answers again, `--resume` fences its stale copy: one place serves."""
+    fails. When edge answers again, `--resume` (or policy mode, at its next tick) fences its
+    stale copy: one place serves."""
     r = cli("migrate", service.key, "--to", "edge/edge1", "--config", str(service.config))
     assert r.returncode == 0, r.stderr  # a migration: the manifests are kept
     doc = yaml.safe_load(service.config.read_text())
@@ -448,10 +498,19 @@ def test_failover_out_of_a_dead_control_plane_then_its_copy_is_fenced(
     print(f"failover: cluster dead -> traffic served by the target {first_cloud - dead_at:.2f} s")
     assert status.returncode == 1 and "edge" in status.stderr, status.stderr
     assert yaml.safe_load(status.stdout)["services"][0]["cluster"] == "cloud"
-    r = cli("migrate", "--resume", "--config", str(config), "-o", "json")
-    assert r.returncode == 0, r.stderr
-    assert yaml.safe_load(r.stdout)["fenced"] == [
-        {"service": service.key, "cluster": "edge", "state": "fenced"}]
+    if fenced_by == "resume":
+        r = cli("migrate", "--resume", "--config", str(config), "-o", "json")
+        assert r.returncode == 0, r.stderr
+        assert yaml.safe_load(r.stdout)["fenced"] == [
+            {"service": service.key, "cluster": "edge", "state": "fenced"}]
+    else:  # a controller that moves nothing (no gain is enough), for two ticks
+        doc["controller"] = {"lease_cluster": "edge", "lease_name": f"greenwise-{service.ns}",
+                             "lease_duration_s": 4, "min_predicted_gain": 1e9}
+        config.write_text(yaml.safe_dump(doc))
+        r = cli("run", "--config", str(config), "--strategy", "rules", "--ticks", "2",
+                "--interval", "1s", "--metrics-address", "127.0.0.1:0")
+        assert r.returncode == 0, r.stderr
+        assert "the stale copy in edge: fenced" in r.stdout + r.stderr, (r.stdout, r.stderr)
     edge = Clusters(service.cfg())["edge"]
     stale = edge.get("Deployment", service.ns, "resnet")
     assert stale["spec"]["replicas"] == 0 and stale["metadata"]["annotations"][FENCED]

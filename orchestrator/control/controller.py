@@ -131,6 +131,8 @@ class Controller:
                                message=f"Prometheus answers again after {self.unobserved} "
                                        "tick(s) without observations")
             self.unobserved = 0
+        if not self.dry_run:
+            self.continuum.fence_in_worker()
         for d in decisions:
             self.log.write("info", "decision", **d.to_dict())
             if self.metrics:

@@ -87,6 +87,7 @@ class KubernetesContinuum:
         self.pool = ThreadPoolExecutor(config.controller.max_concurrent_migrations,
                                        thread_name_prefix="migration")
         self.futures: list[Future[None]] = []
+        self.fencing: Future[None] | None = None
         self.report: StepReport = lambda key, event, step, detail: None
         self.on_outcome: Outcome = lambda key, kind, outcome, error, seconds: None
 
@@ -192,6 +193,24 @@ class KubernetesContinuum:
                             lambda report, p=p: self.migrate(p.migration, report,
                                                              self.stopping.is_set),
                             lambda outcome, p=p: on_done(p, outcome) if on_done else None)
+
+    def fence_in_worker(self) -> None:
+        """Fence failovers' stale copies whose cluster answers again (as `migrate --resume`
+        does), in a worker and one pass at a time: a cluster still down must not hold up a
+        tick."""
+        if (self.fencing is not None and not self.fencing.done()) or \
+                not self.migrator.journal.fences():
+            return
+        self.fencing = self.pool.submit(self._fence)
+
+    def _fence(self) -> None:
+        m = Migrator(self.config)
+        try:
+            for f in m.fence_returned():
+                self.report(f["service"], "done" if f["state"] == "fenced" else "waiting",
+                            "fence", f"the stale copy in {f['cluster']}: {f['state']}")
+        finally:
+            m.journal.close()
 
     def resume_in_worker(self, record: MigrationRecord, done: Callable[[str], None]) -> None:
         """Finish or roll back an unfinished migration in a worker; `done(outcome)` after."""

@@ -206,7 +206,7 @@ class Migrator:
         for service, cluster, mid, target in self.journal.fences():
             svc, c = self.config.service(service), self.clusters[cluster]
             try:
-                fence(c, svc, mid, self.config.cluster(target).ingress_host)
+                fence(c, svc, mid)
             except Outage as e:
                 out.append({"service": service, "cluster": cluster, "state": f"not yet: {e}"})
                 continue

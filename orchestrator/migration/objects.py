@@ -101,30 +101,40 @@ def budgets_for(deployment: Obj, budgets: list[Obj]) -> list[str]:
     return sorted(out)
 
 
-def ingress_route(namespace: str, service: str, hostname: str, port: int, owner: str) -> Obj:
-    """Traefik IngressRoute sending Host(hostname) to the service (see traefik/)."""
+def route_rule(hostname: str, namespace: str, service: str, domains: list[str]) -> str:
+    """The hosts a migrated service answers to in its new cluster: the public hostname and the
+    names in-cluster clients of the clusters it left call (`svc`, `svc.ns`, `svc.ns.svc`,
+    `svc.ns.svc.<domain>`), which their DNS sends here through their forwarders."""
+    names = [hostname.rstrip("."), service, f"{service}.{namespace}", f"{service}.{namespace}.svc",
+             *dict.fromkeys(f"{service}.{namespace}.svc.{d}" for d in domains)]
+    return " || ".join(f"Host(`{n}`)" for n in names)
+
+
+def ingress_route(namespace: str, service: str, rule: str, port: int, owner: str) -> Obj:
+    """Traefik IngressRoute sending the hosts of `rule` to the service (see traefik/)."""
     return {
         "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
         "metadata": {"name": service, "namespace": namespace, "labels": {OWNER_LABEL: owner}},
         "spec": {"entryPoints": ["web"],
-                 "routes": [{"kind": "Rule", "match": f"Host(`{hostname.rstrip('.')}`)",
+                 "routes": [{"kind": "Rule", "match": rule,
                              "services": [{"name": service, "port": port}]}]},
     }
 
 
-def routes_host(route: Obj | None, hostname: str, service: str) -> bool:
-    """Whether an existing IngressRoute already sends Host(hostname) to the service."""
+def routes(route: Obj | None, rule: str, service: str) -> bool:
+    """Whether an existing IngressRoute already sends the hosts of `rule` to the service."""
     if route is None:
         return False
-    want = f"Host(`{hostname.rstrip('.')}`)"
-    return any(r.get("match") == want and any(s.get("name") == service
+    return any(r.get("match") == rule and any(s.get("name") == service
                                               for s in r.get("services") or [])
                for r in route.get("spec", {}).get("routes") or [])
 
 
-def forwarder(service: Obj, target_host: str, owner: str) -> Obj:
-    """The source's Service turned into an ExternalName pointing at the new location, so
-    clients that still arrive at the source are forwarded (ports kept: the ingress port)."""
+def forwarder(service: Obj, hostname: str, owner: str) -> Obj:
+    """The source's Service turned into an ExternalName for the service's public hostname
+    (the live-migration paper's forwarder): cluster DNS answers the old in-cluster names with
+    a CNAME to it, and the ingress proxies there, so clients still calling the source reach
+    wherever DNS says the service runs (ports kept: the ingress port)."""
     out = portable(service, "Service", "v1")
     out["metadata"]["resourceVersion"] = service["metadata"]["resourceVersion"]
     out["metadata"].setdefault("labels", {})[OWNER_LABEL] = owner
@@ -133,7 +143,7 @@ def forwarder(service: Obj, target_host: str, owner: str) -> Obj:
               "publishNotReadyAddresses"):
         spec.pop(k, None)
     spec["type"] = "ExternalName"
-    spec["externalName"] = target_host
+    spec["externalName"] = hostname.rstrip(".")
     spec["ports"] = [{k: v for k, v in p.items() if k in ("name", "port", "protocol")}
                      for p in spec.get("ports") or []]
     return out

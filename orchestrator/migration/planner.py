@@ -135,10 +135,11 @@ def plan_migration(config: ContinuumConfig, clusters: Clusters, service: str, to
                  *(f"{target.name}: ConfigMap {ns}/{c}" for c in sorted(cms)),
                  *(f"{target.name}: Secret {ns}/{s}" for s in sorted(secrets)),
                  *(f"{target.name}: PodDisruptionBudget {ns}/{b}" for b in budgets),
-                 f"{target.name}: IngressRoute {ns}/{name} Host({svc.hostname})"),
+                 f"{target.name}: IngressRoute {ns}/{name} Host({svc.hostname}) and the "
+                 "in-cluster names"),
         changes=(dns_change(config, svc, target, dns),
                  f"{here.cluster}: Service {ns}/{name} -> ExternalName "
-                 f"{target.cfg.ingress_host}"),
+                 f"{svc.hostname.rstrip('.')}"),
         deletes=(f"{here.cluster}: Deployment {ns}/{depname}",
                  *(f"{here.cluster}: {kind} {ns}/{n} (copied there by a migration)"
                    for kind, names in (("ConfigMap", cms), ("Secret", secrets),

@@ -148,10 +148,12 @@ class Route(Step):
                  lambda: lists_only_the_copy(dst, svc), interruptible=True)
         if returned:
             put(dst, O.label_owner(real, ctx.id))
-        if not O.routes_host(dst.get("IngressRoute", ns, svc.name), svc.hostname, svc.name):
+        rule = O.route_rule(svc.hostname, ns, svc.name,
+                            [c.cluster_domain for c in ctx.config.clusters])
+        if not O.routes(dst.get("IngressRoute", ns, svc.name), rule, svc.name):
             service = dst.get("Service", ns, svc.name) or {}
             port = (service.get("spec", {}).get("ports") or [{"port": 80}])[0]["port"]
-            put(dst, O.ingress_route(ns, svc.name, svc.hostname, port, ctx.id))
+            put(dst, O.ingress_route(ns, svc.name, rule, port, ctx.id))
         # Make before break: DNS may only move once the target's ingress serves the name.
         ingress = dst.cfg.ingress
         ctx.wait(f"{svc.hostname} routed by {dst.name}'s ingress {ingress}",
@@ -230,8 +232,8 @@ class Forward(Step):
     description = "turn the source Service into an ExternalName forwarder"
 
     def describe(self, plan: MigrationPlan) -> str:
-        return (f"turn the Service in {plan.source_cluster} into an ExternalName forwarder to "
-                f"{plan.target.cluster}")
+        return (f"turn the Service in {plan.source_cluster} into an ExternalName forwarder for "
+                f"the hostname (after the DNS TTL), which now names {plan.target.cluster}")
 
     def capture_undo(self, ctx: MigrationContext) -> Undo:
         return capture_objects(ctx.source, ctx.service.namespace, [("Service", ctx.service.name)])
@@ -240,7 +242,11 @@ class Forward(Step):
         src, svc = ctx.clusters[undo["cluster"]], ctx.service
         current = src.get("Service", svc.namespace, svc.name)
         if current is not None and not O.is_forwarder(current):
-            src.replace(O.forwarder(current, ctx.target.cfg.ingress_host, ctx.id))
+            # The forwarder resolves the hostname in the source cluster: until the resolvers
+            # there forget the record's old value (its TTL), it would forward to itself. The
+            # old copy serves meanwhile.
+            time.sleep(ctx.config.dns.ttl)
+            src.replace(O.forwarder(current, svc.hostname, ctx.id))
 
     def undo(self, ctx: MigrationContext, undo: Undo) -> None:
         restore_objects(ctx, undo)

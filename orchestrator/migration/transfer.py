@@ -173,13 +173,13 @@ def route_live(ingress: str, hostname: str, path: str) -> bool:
 FENCED = "greenwise.io/fenced-by"  # on a stale copy: the failover that replaced it
 
 
-def fence(cluster: Cluster, svc: ManagedService, migration: str, now_at: str) -> None:
+def fence(cluster: Cluster, svc: ManagedService, migration: str) -> None:
     """A failover's stale copy, in a cluster that answers again: its Deployment scaled to 0 and
-    marked (so the service runs in exactly one place), its Service a forwarder to `now_at`."""
+    marked (so the service runs in exactly one place), its Service a forwarder."""
     ns = svc.namespace
     if cluster.get("Deployment", ns, svc.deployment_name) is not None:
         cluster.patch("Deployment", ns, svc.deployment_name, {
             "metadata": {"annotations": {FENCED: migration}}, "spec": {"replicas": 0}})
     service = cluster.get("Service", ns, svc.name)
     if service is not None and not O.is_forwarder(service):
-        cluster.replace(O.forwarder(service, now_at, migration))
+        cluster.replace(O.forwarder(service, svc.hostname, migration))

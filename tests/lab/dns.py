@@ -65,7 +65,7 @@ def keyring(path: Path | str) -> dict[dns.name.Name, dns.tsig.Key]:
     return {key.name: key}
 
 
-def _write_key(path: Path, name: str) -> None:
+def write_key(path: Path, name: str) -> None:
     out = subprocess.run(["tsig-keygen", "-a", KEY_ALGORITHM, name], check=True,
                          capture_output=True, text=True).stdout
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -140,7 +140,7 @@ def start_bind9(work_dir: Path, zone: str = "continuum.test.", address: str = "1
         raise RuntimeError(f"{work} holds an old journal; use a fresh directory")
     port = port or free_port(address)
     key_file = work / "tsig.key"
-    _write_key(key_file, KEY_NAME)
+    write_key(key_file, KEY_NAME)
     (work / "db.zone").write_text(_zone_file(zone, address))
     conf = work / "named.conf"
     conf.write_text(_named_conf(work, zone.rstrip("."), address, port, key_file))

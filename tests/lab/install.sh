@@ -17,7 +17,7 @@ TRAEFIK_VERSION=3.0.4
 DEBIAN_SUITE=bookworm
 APT_PACKAGES=(golang-1.19-go golang-github-modern-go-reflect2-dev etcd-server rsync make patch
               build-essential prometheus bind9 bind9-dnsutils ca-certificates openssl
-              util-linux)
+              util-linux iproute2)
 BUILD_RECIPE_VERSION=1   # bump when the build steps below change
 KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
 

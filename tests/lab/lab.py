@@ -2,8 +2,11 @@
 
 `Lab(state_dir).up()` starts, all on 127.0.0.0/8 and recorded by PID in `procs.json`:
 one etcd; per cluster a kube-apiserver, kube-controller-manager, kube-scheduler, the fake
-kubelet (tests/lab/kubelet.py), Traefik 3.0.4 and a Prometheus; one bind9 for `continuum.test.`
-and one global Prometheus federating the three. It writes into the state directory:
+kubelet (tests/lab/kubelet.py), Traefik 3.0.4, a Prometheus and its cluster network (cluster DNS
+records and a ClusterIP proxy: tests/lab/clusternet.py); one bind9 for `continuum.test.`, one
+bind9 serving each cluster's `cluster.local` on `127.<net>.0.53:53` (Traefik resolves through
+it: its own /etc/resolv.conf, bind-mounted in a mount namespace), and one global Prometheus
+federating the three. It writes into the state directory:
 
     kubeconfigs/<cluster>.yaml, kubeconfigs/all.yaml   contexts named after the clusters
     tsig.key                                            bind9 key-file format (0600)
@@ -31,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from tests.lab import clusternet
 from tests.lab import procs as P
 from tests.lab.cluster import (
     CLUSTERS,
@@ -62,7 +66,12 @@ TRAEFIK_THROTTLE_S = 0.5
 # (web, admin) port pairs tried in turn on every cluster's ingress address; admin serves
 # Traefik's /ping and /metrics. (Not 9100: a system node-exporter may hold *:9100.)
 INGRESS_PORTS = ((8080, 9180), (18080, 19180), (28080, 29180))
+LOOPBACK_RECORD = "lo-addresses.json"  # the cluster DNS addresses `up` put on lo, for `down`
 NODE_METRICS_PORT = 10250  # the fake kubelet's per-node /metrics (power model), on node IPs
+
+
+def cluster_dns_address(c: Cluster) -> str:
+    return f"{cluster_net(c.slot, c.spec)}.0.53"
 
 
 class LabError(RuntimeError):
@@ -216,6 +225,7 @@ class Lab:
             per_cluster = [f.result() for f in futures]
             dns_info = dns_future.result()
         write_kubeconfig(self.dir / "kubeconfigs" / "all.yaml", clusters)
+        self._start_cluster_net(clusters, dns_info, per_cluster)
         prom_urls = {c.spec.name: pc["prometheus"] for c, pc in zip(clusters, per_cluster,
                                                                     strict=True)}
         from tests.lab.prom import start_global_prometheus
@@ -247,6 +257,24 @@ class Lab:
         write_secret(key, Path(b.key_file).read_text())
         return {"server": b.server, "port": b.port, "zone": b.zone, "key_name": b.key_name,
                 "key_algorithm": b.key_algorithm, "tsig_key_file": str(key)}
+
+    def _start_cluster_net(self, clusters: list[Cluster], dns_info: dict[str, Any],
+                           per_cluster: list[dict[str, Any]]) -> None:
+        views = {c.spec.name: cluster_dns_address(c) for c in clusters}
+        clusternet.add_addresses(list(views.values()), self.dir / LOOPBACK_RECORD)
+        proc, key_file = clusternet.start_cluster_dns(self.dir / "cluster-dns", views,
+                                                      (dns_info["server"], dns_info["port"]))
+        self._record(proc)
+        for c, pc in zip(clusters, per_cluster, strict=True):
+            cfg = {"server": c.server, "token_file": str(c.token_file), "ca_file": str(c.ca_file),
+                   "dns": views[c.spec.name], "key_file": str(key_file)}
+            path = c.work / "clusternet.json"
+            path.write_text(json.dumps(cfg, indent=2))
+            self._record(P.spawn(f"{c.spec.name}-clusternet",
+                                 [sys.executable, "-m", "tests.lab.clusternet", "--config",
+                                  str(path)], c.work, cwd=REPO))
+            pc["cluster_dns"] = f"{views[c.spec.name]}:{clusternet.DNS_PORT}"
+        self._say("cluster DNS and ClusterIP proxies started")
 
     def _start_cluster(self, c: Cluster, bin_dir: Path, pki: Any, ingress_port: int,
                        admin_port: int) -> dict[str, Any]:
@@ -311,8 +339,14 @@ class Lab:
         }
         # A file (0600), not flags: the token must not show in `ps` or procs.json.
         conf = write_secret(c.work / "traefik.yml", yaml.safe_dump(cfg))
+        # It resolves ExternalName Services (forwarders) as a pod would: through its cluster's
+        # DNS, named in its own /etc/resolv.conf (a private mount namespace).
+        resolv = c.work / "resolv.conf"
+        resolv.write_text(f"nameserver {cluster_dns_address(c)}\n")
         proc = P.spawn(f"{c.spec.name}-traefik",
-                       [str(bin_dir / "traefik"), f"--configFile={conf}"], c.work,
+                       ["unshare", "--mount", "sh", "-c",
+                        'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(resolv),
+                        str(bin_dir / "traefik"), f"--configFile={conf}"], c.work,
                        env={"GOGC": "50"})
         return proc, admin
 
@@ -345,6 +379,7 @@ class Lab:
             P.kill_group(p.pid)
             stopped.append(p.name)
         self.procs_file.unlink(missing_ok=True)
+        clusternet.remove_addresses(self.dir / LOOPBACK_RECORD)
         return stopped
 
     def restart(self, name: str) -> P.Proc:

@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 
 import dns.asyncresolver
 import dns.exception
+import dns.name
 import dns.rdatatype
 import dns.resolver
 import httpx
@@ -230,7 +231,8 @@ class _Run:
     def __init__(self, hostname: str, ingress: str, dns_server: str, dns_port: int, rate: float,
                  duration: float, path: str, max_requests: int | None, timeout: float,
                  stop: threading.Event, live: _Live, users: int | None = None,
-                 think_s: tuple[float, float] = THINK_S, seed: int | None = None) -> None:
+                 think_s: tuple[float, float] = THINK_S, seed: int | None = None,
+                 search: list[str] | None = None) -> None:
         if not 0 < rate <= MAX_RATE:
             raise ValueError(f"rate must be in (0, {MAX_RATE}] req/s, got {rate}")
         if not 0 < duration <= MAX_DURATION:
@@ -249,6 +251,10 @@ class _Run:
         self.live = live
         self.resolver = dns.asyncresolver.Resolver(configure=False)
         _configure(self.resolver, dns_server, dns_port, 1.0)
+        # An in-cluster client: a pod's resolv.conf search path and ndots (5), as kubelet sets
+        self.search = bool(search)
+        self.resolver.search = [dns.name.from_text(d) for d in search or []]
+        self.resolver.ndots = 5
         self.address = self.ingress_host
         self.report = Report(hostname=self.hostname, started_at=time.time(), rate=rate,
                              users=users)
@@ -261,7 +267,8 @@ class _Run:
     async def resolve(self) -> float:
         """Resolve once; update the address; return seconds until the next resolution."""
         try:
-            answer = await self.resolver.resolve(self.hostname, dns.rdatatype.A, search=False)
+            answer = await self.resolver.resolve(self.hostname, dns.rdatatype.A,
+                                                 search=self.search)
         except dns.exception.DNSException as e:
             key = type(e).__name__
             self.report.dns_errors[key] = self.report.dns_errors.get(key, 0) + 1
@@ -513,11 +520,12 @@ def start(hostname: str, ingress: str, dns_server: str, dns_port: int, rate: flo
           duration: float, path: str = "/predictions/resnet-18", max_requests: int | None = None,
           timeout: float = 5.0, metrics_port: int | None = None, users: int | None = None,
           think_s: tuple[float, float] = THINK_S, register: Path | None = None,
-          seed: int | None = None) -> LoadHandle:
-    """Like `run`, in a background thread; arguments are checked before it returns."""
+          seed: int | None = None, search: list[str] | None = None) -> LoadHandle:
+    """Like `run`, in a background thread; arguments are checked before it returns. With
+    `search` (a pod's DNS search domains) `hostname` may be a short in-cluster name."""
     live = _Live(hostname, rate, closed_loop=users is not None)
     run_ = _Run(hostname, ingress, dns_server, dns_port, rate, duration, path, max_requests,
-                 timeout, threading.Event(), live, users, think_s, seed)
+                 timeout, threading.Event(), live, users, think_s, seed, search)
     if register is not None and metrics_port is None:
         metrics_port = 0
     metrics = _MetricsServer(live, metrics_port) if metrics_port is not None else None

@@ -17,7 +17,9 @@ its inference, queueing included; the queue counter covers the wait for a worker
 
 The fake kubelet runs it for containers whose image starts with `greenwise/ml-service` and fills
 POD_NAME, NODE_NAME, CLUSTER, NODE_SPEED from the pod and its node. SIGTERM stops accepting
-connections and finishes in-flight requests.
+connections and finishes in-flight requests; for `CLOSE_GRACE_S` it still answers on open
+keep-alive connections, with `Connection: close`, so that their clients close them between two
+requests (a client that reached it through a ClusterIP keeps its connection to this pod).
 """
 
 from __future__ import annotations
@@ -94,7 +96,10 @@ class Model:
         return ("\n".join(lines) + "\n").encode()
 
 
-def make_handler(model: Model) -> type[BaseHTTPRequestHandler]:
+CLOSE_GRACE_S = 1.0
+
+
+def make_handler(model: Model, stopping: threading.Event) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Buffer the answer so headers and body leave in one segment (else Nagle + delayed
@@ -105,6 +110,9 @@ def make_handler(model: Model) -> type[BaseHTTPRequestHandler]:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
+            if stopping.is_set():
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.end_headers()
             self.wfile.write(body)
 
@@ -156,10 +164,10 @@ def main(argv: list[str] | None = None) -> None:
     identity = {"pod": env.get("POD_NAME", "local"), "node": env.get("NODE_NAME", "local"),
                 "cluster": env.get("CLUSTER", "local")}
     model = Model(a.model, a.rounds, a.speed, identity, a.workers)
-    servers = [Server((a.host, a.port), make_handler(model))]
-    if a.metrics_port:
-        servers.append(Server((a.host, a.metrics_port), make_handler(model)))
     stop = threading.Event()
+    servers = [Server((a.host, a.port), make_handler(model, stop))]
+    if a.metrics_port:
+        servers.append(Server((a.host, a.metrics_port), make_handler(model, stop)))
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
@@ -169,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     for s in servers:
         s.shutdown()  # stop accepting; daemon request threads finish what they hold
         s.server_close()
+    time.sleep(CLOSE_GRACE_S)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import dns.exception
 import dns.query
 import dns.rcode
+import dns.resolver
 import dns.update
 import httpx
 import pytest
 import yaml
 
 from tests.lab import loadgen
-from tests.lab.dns import keyring
+from tests.lab.dns import keyring, resolver
 from tests.lab.lab import Lab
 from tests.lab.workloads import (
     endpoint_ips,
@@ -230,3 +232,39 @@ def test_kubeconfig_contexts_work_with_the_kubernetes_client(lab: Lab) -> None:
         api = config.new_client_from_config(config_file=c["kubeconfig"], context=c["context"])
         names = {n.metadata.name for n in client.CoreV1Api(api).list_node().items}
         assert names == {h["name"] for h in c["hosts"]}
+
+
+def test_cluster_dns_names_services_and_the_clusterip_proxy_reaches_their_pods(lab: Lab) -> None:
+    """As in a real cluster: `svc.ns.svc.cluster.local` resolves (the cluster's DNS) to the
+    ClusterIP, which answers (the proxy) from the Service's pod; an ExternalName resolves as a
+    CNAME to its name, followed into the lab's zone; and another cluster does not know it."""
+    kube = lab.kube("edge")
+    clusters = lab.info()["clusters"]
+    dns_host, dns_port = clusters["edge"]["cluster_dns"].rsplit(":", 1)
+    cluster_dns = resolver(dns_host, int(dns_port))
+    namespace(kube, "cdns")
+    ml_service(kube, "cdns", "ml", node="edge2", host="cdns.continuum.test")
+    pod = wait_for("ml Ready on edge2", lambda: ready_pod_on(kube, "cdns", "ml", "edge2"))
+    ip = kube.get("/api/v1/namespaces/cdns/services/ml")["spec"]["clusterIP"]
+    name = "ml.cdns.svc.cluster.local"
+
+    def resolves_to(want: str) -> bool:
+        try:
+            return [a.address for a in cluster_dns.resolve(name, "A")] == [want]
+        except dns.exception.DNSException:
+            return False
+
+    wait_for("the Service's name", lambda: resolves_to(ip), timeout=10)
+    wait_for("the ClusterIP to answer", lambda: routed(f"{ip}:80", name, pod["metadata"]["name"]),
+             timeout=10)
+    set_a_record(lab, "cdns-out", "127.0.0.77")
+    kube.patch("/api/v1/namespaces/cdns/services/ml", {"spec": {
+        "type": "ExternalName", "externalName": "cdns-out.continuum.test", "selector": None,
+        "clusterIP": None, "ports": [{"port": 80, "protocol": "TCP"}]}})
+    wait_for("the CNAME, followed", lambda: resolves_to("127.0.0.77"), timeout=10)
+    answer_ = cluster_dns.resolve(name, "A")
+    assert answer_.canonical_name.to_text() == "cdns-out.continuum.test."
+    fog_host, fog_port = clusters["fog"]["cluster_dns"].rsplit(":", 1)
+    with pytest.raises(dns.resolver.NXDOMAIN):
+        resolver(fog_host, int(fog_port)).resolve(name, "A")
+    kube.delete("/api/v1/namespaces/cdns")
