@@ -3,8 +3,9 @@
 A strategy decides for every managed service at once: `decide(snapshot, masks)` returns one
 action per service (Eq. 8: 0 = stay, h = move to host h - 1). Most strategies here are written
 for one service (`decide(obs, mask) -> action`, the paper's MDP); `PerService` runs one instance
-of such a strategy per service. Each strategy declares typed `Options`, checked when it is
-created, and whether it `needs_future` (simulation only). Strategies see a continuum only
+of such a strategy per service; one that declares `fleet = True` decides for all itself.
+Each strategy declares typed `Options`, checked when it is created, and whether it
+`needs_future` (simulation only). Strategies see a continuum only
 through the protocol in orchestrator/continuum.py, never an implementation.
 """
 
@@ -92,9 +93,13 @@ class PerService:
 # One registry: name -> "module:Class". Modules load on first use, so commands that never touch
 # an RL strategy never import torch. Another package can add its own entries.
 REGISTRY: dict[str, str] = {
+    "stay": "strategies.stay:StayStrategy",
+    "cloud": "strategies.cloud:CloudStrategy",
+    "threshold": "strategies.threshold:ThresholdStrategy",
     "random": "strategies.random_choice:RandomStrategy",
     "round-robin": "strategies.round_robin:RoundRobinStrategy",
     "rules": "strategies.rules:RulesStrategy",
+    "descheduler": "strategies.descheduler:DeschedulerStrategy",
     "greedy": "strategies.greedy:GreedyStrategy",
     "oracle": "strategies.oracle:OracleStrategy",
     "maskppo": "strategies.rl:MaskPPOStrategy",
@@ -131,4 +136,6 @@ def create(name: str, context: StrategyContext, options: dict[str, Any] | None =
            ) -> Strategy:
     """The strategy `name` for every service of the context's scenario, its options checked."""
     cls, opts = check(name, context, options)
+    if getattr(cls, "fleet", False):  # decides for every service itself
+        return cls(context, opts)  # type: ignore[no-any-return]
     return PerService(cls, context, opts)

@@ -78,11 +78,20 @@ def improvement(r: float, base: float) -> float | None:
     return None if base == 0 else (r - base) / abs(base)
 
 
+# What an operator would run without greenwise-mc: the bar a strategy must clear.
+OPERATOR_BASELINES = ("stay", "cloud", "threshold", "descheduler", "rules")
+
+
 def comparison(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per strategy: its figures, improvement over random / round-robin, % of oracle."""
+    """One row per strategy: its figures, improvement over random / round-robin, % of oracle,
+    and its share of the oracle's headroom over the best operator baseline evaluated,
+    (R - R_best) / (R_oracle - R_best) (None without both, or without headroom)."""
     def ref(name: str) -> float | None:
         return summaries[name]["mean_reward"] if name in summaries else None
 
+    baselines = [summaries[b]["mean_reward"] for b in OPERATOR_BASELINES if b in summaries]
+    best, oracle = (max(baselines) if baselines else None), ref("oracle")
+    headroom = None if best is None or oracle is None or oracle <= best else oracle - best
     rows = []
     for name, s in summaries.items():
         r = s["mean_reward"]
@@ -90,8 +99,8 @@ def comparison(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         for base in ("random", "round-robin"):
             b = ref(base)
             row[f"vs_{base}"] = None if b is None else improvement(r, b)
-        o = ref("oracle")
-        row["of_oracle"] = None if not o else r / o
+        row["of_oracle"] = None if not oracle else r / oracle
+        row["of_headroom"] = None if headroom is None or best is None else (r - best) / headroom
         rows.append(row)
     return rows
 

@@ -83,6 +83,7 @@ class FakeContinuum(KubernetesContinuum):
         self.futures = []
         self.report = lambda key, event, step, detail: None
         self.on_outcome = lambda key, kind, outcome, error, seconds: None
+        self.fence_asked = 0
 
     def refresh(self) -> Readings:
         if not self.up:
@@ -119,6 +120,9 @@ class FakeContinuum(KubernetesContinuum):
 
     def unfinished(self) -> list:
         return []
+
+    def fence_in_worker(self) -> None:  # the real one reads the journal's fences
+        self.fence_asked += 1
 
     def close(self) -> None:
         pass
@@ -291,6 +295,15 @@ def test_dry_run_decides_and_plans_but_migrates_nothing() -> None:
     assert (d.action, d.outcome, d.steps) == ("move", "dry run: not applied",
                                               ["check", "patch", "rollout"])
     assert c.migrated == [] and loop.loop.gates.in_flight == set()
+    assert c.fence_asked == 0  # nor fences a failover's stale copy
+
+
+def test_every_tick_fences_failovers_stale_copies_whose_cluster_answers_again() -> None:
+    c = FakeContinuum({"ml/a": 3})
+    loop, _, _ = make_loop(c)
+    loop.tick()
+    loop.tick()
+    assert c.fence_asked == 2
 
 
 def test_draining_tells_the_migration_in_flight_to_stop() -> None:

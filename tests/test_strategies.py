@@ -32,7 +32,8 @@ def mask_for(host: str) -> np.ndarray:
 
 
 def test_registry_lists_every_strategy():
-    assert names() == ["random", "round-robin", "rules", "greedy", "oracle", "maskppo", "a2c"]
+    assert names() == ["stay", "cloud", "threshold", "random", "round-robin", "rules",
+                       "descheduler", "greedy", "oracle", "maskppo", "a2c"]
     with pytest.raises(GreenwiseError, match="unknown strategy 'nope'"):
         create("nope", OPTS)
 
@@ -61,6 +62,85 @@ def test_rules_consolidate_onto_a_lower_power_host_when_safe():
     assert action in (1 + HOST["edge0"], 1 + HOST["edge1"])
     # already on a low-power safe host: stay
     assert decide(s, obs_on("edge0", 3, latency=170.0, cpu=0.03), mask_for("edge0")) == 0
+
+
+def test_rules_do_not_evacuate_the_roomiest_host():
+    """Latency above the mark on the biggest host: nowhere is roomier, so it stays (it used to
+    move to edge0 and back every step of a busy episode)."""
+    s = create("rules", OPTS)
+    assert decide(s, obs_on("cloud", 50, latency=470.0, cpu=0.25), mask_for("cloud")) == 0
+
+
+def test_rules_hold_after_an_evacuation_and_consolidate_only_well_under_the_sla():
+    s = create("rules", OPTS)
+    busy = obs_on("edge1", 60, latency=450.0, cpu=0.75)
+    assert decide(s, busy, mask_for("edge1")) == 1 + HOST["cloud"]
+    calm = obs_on("cloud", 3, latency=180.0, cpu=0.01)
+    held = Observation(busy.step + 2, calm.service, calm.hosts)
+    assert decide(s, held, mask_for("cloud")) == 0  # within hold_steps (3) of the evacuation
+    later = Observation(busy.step + 3, calm.service, calm.hosts)
+    assert decide(s, later, mask_for("cloud")) in (1 + HOST["edge0"], 1 + HOST["edge1"])
+    fresh = create("rules", OPTS)  # latency above half the SLA: no consolidation
+    assert decide(fresh, obs_on("cloud", 3, latency=260.0, cpu=0.01), mask_for("cloud")) == 0
+
+
+def test_stay_never_moves_and_cloud_goes_to_the_biggest_cloud_host():
+    assert decide(create("stay", OPTS), obs_on("edge1", 90, latency=900.0, cpu=1.0),
+                  mask_for("edge1")) == 0
+    cloud = create("cloud", OPTS)
+    assert decide(cloud, obs_on("edge0", 3), mask_for("edge0")) == 1 + HOST["cloud"]
+    assert decide(cloud, obs_on("cloud", 90), mask_for("cloud")) == 0
+
+
+def test_threshold_comes_from_capacity_and_does_not_flap():
+    """The near host (edge2, 3 ms) below the users it serves within 80 % of the SLA, the
+    biggest host above; back only below 90 % of that."""
+    from orchestrator.performance import PerformanceModel
+    s = create("threshold", OPTS)
+    limit = s.parts[0].threshold
+    model = PerformanceModel(PAPER)
+    assert model.outcome(HOST["edge2"], limit).latency_ms <= 0.8 * 500
+    assert model.outcome(HOST["edge2"], limit + 1).latency_ms > 0.8 * 500
+    assert decide(s, obs_on("edge2", limit + 1), mask_for("edge2")) == 1 + HOST["cloud"]
+    assert decide(s, obs_on("cloud", limit - 1), mask_for("cloud")) == 0  # between the marks
+    assert decide(s, obs_on("cloud", int(0.9 * limit) - 1), mask_for("cloud")) == \
+        1 + HOST["edge2"]
+    assert decide(s, obs_on("edge0", 5), mask_for("edge0")) == 1 + HOST["edge2"]
+
+
+def test_descheduler_evacuates_over_target_and_consolidates_under_threshold():
+    """By requests (1 core each): a 4-core host with 3 services (75 %) loses one (its eviction
+    limit) to the least allocated host under 20 % (and is not evicted again in that run); a
+    service alone on the 12-core host (8 %) goes to the most allocated host that stays under
+    50 % with it."""
+    from orchestrator.config import ClusterSpec, HostProfile, Scenario, ServiceSpec
+    hosts = tuple(HostProfile(name=n, cores=c, idle_watts=10, max_watts=50,
+                              network_latency_ms=5) for n, c in (("a", 4), ("b", 4), ("c", 12)))
+    sc = Scenario(clusters=(ClusterSpec(name="k", tier="cloud", hosts=hosts),),
+                  services=tuple(ServiceSpec(name=f"s{i}") for i in range(4)))
+    s = create("descheduler", StrategyContext(sc))
+
+    def snapshot(on: list[int]) -> Snapshot:
+        return Snapshot(0, tuple(ServiceState(f"s{i}", h, 5.0, 0.1, 100.0, 5, 1.0)
+                                 for i, h in enumerate(on)),
+                        tuple(HostState(h.name, "k", 10.0, 0.0) for h in hosts))
+
+    masks = np.ones((4, 4), dtype=bool)
+    assert list(s.decide(snapshot([0, 0, 0, 1]), masks)) == [1 + 2, 0, 0, 0]  # to c (0 %)
+    assert list(s.decide(snapshot([0, 2, 1, 1]), masks)) == [0, 1 + 0, 0, 0]  # to a (25 %)
+    assert list(s.decide(snapshot([0, 1, 0, 1]), masks)) == [0, 0, 0, 0]  # 50 % each: balanced
+
+
+def test_headroom_is_measured_from_the_best_operator_baseline():
+    summaries = {n: {"mean_reward": r} for n, r in
+                 (("stay", 10.0), ("rules", 14.0), ("random", 2.0), ("greedy", 15.0),
+                  ("oracle", 18.0))}
+    rows = {r["strategy"]: r for r in comparison(summaries)}
+    assert rows["greedy"]["of_headroom"] == pytest.approx(0.25)
+    assert rows["rules"]["of_headroom"] == 0.0 and rows["oracle"]["of_headroom"] == 1.0
+    assert rows["stay"]["of_headroom"] == pytest.approx(-1.0)
+    del summaries["oracle"]
+    assert all(r["of_headroom"] is None for r in comparison(summaries))
 
 
 def test_greedy_takes_the_best_predicted_action():

@@ -36,7 +36,7 @@ def evaluate(
     seed: SeedOpt = 0,
     strategies: Annotated[str, typer.Option(
         "--strategies", help="Comma-separated strategies to compare.")] =
-        "random,round-robin,rules,greedy,oracle,maskppo,a2c",
+        "stay,cloud,threshold,descheduler,rules,random,round-robin,greedy,oracle,maskppo,a2c",
     output_dir: Annotated[Path, typer.Option(
         "--output-dir", help="Where results.json and the plots go.")] = Path("results"),
     train_steps: TrainStepsOpt = 5500,
@@ -54,7 +54,9 @@ def evaluate(
 
     Writes OUTPUT_DIR/results.json, distributions.png (reward, power, latency per strategy) and
     host_time.png (time per host), and prints each strategy's improvement over random and
-    round-robin ((R - R_base) / |R_base|) and its fraction of the oracle.
+    round-robin ((R - R_base) / |R_base|), its fraction of the oracle, and its share of the
+    oracle's headroom over the best operator baseline evaluated (stay, cloud, threshold,
+    descheduler, rules): (R - R_best) / (R_oracle - R_best).
 
     Example: greenwise-mc evaluate --episodes 40 --strategies greedy,oracle,maskppo"""
     from strategies.base import names
@@ -98,14 +100,15 @@ def evaluate(
     plots = plot(results, output_dir)
     rows = comparison(summaries)
     cols = ["strategy", "reward ± std", "power W", "latency ms", "SLA viol.", "moves",
-            "vs random", "vs round robin", "of oracle"]
+            "vs random", "vs round robin", "of oracle", "of headroom"]
     emit(data, output, [table(
         f"{sc.name}: {episodes} test episodes, seed {seed}, reward {reward}, gates "
         f"{'on' if settings else 'off'}", cols,
         [[r["strategy"], f"{r['mean_reward']:.2f} ± {r['std_reward']:.1f}", r["mean_power_w"],
           r["mean_latency_ms"], r["sla_violations"], r["migrations"], pct(r["vs_random"]),
           pct(r["vs_round-robin"]),
-          "-" if r["of_oracle"] is None else f"{100 * r['of_oracle']:.1f}%"]
+          "-" if r["of_oracle"] is None else f"{100 * r['of_oracle']:.1f}%",
+          "-" if r["of_headroom"] is None else f"{100 * r['of_headroom']:+.0f}%"]
          for r in rows])])
     if output is Format.table:
         say(f"wrote {output_dir / 'results.json'}, " + ", ".join(str(p) for p in plots))

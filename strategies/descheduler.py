@@ -1,0 +1,100 @@
+"""Descheduler: what sigs.k8s.io/descheduler does every `interval_steps`, with the default
+scheduler placing what it evicts. An operator baseline, for every service at once.
+
+Utilization is by requests, as the descheduler's default: each service's `cpu_request`, plus
+co-tenants at their background utilization, over the host's cores.
+  - LowNodeUtilization (evacuate): while some host is below `thresholds` (20 %), a host above
+    `target_thresholds` (50 %) has services evicted until it is back under it; each goes to
+    the least allocated underutilized host that stays under the target with it (the
+    scheduler's default LeastAllocated score).
+  - HighNodeUtilization (consolidate): services on a host below `thresholds` are evicted to
+    the most allocated host that takes them under the target (MostAllocated scoring, as the
+    descheduler's documentation pairs it with).
+  - Limits: at most `max_evictions_per_node` per host and run (maxNoOfPodsToEvictPerNode);
+    memory is a hard limit; a service no host can take stays (an eviction would only put it
+    back, which the descheduler avoids by checking that another node fits it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from orchestrator.continuum import Continuum
+from orchestrator.model import STAY, Snapshot
+from strategies.base import NoOptions, StrategyContext
+
+
+class DeschedulerOptions(NoOptions):
+    thresholds: float = Field(default=0.2, ge=0, le=1)  # the descheduler's default, cpu: 20
+    target_thresholds: float = Field(default=0.5, ge=0, le=1)  # its default, cpu: 50
+    max_evictions_per_node: int = Field(default=1, ge=1)
+    interval_steps: int = Field(default=1, ge=1)
+
+
+class DeschedulerStrategy:
+    name: ClassVar[str] = "descheduler"
+    needs_future: ClassVar[bool] = False
+    fleet: ClassVar[bool] = True
+    Options: ClassVar[type[DeschedulerOptions]] = DeschedulerOptions
+
+    def __init__(self, context: StrategyContext, options: DeschedulerOptions) -> None:
+        self.hosts = context.scenario.hosts
+        self.fleet = context.scenario.fleet
+        self.o = options
+
+    def reset(self, continuum: Continuum) -> None:
+        pass
+
+    def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
+        actions = [STAY] * len(snapshot.services)
+        if snapshot.step % self.o.interval_steps:
+            return actions
+        cores = [h.cores for h in self.hosts]
+        cpu = [h.background_utilization * h.cores for h in self.hosts]  # requested, in cores
+        mem = [0.0 for _ in self.hosts]
+        where = [s.host for s in snapshot.services]
+        for i, h in enumerate(where):
+            if h >= 0:
+                cpu[h] += self.fleet[i].cpu_request
+                mem[h] += self.fleet[i].memory_gib
+
+        def util(h: int) -> float:
+            return cpu[h] / cores[h]
+
+        def fits(i: int, h: int) -> bool:
+            spec = self.fleet[i]
+            return bool(masks[i][h + 1]) and where[i] != h and \
+                (cpu[h] + spec.cpu_request) / cores[h] <= self.o.target_thresholds and \
+                mem[h] + spec.memory_gib <= self.hosts[h].memory_gib
+
+        def evict(i: int, to: int) -> None:
+            spec, h = self.fleet[i], where[i]
+            cpu[h] -= spec.cpu_request
+            mem[h] -= spec.memory_gib
+            cpu[to] += spec.cpu_request
+            mem[to] += spec.memory_gib
+            where[i], actions[i] = to, to + 1
+
+        n = range(len(self.hosts))
+        evicted = [0 for _ in n]
+        for h in n:  # LowNodeUtilization
+            for i in [i for i, s in enumerate(snapshot.services) if s.valid and where[i] == h]:
+                under = [x for x in n if util(x) < self.o.thresholds and fits(i, x)]
+                if util(h) <= self.o.target_thresholds or not under or \
+                        evicted[h] >= self.o.max_evictions_per_node:
+                    break
+                evict(i, min(under, key=util))
+                evicted[h] += 1
+        for h in n:  # HighNodeUtilization; a service evicted already this run stays put
+            for i in [i for i, s in enumerate(snapshot.services)
+                      if s.valid and where[i] == h and actions[i] == STAY]:
+                if util(h) >= self.o.thresholds or evicted[h] >= self.o.max_evictions_per_node:
+                    break
+                fuller = [x for x in n if x != h and util(x) >= util(h) and fits(i, x)]
+                if fuller:
+                    evict(i, max(fuller, key=util))
+                    evicted[h] += 1
+        return actions
