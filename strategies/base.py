@@ -47,6 +47,20 @@ class StrategyContext:
         return self.scenario.fleet[self.service]
 
 
+class Stateless:
+    """A base for strategies that keep nothing between episodes: no options unless declared,
+    nothing to reset."""
+
+    needs_future: ClassVar[bool] = False
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, context: StrategyContext, options: BaseModel) -> None:
+        pass
+
+    def reset(self, continuum: Continuum) -> None:
+        pass
+
+
 class ServiceStrategy(Protocol):
     """Decides for one service (the paper's MDP)."""
 

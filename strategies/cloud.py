@@ -8,9 +8,8 @@ from typing import ClassVar
 import numpy as np
 
 from orchestrator.config import Scenario
-from orchestrator.continuum import Continuum
 from orchestrator.model import STAY, Observation
-from strategies.base import NoOptions, StrategyContext
+from strategies.base import NoOptions, Stateless, StrategyContext
 
 
 def biggest_host(scenario: Scenario) -> int:
@@ -21,16 +20,11 @@ def biggest_host(scenario: Scenario) -> int:
     return max(pool, key=lambda p: p[1].cores * p[1].speed)[0]
 
 
-class CloudStrategy:
+class CloudStrategy(Stateless):
     name: ClassVar[str] = "cloud"
-    needs_future: ClassVar[bool] = False
-    Options: ClassVar[type[NoOptions]] = NoOptions
 
     def __init__(self, context: StrategyContext, options: NoOptions) -> None:
         self.target = biggest_host(context.scenario)
-
-    def reset(self, continuum: Continuum) -> None:
-        pass
 
     def decide(self, obs: Observation, mask: np.ndarray) -> int:
         if obs.service.host != self.target and mask[self.target + 1]:

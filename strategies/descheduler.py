@@ -22,9 +22,8 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from orchestrator.continuum import Continuum
 from orchestrator.model import STAY, Snapshot
-from strategies.base import NoOptions, StrategyContext
+from strategies.base import NoOptions, Stateless, StrategyContext
 
 
 class DeschedulerOptions(NoOptions):
@@ -34,9 +33,8 @@ class DeschedulerOptions(NoOptions):
     interval_steps: int = Field(default=1, ge=1)
 
 
-class DeschedulerStrategy:
+class DeschedulerStrategy(Stateless):
     name: ClassVar[str] = "descheduler"
-    needs_future: ClassVar[bool] = False
     fleet: ClassVar[bool] = True
     Options: ClassVar[type[DeschedulerOptions]] = DeschedulerOptions
 
@@ -44,9 +42,6 @@ class DeschedulerStrategy:
         self.hosts = context.scenario.hosts
         self.fleet = context.scenario.fleet
         self.o = options
-
-    def reset(self, continuum: Continuum) -> None:
-        pass
 
     def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
         actions = [STAY] * len(snapshot.services)

@@ -6,21 +6,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from orchestrator.continuum import Continuum
 from orchestrator.model import STAY, Observation
-from strategies.base import NoOptions, StrategyContext
+from strategies.base import Stateless
 
 
-class StayStrategy:
+class StayStrategy(Stateless):
     name: ClassVar[str] = "stay"
-    needs_future: ClassVar[bool] = False
-    Options: ClassVar[type[NoOptions]] = NoOptions
-
-    def __init__(self, context: StrategyContext, options: NoOptions) -> None:
-        pass
-
-    def reset(self, continuum: Continuum) -> None:
-        pass
 
     def decide(self, obs: Observation, mask: np.ndarray) -> int:
         return STAY

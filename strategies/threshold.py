@@ -12,10 +12,9 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from orchestrator.continuum import Continuum
 from orchestrator.model import STAY, Observation
 from orchestrator.performance import Backend
-from strategies.base import NoOptions, StrategyContext
+from strategies.base import NoOptions, Stateless, StrategyContext
 from strategies.cloud import biggest_host
 
 MAX_USERS = 10_000
@@ -34,9 +33,8 @@ def capacity_users(backend: Backend, network_ms: float, limit_ms: float) -> int:
     return MAX_USERS
 
 
-class ThresholdStrategy:
+class ThresholdStrategy(Stateless):
     name: ClassVar[str] = "threshold"
-    needs_future: ClassVar[bool] = False
     Options: ClassVar[type[ThresholdOptions]] = ThresholdOptions
 
     def __init__(self, context: StrategyContext, options: ThresholdOptions) -> None:
@@ -47,9 +45,6 @@ class ThresholdStrategy:
         self.threshold = capacity_users(Backend(context.spec, near), near.network_latency_ms,
                                         options.sla_fraction * context.spec.sla_latency_ms)
         self.back_below = (1 - options.hysteresis) * self.threshold
-
-    def reset(self, continuum: Continuum) -> None:
-        pass
 
     def decide(self, obs: Observation, mask: np.ndarray) -> int:
         users, here = obs.service.users, obs.service.host
