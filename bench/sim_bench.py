@@ -35,7 +35,7 @@ def raw_sim(n: int) -> None:
     for i in range(n):
         move = i % 7 == 0 and i % 4 != sim.host
         sim.apply([sim.plan(Move(0, i % 4))] if move else [])
-        sim.current()
+        sim.snapshot()
         if sim.done:
             sim.reset()
 

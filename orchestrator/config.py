@@ -78,6 +78,16 @@ class ClusterSpec(_Strict):
     hosts: tuple[HostProfile, ...] = Field(min_length=1)
 
 
+class WorkloadSpec(_Strict):
+    """Users per step. `train` and `test` name a built-in pattern or a CSV trace `time,users`."""
+
+    train: str = "ramp"
+    test: str = "day"
+    peak_users: int = Field(default=60, gt=0, le=MAX_USERS)
+    noise: float = Field(default=0.1, ge=0, le=1)  # relative, seeded
+    latency_jitter: float = Field(default=0.05, ge=0, le=1)
+
+
 class ServiceSpec(_Strict):
     """The served model, by default the paper's TorchServe ResNet-18 (batch 8, delay 100 ms)."""
 
@@ -94,6 +104,9 @@ class ServiceSpec(_Strict):
     sla_latency_ms: float = Field(default=500.0, gt=0)
     memory_gib: float = Field(default=2.0, gt=0)
     cpu_request: float = Field(default=1.0, gt=0)
+    # Its own users (pattern, peak, noise); None: the scenario's workload. Each service's
+    # episode starts at its own random point of its curve, so equal curves are phase-shifted.
+    workload: WorkloadSpec | None = None
 
     def workers_on(self, host: HostProfile) -> int:
         """How many requests it computes at once on `host`."""
@@ -111,16 +124,6 @@ class MigrationCost(_Strict):
 class MigrationCosts(_Strict):
     intra_cluster: MigrationCost = MigrationCost(latency_ms=25.0, watts=3.0)
     inter_cluster: MigrationCost = MigrationCost(latency_ms=80.0, watts=8.0)
-
-
-class WorkloadSpec(_Strict):
-    """Users per step. `train` and `test` name a built-in pattern or a CSV trace `time,users`."""
-
-    train: str = "ramp"
-    test: str = "day"
-    peak_users: int = Field(default=60, gt=0, le=MAX_USERS)
-    noise: float = Field(default=0.1, ge=0, le=1)  # relative, seeded
-    latency_jitter: float = Field(default=0.05, ge=0, le=1)
 
 
 class Scenario(_Strict):
@@ -154,6 +157,14 @@ class Scenario(_Strict):
     def hosts(self) -> tuple[HostProfile, ...]:
         return tuple(h for c in self.clusters for h in c.hosts)
 
+    def workload_of(self, service: int) -> WorkloadSpec:
+        return self.fleet[service].workload or self.workload
+
+    @property
+    def peak_users(self) -> int:
+        """The largest peak of any service's workload."""
+        return max(self.workload_of(i).peak_users for i in range(len(self.fleet)))
+
     def cluster_of(self, host: str) -> str:
         return next(c.name for c in self.clusters for h in c.hosts if h.name == host)
 
@@ -176,7 +187,10 @@ PAPER = Scenario(
     ),
 )
 
-BUILTIN = {"paper": PAPER}
+# Built-in scenarios besides `paper`: files shipped with the package, every parameter's source
+# written beside it.
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+BUILTIN = ("paper", *sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")))
 
 
 def _read_mapping(path: Path, expected: str) -> dict[str, Any]:
@@ -192,9 +206,10 @@ def _read_mapping(path: Path, expected: str) -> dict[str, Any]:
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """A built-in scenario by name, or a YAML file; bad input raises BadInput."""
-    if str(name_or_path) in BUILTIN:
-        return BUILTIN[str(name_or_path)]
-    path = Path(name_or_path).expanduser()
+    if str(name_or_path) == "paper":
+        return PAPER
+    path = (SCENARIO_DIR / f"{name_or_path}.yaml" if str(name_or_path) in BUILTIN
+            else Path(name_or_path).expanduser())
     if not path.is_file():
         raise BadInput(
             f"scenario {str(name_or_path)!r} is neither a built-in ({', '.join(BUILTIN)}) "
@@ -220,16 +235,21 @@ def describe_validation_error(e: ValidationError) -> str:
 def _resolve_traces(scenario: Scenario, base: Path) -> Scenario:
     """Trace paths in a scenario file are relative to that file; check and pin them."""
 
-    resolved = {}
-    for field in ("train", "test"):
-        spec = getattr(scenario.workload, field)
-        if spec not in PATTERNS:
-            pattern(spec, scenario.workload.peak_users, base)  # raises a clear error
-            resolved[field] = str(spec if Path(spec).is_absolute() else base / spec)
-    if not resolved:
-        return scenario
-    workload = scenario.workload.model_copy(update=resolved)
-    return scenario.model_copy(update={"workload": workload})
+    def resolved(workload: WorkloadSpec) -> WorkloadSpec:
+        pinned = {}
+        for field in ("train", "test"):
+            spec = getattr(workload, field)
+            if spec not in PATTERNS:
+                pattern(spec, workload.peak_users, base)  # raises a clear error
+                pinned[field] = str(spec if Path(spec).is_absolute() else base / spec)
+        return workload.model_copy(update=pinned) if pinned else workload
+
+    update: dict[str, Any] = {"workload": resolved(scenario.workload)}
+    if scenario.services:
+        update["services"] = tuple(
+            s.model_copy(update={"workload": resolved(s.workload)}) if s.workload else s
+            for s in scenario.services)
+    return scenario.model_copy(update=update)
 
 
 def _first_line(text: str) -> str:

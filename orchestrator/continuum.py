@@ -8,7 +8,7 @@ are feasible (Eq. 7: stay always; hosts that can take it, counting the other ser
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -41,8 +41,9 @@ class Continuum(Protocol):
     def snapshot(self) -> Snapshot:
         """Every service and every host now."""
 
-    def masks(self, snapshot: Snapshot) -> np.ndarray:
-        """bool[services, hosts + 1]: the feasible actions of each service (Eq. 7)."""
+    def masks(self, snapshot: Snapshot, moves: Sequence[Move] = ()) -> np.ndarray:
+        """bool[services, hosts + 1]: the feasible actions of each service (Eq. 7), as if
+        `moves` (accepted earlier in the tick) were made."""
 
     def plan(self, move: Move) -> Plan:
         """What `move` would do (reads only); raises GreenwiseError if it cannot be done."""
@@ -58,11 +59,14 @@ class Clairvoyant(Protocol):
     """A continuum that knows its future (the simulated one): what the oracle plans over."""
 
     steps: int
-    t: int
-    placement: list[int]
+    placement: list[int]  # where each service starts
 
-    def outcome(self, host: int, t: int, moved: MoveKind | None,
-                service: int = 0) -> tuple[float, float, object]:
-        """(service watts, latency ms, detail) of `service` on `host` at step t."""
+    def on_host(self, host: int, members: Sequence[int], t: int
+                ) -> dict[int, tuple[float, float]]:
+        """(service watts, latency ms) of each of `members` sharing `host` at step t."""
 
-    def can_host(self, host: int, service: int = 0) -> bool: ...
+    def move_cost(self, kind: MoveKind | None) -> tuple[float, float]:
+        """(watts, latency ms) a move adds in the step it happens."""
+
+    def fits(self, service: int, host: int, beside: Iterable[int]) -> bool:
+        """Whether `host` takes `service` beside the services `beside` (requests, memory)."""

@@ -50,6 +50,16 @@ class Observation:
     step: int
     service: ServiceState
     hosts: tuple[HostState, ...]
+    # Per host, the other managed services on it: their CPU (fraction of its cores) and count
+    # (empty: none anywhere). What it would share a host with if it moved there.
+    others_cpu: tuple[float, ...] = ()
+    others_count: tuple[int, ...] = ()
+
+    def neighbours(self, host: int) -> tuple[float, int]:
+        """(CPU, count) of the other managed services on `host`."""
+        if not self.others_cpu:
+            return 0.0, 0
+        return self.others_cpu[host], self.others_count[host]
 
     @property
     def location(self) -> Location:
@@ -66,8 +76,16 @@ class Snapshot:
     hosts: tuple[HostState, ...]
 
     def view(self, service: int) -> Observation:
-        """Service `service` and all hosts: the single-service view (Eq. 4)."""
-        return Observation(self.step, self.services[service], self.hosts)
+        """Service `service` and all hosts (Eq. 4), with the other services' load per host."""
+        cpu, count = [0.0] * len(self.hosts), [0] * len(self.hosts)
+        for i, s in enumerate(self.services):
+            if i != service and s.valid and 0 <= s.host < len(self.hosts):
+                cpu[s.host] += s.cpu
+                count[s.host] += 1
+        if not any(count):
+            return Observation(self.step, self.services[service], self.hosts)
+        return Observation(self.step, self.services[service], self.hosts, tuple(cpu),
+                           tuple(count))
 
 
 STAY = 0  # action 0 = stay; action h (1..N) = move to host index h - 1 (Eq. 8)

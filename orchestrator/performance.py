@@ -9,11 +9,15 @@ population of users who think `think_time_s` between requests (Locust). Per thro
 and X solves X = users / (think + latency(X)), so a small host saturates: X stops growing and
 latency grows with users. Power (Eq. 1-2) = idle + per-host curve of CPU utilization; the
 service gets its CPU share of the dynamic part and its process share of the idle part.
-Everything is tabulated per host and integer user count once, so a simulator step is lookups.
+Services on one host share its cores (CFS without CPU limits): the other managed services'
+busy cores (`taken`; the simulated continuum says how much) are load on the same M/M/c queue.
+Outcomes are computed once per host, share taken (in steps of 1 %) and user count, so a
+simulator step is mostly lookups.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -53,12 +57,33 @@ def curve_fraction(curve: tuple[tuple[float, float], ...], utilization: float) -
     return curve[-1][1]
 
 
-class Backend:
-    """TorchServe-like backend of one service on one host."""
+def share_watts(host: HostProfile, cpus: Sequence[float],
+                processes: Sequence[int]) -> tuple[float, list[float]]:
+    """Eq. 1-2: the host's power with services using `cpus` (fractions of its cores) on top of
+    its background load, and each one's share: of the dynamic part by CPU, of the idle part by
+    process count (`processes` each, beside the host's own)."""
+    host_cpu = min(1.0, host.background_utilization + sum(cpus))
+    dynamic = (host.max_watts - host.idle_watts) * curve_fraction(host.power_curve, host_cpu)
+    everyone = host.base_processes + sum(processes)
+    return host.idle_watts + dynamic, [
+        (dynamic * c / host_cpu if host_cpu > 0 else 0.0) + host.idle_watts * p / everyone
+        for c, p in zip(cpus, processes, strict=True)]
 
-    def __init__(self, service: ServiceSpec, host: HostProfile) -> None:
+
+SHARE_STEP = 0.01  # the grid of `taken` outcomes are kept on
+
+
+class Backend:
+    """TorchServe-like backend of one service on one host, with `taken` of the host's cores
+    used by other managed services: their busy cores count as load on the same cores, so
+    its requests wait more as the host fills up (a shared M/M/c; an approximation, since their
+    batches differ from its own), and it can use only what they leave."""
+
+    def __init__(self, service: ServiceSpec, host: HostProfile, taken: float = 0.0) -> None:
         self.servers = service.workers_on(host)
-        slow = host.speed * (1.0 - host.background_utilization)
+        free = 1.0 - host.background_utilization
+        self.others = self.servers * min(taken / free, 1.0 - SHARE_STEP)  # in workers
+        slow = host.speed * free
         self.per_image = service.inference_ms_per_image / 1000.0 / slow
         self.overhead = service.batch_overhead_ms / 1000.0 / slow
         self.batch = service.batch_size
@@ -76,10 +101,11 @@ class Backend:
     def latency(self, x: float) -> float:
         """Mean backend latency in seconds at throughput x (x below capacity)."""
         k, t = self._batch(x)
-        p_wait = erlang_c(self.servers, x / k * t)
+        load = x / k * t + self.others
+        p_wait = erlang_c(self.servers, load)
         fill = self.delay if x <= 0 else min(self.delay, (self.batch - 1) / x)
         batch_wait = fill * (1.0 + 1.0 / k) / 2.0
-        queue_wait = p_wait * t / (self.servers - x / k * t)
+        queue_wait = p_wait * t / (self.servers - load)
         return batch_wait * (1.0 - p_wait) + queue_wait + t
 
     def solve(self, users: int) -> tuple[float, float]:
@@ -87,11 +113,12 @@ class Backend:
         if users <= 0:
             return 0.0, self.latency(0.0)
         lo, hi = 0.0, users / self.think
-        cap_lo, cap_hi = 0.0, hi  # largest x with busy workers below the worker count
-        if self.busy_workers(hi) >= self.servers:
+        cap_lo, cap_hi = 0.0, hi  # largest x with busy workers below what the others leave
+        room = self.servers - self.others
+        if self.busy_workers(hi) >= room:
             for _ in range(60):
                 mid = (cap_lo + cap_hi) / 2
-                cap_lo, cap_hi = (mid, cap_hi) if self.busy_workers(mid) < self.servers else (
+                cap_lo, cap_hi = (mid, cap_hi) if self.busy_workers(mid) < room else (
                     cap_lo, mid)
             hi = cap_lo
         for _ in range(60):  # x * (think + R(x)) grows with x: bisect for = users
@@ -105,64 +132,39 @@ class Backend:
 
 
 class PerformanceModel:
-    """Tabulated outcomes of one service (default: the scenario's first) for every host of a
-    scenario and every user count."""
+    """Outcomes of one service (default: the scenario's first) on every host of a scenario, by
+    the share of the host taken by other services and the user count."""
 
-    def __init__(self, scenario: Scenario, max_users: int = 200,
-                 service: ServiceSpec | None = None) -> None:
+    def __init__(self, scenario: Scenario, service: ServiceSpec | None = None) -> None:
         self.scenario = scenario
         self.service = service or scenario.fleet[0]
         self.hosts = scenario.hosts
-        self.backends = [Backend(self.service, h) for h in self.hosts]
+        self.processes = [1 + self.service.workers_on(h) for h in self.hosts]  # front end + workers
         self.p_max = max(h.max_watts for h in self.hosts)  # reward normalization (Eq. 9)
-        self.empty = [self._host_only(h) for h in self.hosts]
-        self._tables: list[list[Outcome]] = [[] for _ in self.hosts]
-        self.extend(max_users)
+        self._known: dict[tuple[int, int, int], Outcome] = {}  # (host, taken step, users)
 
-    def _host_only(self, host: HostProfile) -> tuple[float, float]:
-        u = host.background_utilization
-        return u, host.idle_watts + (host.max_watts - host.idle_watts) * curve_fraction(
-            host.power_curve, u)
-
-    def _outcome(self, i: int, users: int) -> Outcome:
-        host, backend = self.hosts[i], self.backends[i]
+    def _outcome(self, i: int, step: int, users: int) -> Outcome:
+        host = self.hosts[i]
+        taken = step * SHARE_STEP
+        backend = Backend(self.service, host, taken)
         x, back = backend.solve(users)
         svc_cpu = backend.busy_workers(x) * (1.0 - host.background_utilization) / host.cores
-        host_cpu = min(1.0, host.background_utilization + svc_cpu)
-        dynamic = (host.max_watts - host.idle_watts) * curve_fraction(host.power_curve, host_cpu)
-        processes = 1 + backend.servers  # TorchServe front end + its workers
-        idle_share = host.idle_watts * processes / (host.base_processes + processes)
-        svc_dynamic = dynamic * svc_cpu / host_cpu if host_cpu > 0 else 0.0
+        # The others' CPU counts for the host's utilization; their processes are not known
+        # here (the simulated continuum shares the idle power among all of them).
+        host_watts, (watts, _) = share_watts(host, (svc_cpu, taken), (self.processes[i], 0))
         return Outcome(
             latency_ms=back * 1000.0 + host.network_latency_ms,
             throughput_rps=x,
             service_cpu=svc_cpu,
-            service_watts=svc_dynamic + idle_share,
-            host_cpu=host_cpu,
-            host_watts=host.idle_watts + dynamic,
+            service_watts=watts,
+            host_cpu=min(1.0, host.background_utilization + taken + svc_cpu),
+            host_watts=host_watts,
         )
 
-    def extend(self, max_users: int) -> None:
-        for i, table in enumerate(self._tables):
-            table.extend(self._outcome(i, u) for u in range(len(table), max_users + 1))
-
-    def outcome(self, host: int, users: int) -> Outcome:
-        table = self._tables[host]
-        if users >= len(table):
-            self.extend(max(users, 2 * len(table)))
-        return table[users]
-
-    def table(self, host: int) -> list[Outcome]:
-        return self._tables[host]
-
-
-def describe(model: PerformanceModel, users: list[int]) -> list[dict[str, float | str | int]]:
-    """Rows of (host, users, latency, power, cpu) for docs and `--help`-level inspection."""
-    return [
-        {"host": h.name, "users": u, "latency_ms": round(o.latency_ms, 1),
-         "service_watts": round(o.service_watts, 1), "service_cpu": round(o.service_cpu, 3),
-         "throughput_rps": round(o.throughput_rps, 1)}
-        for i, h in enumerate(model.hosts) for u in users
-        for o in [model.outcome(i, u)]
-    ]
-
+    def outcome(self, host: int, users: int, taken: float = 0.0) -> Outcome:
+        """The service on `host` with `users`, `taken` of the host's cores used by others
+        (computed once per host, 1 % of share and user count)."""
+        key = (host, max(0, round(taken / SHARE_STEP)), users)
+        if key not in self._known:
+            self._known[key] = self._outcome(*key)
+        return self._known[key]

@@ -35,7 +35,17 @@ def day(peak: int) -> list[float]:
     return out
 
 
-PATTERNS: dict[str, Callable[[int], list[float]]] = {"ramp": ramp, "day": day}
+def bursty(peak: int) -> list[float]:
+    """A quiet day (half the day pattern) with bursts to the peak: 8 bursts of 3 steps (45
+    minutes) a day at fixed pseudo-random times (seed 7), standing in for flash crowds (an
+    assumption: the paper has no bursty pattern)."""
+    out = [max(1.0, u / 2) for u in day(peak)]
+    for start in np.random.default_rng(7).choice(DAY_STEPS - 3, 8, replace=False):
+        out[start:start + 3] = [float(peak)] * 3
+    return out
+
+
+PATTERNS: dict[str, Callable[[int], list[float]]] = {"ramp": ramp, "day": day, "bursty": bursty}
 
 
 def read_trace(path: Path) -> list[float]:

@@ -1,32 +1,33 @@
-"""Cloud: every service on the biggest host of the cloud tier (of all hosts, if no cluster is
-a cloud), the placement an operator picks to be safe. An operator baseline."""
+"""Cloud: every service on the cloud tier (all hosts, if no cluster is a cloud), each on the
+host the default scheduler would pick there (least allocated by requests), the placement an
+operator picks to be safe. An operator baseline, for every service at once."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
 
-from orchestrator.config import Scenario
-from orchestrator.model import STAY, Observation
+from orchestrator.model import STAY, Snapshot
+from strategies.allocation import Allocation, cloud_hosts
 from strategies.base import NoOptions, Stateless, StrategyContext
-
-
-def biggest_host(scenario: Scenario) -> int:
-    """The index of the host with the most capacity (cores x speed), on the cloud tier if any."""
-    cloud = {h.name for c in scenario.clusters if c.tier == "cloud" for h in c.hosts}
-    hosts = list(enumerate(scenario.hosts))
-    pool = [(i, h) for i, h in hosts if h.name in cloud] or hosts
-    return max(pool, key=lambda p: p[1].cores * p[1].speed)[0]
 
 
 class CloudStrategy(Stateless):
     name: ClassVar[str] = "cloud"
+    fleet: ClassVar[bool] = True
 
     def __init__(self, context: StrategyContext, options: NoOptions) -> None:
-        self.target = biggest_host(context.scenario)
+        self.scenario = context.scenario
+        self.pool = cloud_hosts(context.scenario)
 
-    def decide(self, obs: Observation, mask: np.ndarray) -> int:
-        if obs.service.host != self.target and mask[self.target + 1]:
-            return self.target + 1
-        return STAY
+    def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
+        alloc = Allocation(self.scenario, [s.host for s in snapshot.services])
+        actions = [STAY] * len(snapshot.services)
+        for i, s in enumerate(snapshot.services):
+            if s.valid and s.host not in self.pool:
+                to = alloc.least_allocated(i, self.pool, masks[i])
+                if to is not None:
+                    actions[i] = alloc.move(i, to)
+        return actions

@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import Field
 
 from orchestrator.model import STAY, Snapshot
+from strategies.allocation import Allocation
 from strategies.base import NoOptions, Stateless, StrategyContext
 
 
@@ -39,39 +40,18 @@ class DeschedulerStrategy(Stateless):
     Options: ClassVar[type[DeschedulerOptions]] = DeschedulerOptions
 
     def __init__(self, context: StrategyContext, options: DeschedulerOptions) -> None:
-        self.hosts = context.scenario.hosts
-        self.fleet = context.scenario.fleet
+        self.scenario, self.hosts = context.scenario, context.scenario.hosts
         self.o = options
 
     def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
         actions = [STAY] * len(snapshot.services)
         if snapshot.step % self.o.interval_steps:
             return actions
-        cores = [h.cores for h in self.hosts]
-        cpu = [h.background_utilization * h.cores for h in self.hosts]  # requested, in cores
-        mem = [0.0 for _ in self.hosts]
-        where = [s.host for s in snapshot.services]
-        for i, h in enumerate(where):
-            if h >= 0:
-                cpu[h] += self.fleet[i].cpu_request
-                mem[h] += self.fleet[i].memory_gib
-
-        def util(h: int) -> float:
-            return cpu[h] / cores[h]
+        alloc = Allocation(self.scenario, [s.host for s in snapshot.services])
+        util, where = alloc.util, alloc.where
 
         def fits(i: int, h: int) -> bool:
-            spec = self.fleet[i]
-            return bool(masks[i][h + 1]) and where[i] != h and \
-                (cpu[h] + spec.cpu_request) / cores[h] <= self.o.target_thresholds and \
-                mem[h] + spec.memory_gib <= self.hosts[h].memory_gib
-
-        def evict(i: int, to: int) -> None:
-            spec, h = self.fleet[i], where[i]
-            cpu[h] -= spec.cpu_request
-            mem[h] -= spec.memory_gib
-            cpu[to] += spec.cpu_request
-            mem[to] += spec.memory_gib
-            where[i], actions[i] = to, to + 1
+            return bool(masks[i][h + 1]) and alloc.room(i, h, self.o.target_thresholds)
 
         n = range(len(self.hosts))
         evicted = [0 for _ in n]
@@ -81,7 +61,7 @@ class DeschedulerStrategy(Stateless):
                 if util(h) <= self.o.target_thresholds or not under or \
                         evicted[h] >= self.o.max_evictions_per_node:
                     break
-                evict(i, min(under, key=util))
+                actions[i] = alloc.move(i, min(under, key=util))
                 evicted[h] += 1
         for h in n:  # HighNodeUtilization; a service evicted already this run stays put
             for i in [i for i, s in enumerate(snapshot.services)
@@ -90,6 +70,6 @@ class DeschedulerStrategy(Stateless):
                     break
                 fuller = [x for x in n if x != h and util(x) >= util(h) and fits(i, x)]
                 if fuller:
-                    evict(i, max(fuller, key=util))
+                    actions[i] = alloc.move(i, max(fuller, key=util))
                     evicted[h] += 1
         return actions

@@ -31,7 +31,7 @@ class Encoder:
         self.n = len(scenario.hosts)
         self.p_max = max(h.max_watts for h in scenario.hosts)
         self.l_max = scenario.fleet[service].sla_latency_ms
-        self.u_max = 2.0 * scenario.workload.peak_users
+        self.u_max = 2.0 * scenario.peak_users
         self.size = 2 * self.n + 4 + self.n
 
     def __call__(self, obs: Observation) -> np.ndarray:

@@ -1,62 +1,110 @@
-"""Oracle: the best placement sequence for the whole episode, by dynamic programming over
-(step, host) with the episode's future workload and noise known. An upper bound for one
-service; it needs a continuum that knows its future (the simulated one), never real clusters.
-With several services each is planned alone (the others where they started)."""
+"""Oracle: the best placement sequences for the whole episode, planned with the episode's future
+workload and noise known (a continuum that knows its future: the simulated one, never real
+clusters).
+
+One service: exact dynamic programming over (step, host), a true upper bound on any strategy
+(with the gates off). Several: coordinate ascent over the same DP: each service in turn gets the
+path that maximizes the *total* reward of all services given the others' paths (so that its
+moves count the slowdown it brings its neighbours), from every service staying, for up to
+`rounds` rounds or until no path changes. Each round can only raise the total, but it stops at
+a local optimum: for several services it is a reference, not a proven upper bound."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from orchestrator.continuum import Clairvoyant, Continuum
 from orchestrator.errors import BadInput
-from orchestrator.model import Observation
+from orchestrator.model import STAY, Snapshot
 from strategies.base import NoOptions, StrategyContext
 from strategies.reward import reward
+
+
+class OracleOptions(NoOptions):
+    rounds: int = Field(default=3, ge=1)
 
 
 class OracleStrategy:
     name: ClassVar[str] = "oracle"
     needs_future: ClassVar[bool] = True
-    Options: ClassVar[type[NoOptions]] = NoOptions
+    fleet: ClassVar[bool] = True
+    Options: ClassVar[type[OracleOptions]] = OracleOptions
 
-    def __init__(self, context: StrategyContext, options: NoOptions) -> None:
+    def __init__(self, context: StrategyContext, options: OracleOptions) -> None:
         self.reward_kind = context.reward
-        self.service = context.service
-        self.sla = context.spec.sla_latency_ms
-        self.plan: list[int] = []
+        self.slas = [s.sla_latency_ms for s in context.scenario.fleet]
+        self.rounds = options.rounds
+        self.paths: list[list[int]] = []  # paths[s][t]: the host of service s during step t
 
     def reset(self, continuum: Continuum) -> None:
         if not isinstance(continuum, Clairvoyant):
             raise BadInput("the oracle needs the simulated continuum (it reads the future)")
-        sim, s = continuum, self.service
-        topology = continuum.topology
-        n, steps = len(topology), sim.steps
+        self.sim, self.topology = continuum, continuum.topology
+        self.paths = [[start] * (continuum.steps + 1) for start in continuum.placement]
+        for _ in range(self.rounds):
+            changed = False
+            for s in range(len(self.paths)):
+                best = self._best_path(s)
+                changed |= best != self.paths[s]
+                self.paths[s] = best
+            if not changed or len(self.paths) == 1:
+                break
 
-        def r(t: int, src: int, dst: int) -> float:
-            watts, latency, _ = sim.outcome(dst, t, topology.move_kind(src, dst), s)
-            return reward(self.reward_kind, watts, latency, topology.p_max, self.sla)
+    def _r(self, s: int, watts: float, latency: float) -> float:
+        return reward(self.reward_kind, watts, latency, self.topology.p_max, self.slas[s])
 
+    def _step_values(self, s: int, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """At step t, with the others on their paths, per host h for service s: whether h
+        takes it, the total reward of the others with s on h, and (watts, latency) of s."""
+        sim, n = self.sim, len(self.topology)
+        on = [[o for o, p in enumerate(self.paths) if o != s and p[t] == h] for h in range(n)]
+        before = [[o for o, p in enumerate(self.paths) if o != s and p[t - 1] == h]
+                  for h in range(n)]
+        without = [sum(self._r(o, *v) for o, v in sim.on_host(h, on[h], t).items())
+                   for h in range(n)]
+        feasible, others, own = np.zeros(n, dtype=bool), np.zeros(n), np.zeros((n, 2))
+        for h in range(n):
+            # fits beside those there before and after the step: whichever the loop meets
+            feasible[h] = sim.fits(s, h, on[h] + before[h])
+            if not feasible[h]:
+                continue
+            with_s = sim.on_host(h, [s, *on[h]], t)
+            others[h] = sum(without) - without[h] + sum(
+                self._r(o, *v) for o, v in with_s.items() if o != s)
+            own[h] = with_s[s]
+        return feasible, others, own
+
+    def _best_path(self, s: int) -> list[int]:
+        """The path of service s maximizing everyone's total reward, the others' paths fixed."""
+        n, steps = len(self.topology), len(self.paths[s]) - 1
         value = np.full(n, -np.inf)
-        value[sim.placement[s]] = 0.0
+        value[self.paths[s][0]] = 0.0
         back = np.zeros((steps + 1, n), dtype=int)
         for t in range(1, steps + 1):
+            feasible, others, own = self._step_values(s, t)
             new = np.full(n, -np.inf)
             for dst in range(n):
-                if not sim.can_host(dst, s):
+                if not feasible[dst]:
                     continue
                 for src in range(n):
-                    if value[src] > -np.inf and value[src] + r(t, src, dst) > new[dst]:
-                        new[dst], back[t, dst] = value[src] + r(t, src, dst), src
+                    if value[src] == -np.inf:
+                        continue
+                    cost_w, cost_ms = self.sim.move_cost(self.topology.move_kind(src, dst))
+                    r = others[dst] + self._r(s, own[dst][0] + cost_w, own[dst][1] + cost_ms)
+                    if value[src] + r > new[dst]:
+                        new[dst], back[t, dst] = value[src] + r, src
             value = new
         host = int(np.argmax(value))
         path = [host]
         for t in range(steps, 0, -1):
             host = int(back[t, host])
             path.append(host)
-        path.reverse()  # path[t] = host during step t
-        self.plan = [0 if path[t + 1] == path[t] else path[t + 1] + 1 for t in range(steps)]
+        return path[::-1]
 
-    def decide(self, obs: Observation, mask: np.ndarray) -> int:
-        return self.plan[obs.step]
+    def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
+        t = snapshot.step
+        return [STAY if p[t + 1] == p[t] else p[t + 1] + 1 for p in self.paths]

@@ -61,12 +61,20 @@ class Predictor:
         """Eq. 9-11 for `service` drawing `power_w` at `latency_ms` (against its own SLA)."""
         return reward(self.reward_kind, power_w, latency_ms, self.p_max, self.sla(service))
 
+    def taken(self, obs: Observation, host: int) -> float:
+        """The share of `host` the other managed services would leave it: all they use now,
+        but no more than leaves it an equal share with each (as the simulated continuum gives
+        services with as many processes; an assumption where they differ)."""
+        cpu, count = obs.neighbours(host)
+        free = 1.0 - self.scenario.hosts[host].background_utilization
+        return min(cpu, free - free / (1 + count))
+
     def predict(self, obs: Observation, action: int, service: int = 0) -> Prediction:
         src = obs.service.host
         dst = target_host(action)
         dst = src if dst is None else dst
         move = self.topology.move_kind(src, dst)
-        o = self.models[service].outcome(dst, obs.service.users)
+        o = self.models[service].outcome(dst, obs.service.users, self.taken(obs, dst))
         cost_w = cost_ms = 0.0
         if move is not None:
             cost = getattr(self.scenario.migration, f"{move}_cluster")

@@ -1,21 +1,23 @@
-"""Threshold: the host nearest the users while the service's users stay below a threshold,
-else the biggest host (strategies/cloud.py). The threshold comes from the service's capacity on
-the near host, never from a workload pattern: the most users it serves there within
-`sla_fraction` of the SLA (the queueing model of orchestrator/performance.py). It moves back
-only below (1 - `hysteresis`) of the threshold, so that users hovering around it do not make
-it flap. An operator baseline: the one rule a person would configure per service."""
+"""Threshold: per service, the host nearest the users (that takes it) while its users stay
+below a threshold, else a cloud host (the scheduler's pick, as strategies/cloud.py). The
+threshold comes from the service's capacity on the nearest host, never from a workload
+pattern: the most users it serves there within `sla_fraction` of the SLA (the queueing model
+of orchestrator/performance.py). It moves back only below (1 - `hysteresis`) of the
+threshold, so that users hovering around it do not make it flap. An operator baseline: the
+one rule a person would configure per service."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
 
-from orchestrator.model import STAY, Observation
+from orchestrator.model import STAY, Snapshot
 from orchestrator.performance import Backend
+from strategies.allocation import Allocation, cloud_hosts
 from strategies.base import NoOptions, Stateless, StrategyContext
-from strategies.cloud import biggest_host
 
 MAX_USERS = 10_000
 
@@ -35,23 +37,37 @@ def capacity_users(backend: Backend, network_ms: float, limit_ms: float) -> int:
 
 class ThresholdStrategy(Stateless):
     name: ClassVar[str] = "threshold"
+    fleet: ClassVar[bool] = True
     Options: ClassVar[type[ThresholdOptions]] = ThresholdOptions
 
     def __init__(self, context: StrategyContext, options: ThresholdOptions) -> None:
-        hosts = context.scenario.hosts
-        self.near = min(range(len(hosts)), key=lambda h: hosts[h].network_latency_ms)
-        self.big = biggest_host(context.scenario)
-        near = hosts[self.near]
-        self.threshold = capacity_users(Backend(context.spec, near), near.network_latency_ms,
-                                        options.sla_fraction * context.spec.sla_latency_ms)
-        self.back_below = (1 - options.hysteresis) * self.threshold
+        self.scenario = sc = context.scenario
+        hosts = sc.hosts
+        self.by_distance = sorted(range(len(hosts)), key=lambda h: hosts[h].network_latency_ms)
+        self.big = cloud_hosts(sc)
+        near = hosts[self.by_distance[0]]
+        self.thresholds = [capacity_users(Backend(spec, near), near.network_latency_ms,
+                                          options.sla_fraction * spec.sla_latency_ms)
+                           for spec in sc.fleet]
+        self.hysteresis = options.hysteresis
 
-    def decide(self, obs: Observation, mask: np.ndarray) -> int:
-        users, here = obs.service.users, obs.service.host
-        if users > self.threshold:
-            target = self.big
-        elif users < self.back_below or here not in (self.near, self.big):
-            target = self.near
-        else:
-            target = here  # between the two marks: where it is
-        return target + 1 if target != here and mask[target + 1] else STAY
+    def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
+        alloc = Allocation(self.scenario, [s.host for s in snapshot.services])
+        actions = [STAY] * len(snapshot.services)
+        for i, s in enumerate(snapshot.services):
+            if not s.valid:
+                continue
+            # the nearest host that takes it (its own counts), then the scheduler's cloud host
+            near = next((h for h in self.by_distance
+                         if h == s.host or (masks[i][h + 1] and alloc.room(i, h))), None)
+            big = s.host if s.host in self.big else alloc.least_allocated(i, self.big, masks[i])
+            threshold = self.thresholds[i]
+            if s.users > threshold:
+                to = big
+            elif s.users < (1 - self.hysteresis) * threshold or s.host not in (near, big):
+                to = near
+            else:
+                to = s.host  # between the two marks: where it is
+            if to is not None and to != s.host:
+                actions[i] = alloc.move(i, to)
+        return actions

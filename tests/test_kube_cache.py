@@ -23,7 +23,7 @@ from orchestrator.kube.cache import (
 )
 from orchestrator.kube.clusters import Cluster, Clusters
 from orchestrator.kube.continuum import KubernetesContinuum
-from orchestrator.model import Location
+from orchestrator.model import Location, Move
 from orchestrator.monitoring import HostReading, Readings, Sample, ServiceReading
 from tests.lab.lab import Lab
 from tests.lab.workloads import wait_for
@@ -198,3 +198,45 @@ def test_tick_requests_do_not_grow_with_services(edge: tuple[Cluster, str], lab:
     # Deployments, whatever the number of services
     assert caches_one == caches_eight == 3 * 3 * 2
     assert feasible_one > 0 and feasible_eight == 8 * feasible_one  # the masks were computed
+
+
+def test_moves_of_one_tick_count_each_others_requests(edge: tuple[Cluster, str], lab: Lab,
+                                                      tmp_path: Path) -> None:
+    """Two services that each fit a node alone but not together: once a move of the first is
+    accepted in the tick, the second's mask hides that node (the loop asks again)."""
+    cluster, ns = edge
+    doc = yaml.safe_load(lab.continuum_file.read_text())
+    zone = doc["dns"]["zone"].rstrip(".")
+    doc["services"] = [{"namespace": ns, "name": f"big{i}", "hostname": f"big{i}.{ns}.{zone}"}
+                       for i in range(2)]
+    doc["state_dir"] = str(tmp_path / "state")
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    continuum = KubernetesContinuum(load_continuum(path))
+    try:
+        assert continuum.caches.start(wait_s=10)
+        target = next(h for h, loc in enumerate(continuum.locations) if loc.cluster != "edge")
+        loc = continuum.locations[target]
+        node = continuum.views[loc.cluster].nodes[loc.node]
+        cores = float(node["status"]["allocatable"]["cpu"])
+        for i in range(2):  # 0.6 of the node each; no replica runs (nothing to schedule)
+            d = deployment(ns, f"big{i}")
+            d["spec"]["replicas"] = 1
+            d["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/hostname": "none"}
+            d["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = (
+                f"{int(600 * cores)}m")
+            cluster.create(d)
+        def both_cached() -> bool:
+            continuum.refresh()
+            return len(continuum.views["edge"].deployments) >= 2
+
+        wait_for("both Deployments in the cache", both_cached, timeout=10)
+        continuum.readings = standin(continuum)
+        snapshot = continuum.snapshot_of(continuum.readings)
+        alone = continuum.masks(snapshot)
+        assert alone[0][1 + target] and alone[1][1 + target]
+        after = continuum.masks(snapshot, [Move(0, target)])
+        assert not after[1][1 + target]
+        assert after[1].sum() == alone[1].sum() - 1  # only that node is taken
+    finally:
+        continuum.close()

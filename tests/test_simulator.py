@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 
 from orchestrator.config import PAPER
+from orchestrator.control.loop import Loop
 from orchestrator.errors import GreenwiseError
-from orchestrator.model import Move
-from orchestrator.performance import PerformanceModel, curve_fraction, erlang_c
+from orchestrator.model import Move, Observation, Snapshot
+from orchestrator.performance import Backend, PerformanceModel, curve_fraction, erlang_c
 from orchestrator.sim.continuum import SimulatedContinuum
 from orchestrator.workload import day, episode_users, ramp, read_trace
+from strategies.prediction import Predictor
 
 MODEL = PerformanceModel(PAPER)
 HOST = {h.name: i for i, h in enumerate(PAPER.hosts)}
@@ -67,7 +69,7 @@ def test_latency_is_backend_plus_network():
 
 
 def test_small_hosts_saturate():
-    edge = MODEL.backends[HOST["edge0"]]
+    edge = Backend(PAPER.service, PAPER.hosts[HOST["edge0"]])
     x60, _ = edge.solve(60)
     x120, _ = edge.solve(120)
     assert x120 < 1.2 * x60  # throughput stops growing
@@ -89,12 +91,15 @@ def test_service_power_shares_idle_by_processes_and_stays_below_host_power():
 def test_moves_cost_more_across_clusters():
     sim = SimulatedContinuum(PAPER, "test", seed=1)
     sim.reset(seed=1, start_host=HOST["edge0"])
-    base_w, base_l, _ = sim.outcome(HOST["edge1"], 1, None)
-    intra_w, intra_l, _ = sim.outcome(HOST["edge1"], 1, "intra")
-    inter_w, inter_l, _ = sim.outcome(HOST["edge1"], 1, "inter")
+    (base_w, base_l), (intra_w, intra_l), (inter_w, inter_l) = (
+        sim.move_cost(kind) for kind in (None, "intra", "inter"))
     assert base_l < intra_l < inter_l and base_w < intra_w < inter_w
+    alone = sim.on_host(HOST["cloud"], [0], 1)[0]
     sim.apply([sim.plan(Move(0, HOST["cloud"]))])
     assert sim.moved == ["inter"] and sim.host == HOST["cloud"] and sim.t == 1
+    moved = sim.snapshot().services[0]
+    assert (moved.power_w, moved.latency_ms) == pytest.approx(
+        (alone[0] + inter_w, alone[1] + inter_l))
     sim.apply([])
     assert sim.moved == [None]
 
@@ -124,3 +129,71 @@ def test_services_share_hosts_and_are_counted_in_the_masks():
     masks = sim.masks(snap)
     assert not masks[2][1 + edge0]  # 4 cores, 4 requested by the two already there
     assert masks[2][1 + HOST["edge1"]] and masks[0][1 + HOST["cloud"]]
+
+
+def _pair(users_b: int, **service: object) -> tuple[SimulatedContinuum, int]:
+    """Two services, a at 30 users and b at `users_b`, both on edge0 (4 cores)."""
+    fleet = PAPER.model_copy(update={"services": (
+        PAPER.service.model_copy(update={"name": "a", **service}),
+        PAPER.service.model_copy(update={"name": "b", **service}))})
+    sim = SimulatedContinuum(fleet, "test", seed=4)
+    edge0 = HOST["edge0"]
+    sim.placement = [edge0, edge0]
+    sim.episode.users[0, :] = 30
+    sim.episode.users[1, :] = users_b
+    sim.episode.jitter[:] = 1.0
+    return sim, edge0
+
+
+def test_services_on_one_host_slow_each_other_down():
+    alone = MODEL.outcome(HOST["edge0"], 30)
+    latencies = []
+    for users_b in (0, 10, 30, 60):
+        sim, edge0 = _pair(users_b)
+        snap = sim.snapshot()
+        a, b = snap.services
+        latencies.append(a.latency_ms)
+        host = snap.hosts[edge0]
+        assert host.cpu == pytest.approx(a.cpu + b.cpu)
+        assert a.power_w + b.power_w < host.power_w <= PAPER.hosts[edge0].max_watts
+    assert latencies[0] == pytest.approx(alone.latency_ms, rel=0.02)
+    assert latencies == sorted(latencies) and latencies[-1] > 1.5 * latencies[0], latencies
+
+
+def test_a_busy_neighbour_leaves_a_service_its_fair_share():
+    sim, edge0 = _pair(1000)  # b alone would take the whole host
+    a, _ = sim.snapshot().services
+    half = MODEL.outcome(edge0, 30, taken=0.5)  # same process count: half the host each
+    assert a.latency_ms <= half.latency_ms * 1.01
+
+
+def test_the_prediction_counts_the_services_a_move_would_join():
+    sim, edge0 = _pair(60)
+    sim.placement = [HOST["cloud"], edge0]
+    obs = sim.snapshot().view(0)
+    assert obs.neighbours(edge0) == (pytest.approx(obs.hosts[edge0].cpu), 1)
+    crowded = Predictor(sim.scenario).predict(obs, 1 + edge0, 0)
+    empty = Predictor(sim.scenario).predict(Observation(obs.step, obs.service, obs.hosts),
+                                            1 + edge0, 0)
+    assert crowded.latency_ms > empty.latency_ms
+    _, latency = sim.on_host(edge0, [0, 1], 0)[0]
+    assert crowded.latency_ms - crowded.move_cost_ms == pytest.approx(latency, rel=0.1)
+
+
+def test_moves_in_one_tick_count_each_others_capacity():
+    """Two services ask for the one host that has room for one: the first moves, the second
+    is refused (its mask counts the first's request)."""
+    sim, edge0 = _pair(10, cpu_request=3.0)
+    sim.placement = [HOST["edge1"], HOST["edge2"]]
+
+    class BothTo:
+        name = "both-to-edge0"
+
+        def reset(self, continuum: object) -> None: ...
+
+        def decide(self, snapshot: Snapshot, masks: np.ndarray) -> list[int]:
+            return [1 + edge0, 1 + edge0]
+
+    tick = Loop(sim, BothTo(), Predictor(sim.scenario)).tick()
+    assert [d.action for d in tick.decisions] == ["move", "refused"]
+    assert sim.placement == [edge0, HOST["edge2"]] and tick.masked(1) and not tick.masked(0)

@@ -97,7 +97,7 @@ def test_threshold_comes_from_capacity_and_does_not_flap():
     biggest host above; back only below 90 % of that."""
     from orchestrator.performance import PerformanceModel
     s = create("threshold", OPTS)
-    limit = s.parts[0].threshold
+    limit = s.thresholds[0]
     model = PerformanceModel(PAPER)
     assert model.outcome(HOST["edge2"], limit).latency_ms <= 0.8 * 500
     assert model.outcome(HOST["edge2"], limit + 1).latency_ms > 0.8 * 500
@@ -106,6 +106,25 @@ def test_threshold_comes_from_capacity_and_does_not_flap():
     assert decide(s, obs_on("cloud", int(0.9 * limit) - 1), mask_for("cloud")) == \
         1 + HOST["edge2"]
     assert decide(s, obs_on("edge0", 5), mask_for("edge0")) == 1 + HOST["edge2"]
+
+
+def test_cloud_and_threshold_spread_services_as_the_scheduler_would():
+    """Three services bound for a cloud tier of two 4-core hosts (1 core requested each): the
+    least allocated host each, in turn (2 + 1), not all onto one."""
+    from orchestrator.config import ClusterSpec, HostProfile, Scenario, ServiceSpec
+    def host(n: str, lat: float) -> HostProfile:
+        return HostProfile(name=n, cores=4, idle_watts=10, max_watts=50, network_latency_ms=lat)
+    sc = Scenario(clusters=(ClusterSpec(name="e", tier="edge", hosts=(host("e", 2),)),
+                            ClusterSpec(name="c", tier="cloud",
+                                        hosts=(host("c1", 30), host("c2", 30)))),
+                  services=tuple(ServiceSpec(name=f"s{i}") for i in range(3)))
+    states = tuple(ServiceState(f"s{i}", 0, 5.0, 0.1, 100.0, 500, 10.0) for i in range(3))
+    hosts = tuple(HostState(h.name, sc.cluster_of(h.name), 10.0, 0.0) for h in sc.hosts)
+    masks = np.ones((3, 4), dtype=bool)
+    masks[:, 1] = False
+    for name in ("cloud", "threshold"):  # 500 users: above any threshold
+        actions = create(name, StrategyContext(sc)).decide(Snapshot(0, states, hosts), masks)
+        assert sorted(actions) == [2, 2, 3], (name, actions)
 
 
 def test_descheduler_evacuates_over_target_and_consolidates_under_threshold():
@@ -186,7 +205,7 @@ def test_every_service_gets_its_own_decision_and_sla():
         PAPER.service.model_copy(update={"name": "b", "sla_latency_ms": 200.0}))})
     sim = SimulatedContinuum(fleet, "test", seed=3)
     s = create("greedy", StrategyContext(fleet))
-    assert [p.predictor.sla(p.service) for p in s.parts] == [500.0, 200.0]
+    assert [s.predictor.sla(i) for i in range(2)] == [500.0, 200.0]
     snap = sim.snapshot()
     actions = s.decide(snap, sim.masks(snap))
     assert len(actions) == 2 and all(sim.masks(snap)[i][a] for i, a in enumerate(actions))

@@ -14,12 +14,13 @@ import typer
 import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from orchestrator.config import MAX_USERS, Scenario, load_scenario
+from orchestrator.config import BUILTIN, MAX_USERS, Scenario, load_scenario
 from orchestrator.errors import BadInput
 from orchestrator.output import Format, err_console
 
 ScenarioOpt = Annotated[str, typer.Option(
-    "--scenario", help="Built-in scenario name (paper) or a scenario YAML file.")]
+    "--scenario",
+    help=f"Built-in scenario name ({', '.join(BUILTIN)}) or a scenario YAML file.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (workload noise, RL).")]
 RewardOpt = Annotated[str, typer.Option(
     "--reward", help="Objective: power-latency (alpha = beta = 0.5), power, or latency.")]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -98,18 +99,27 @@ def run(
                           pattern, gates, options=options)
     history = []
     log = EventLog()  # with -o json/yaml: one JSON line per decision, as on clusters
-    with Live(console=err_console, refresh_per_second=10,
-              transient=False) if output is Format.table else _Quiet() as live:
-        for n in range(ticks):
-            doing(f"the simulated run at tick {n + 1} of {ticks} (no cluster is touched)")
-            history.append(step(loop))
-            if output is Format.table:
-                live.update(live_view(sim.topology, sim.specs, history, strategy, ticks))
-            else:
-                for d in history[-1].tick.decisions:
-                    log.write("info", "decision", **d.to_dict())
-            if pause:
-                time.sleep(pause)
+    # Ctrl-C is taken between ticks: raised inside the live view's refresh it could leave its
+    # lock held and the exit waiting on it forever (seen once under load).
+    interrupted = threading.Event()
+    before = signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.set())
+    try:
+        with Live(console=err_console, refresh_per_second=10,
+                  transient=False) if output is Format.table else _Quiet() as live:
+            for n in range(ticks):
+                doing(f"the simulated run at tick {n + 1} of {ticks} (no cluster is touched)")
+                history.append(step(loop))
+                if output is Format.table:
+                    live.update(live_view(sim.topology, sim.specs, history, strategy, ticks))
+                else:
+                    for d in history[-1].tick.decisions:
+                        log.write("info", "decision", **d.to_dict())
+                if interrupted.wait(pause) if pause else interrupted.is_set():
+                    break
+    finally:
+        signal.signal(signal.SIGINT, before)
+    if interrupted.is_set():
+        raise KeyboardInterrupt
     if output is Format.table:
         err_console.print()
     summary, tables = run_summary(sim.scenario.name, sim.topology, sim.specs, history,

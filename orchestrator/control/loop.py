@@ -5,7 +5,8 @@
 - no decision on an invalid observation (the reason is kept), nor on a service still moving
   or not yet observed where it moved to;
 - an action the mask forbids is refused: the service stays and the decision says so (the
-  evaluation scores it -1, as the paper's environment does);
+  evaluation scores it -1, as the paper's environment does); the masks count the capacity
+  that the moves already accepted in the tick take;
 - a move must pass the gates (cooldown, minimum predicted gain, concurrent migrations) unless
   the loop runs without gates (the paper's reproduction), then it is planned; a dry run stops
   there; otherwise the continuum carries the plans out.
@@ -106,9 +107,11 @@ class Loop:
         """Gate, plan and (unless a dry run) carry out `actions`, one per service."""
         self.ticks += 1
         decisions, plans = [], []
+        seen, now = masks.copy(), masks  # seen[i]: the mask service i was decided on
         for i, state in enumerate(snapshot.services):
+            seen[i] = now[i]
             try:
-                d, plan = self._decide(snapshot, i, masks[i], int(actions[i]))
+                d, plan = self._decide(snapshot, i, now[i], int(actions[i]))
             except Exception as e:
                 if not self.contain_errors:
                     raise
@@ -122,9 +125,11 @@ class Loop:
                 self.learner.acted(state.name, snapshot.view(i), masks[i], int(executed))
             if plan is not None:
                 plans.append(plan)
+                if i + 1 < len(snapshot.services):  # the next see what this move takes
+                    now = self.continuum.masks(snapshot, [p.move for p in plans])
         if not self.dry_run:
             self.continuum.apply(plans, self._done)
-        return Tick(snapshot, masks, tuple(int(a) for a in actions), tuple(decisions),
+        return Tick(snapshot, seen, tuple(int(a) for a in actions), tuple(decisions),
                     tuple(plans))
 
     def _done(self, plan: Plan, outcome: str) -> None:

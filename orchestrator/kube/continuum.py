@@ -21,7 +21,7 @@ import numpy as np
 
 from orchestrator.config import ContinuumConfig
 from orchestrator.errors import BadInput
-from orchestrator.kube.cache import ClusterView, KubeCaches, owned
+from orchestrator.kube.cache import ClusterView, KubeCaches, Obj, owned
 from orchestrator.kube.clusters import Clusters
 from orchestrator.kube.feasibility import requested, unfit
 from orchestrator.migration.executor import MigrationFailed, MigrationPlan, Migrator, Reporter
@@ -57,6 +57,9 @@ class KubePlan:
 StepReport = Callable[[str, str, str, str], None]
 # (service key, kind, outcome: done|rolled_back|failed, error or None, seconds)
 Outcome = Callable[[str, str, str, str | None, float], None]
+
+# Requests per node (cluster, node) that moves accepted earlier in a tick will add.
+Claimed = dict[tuple[str, str], dict[str, float]]
 
 
 class KubernetesContinuum:
@@ -108,14 +111,31 @@ class KubernetesContinuum:
                         readings.host_states())
 
     # --- feasibility --------------------------------------------------------------------------
-    def masks(self, snapshot: Snapshot) -> np.ndarray:
+    def masks(self, snapshot: Snapshot, moves: Sequence[Move] = ()) -> np.ndarray:
+        claimed = self._claimed(moves)
         out = np.zeros((len(self.services), len(self.hosts) + 1), dtype=bool)
         out[:, 0] = True
         for i, s in enumerate(snapshot.services):
             if not s.valid:
                 continue
+            key = self.services[i]
             for h in range(len(self.hosts)):
-                out[i, h + 1] = h != s.host and self.can_host(self.services[i], h)
+                out[i, h + 1] = h != s.host and self.can_host(key, h, claimed)
+        return out
+
+    def _claimed(self, moves: Sequence[Move]) -> Claimed:
+        """What the services of `moves` will request on their target nodes (what they free
+        where they leave is not counted: it is freed only once they have moved)."""
+        out: Claimed = {}
+        for m in moves:
+            dep = self._deployment(self.services[m.service])
+            if not isinstance(dep, dict):
+                continue
+            loc = self.locations[m.host]
+            spec = dep["spec"]["template"]["spec"]
+            more = requested([spec] * dep["spec"].get("replicas", 1))
+            was = out.get((loc.cluster, loc.node), dict.fromkeys(more, 0.0))
+            out[loc.cluster, loc.node] = {r: was[r] + v for r, v in more.items()}
         return out
 
     @property
@@ -133,27 +153,43 @@ class KubernetesContinuum:
         self.caches.close()
         self._views = {}
 
-    def can_host(self, key: str, host: int) -> bool:
+    def can_host(self, key: str, host: int, claimed: Claimed | None = None) -> bool:
         """Whether the host's node can take every replica of the service, on the caches' view
-        at the last refresh (exists, Ready, schedulable, taints, labels, allocatable)."""
+        at the last refresh (exists, Ready, schedulable, taints, labels, allocatable), beside
+        what other moves of the tick have `claimed`."""
+        if claimed:
+            return self.why_unfit(key, host, claimed) is None
         if (key, host) not in self._fits:
             self._fits[key, host] = self.why_unfit(key, host) is None
         return self._fits[key, host]
 
-    def why_unfit(self, key: str, host: int) -> str | None:
-        """Why the host cannot take the service now (None: it can)."""
+    def _deployment(self, key: str) -> Obj | str:
+        """The service's Deployment where it runs, or why it cannot be read."""
         svc = self.config.service(key)
         reading = self.readings.service(key) if self.readings else None
         if reading is None or reading.location is None:
             return "the service's place is unknown"
-        loc = self.locations[host]
-        source, target = self.views[reading.location.cluster], self.views[loc.cluster]
-        for view in (source, target):
-            if not view.synced:
-                return view.problem
+        source = self.views[reading.location.cluster]
+        if not source.synced:
+            return source.problem
         dep = source.deployments.get((svc.namespace, svc.deployment_name))
         if dep is None:
             return f"no Deployment {svc.namespace}/{svc.deployment_name} in {source.cluster}"
+        return dep
+
+    def why_unfit(self, key: str, host: int,
+                  claimed: Claimed | None = None) -> str | None:
+        """Why the host cannot take the service now (None: it can), with `claimed` requests
+        (of other moves in this tick) on top of what is bound to the nodes."""
+        dep = self._deployment(key)
+        if isinstance(dep, str):
+            return dep
+        reading = self.readings.service(key) if self.readings else None
+        assert reading is not None and reading.location is not None
+        loc = self.locations[host]
+        source, target = self.views[reading.location.cluster], self.views[loc.cluster]
+        if not target.synced:
+            return target.problem
         node = target.nodes.get(loc.node)
         if node is None:
             return f"node {loc} does not exist"
@@ -161,6 +197,8 @@ class KubernetesContinuum:
         if (loc.cluster, loc.node) not in self._used:
             self._used[loc.cluster, loc.node] = requested(p["spec"] for p in pods)
         used = self._used[loc.cluster, loc.node]
+        extra = (claimed or {}).get((loc.cluster, loc.node), {})
+        used = {r: v + extra.get(r, 0.0) for r, v in used.items()}
         if source.cluster == target.cluster:  # its own pods leave as it moves: room for it
             own = requested(p["spec"] for p in pods if owned(dep, p))
             used = {r: v - own[r] for r, v in used.items()}
