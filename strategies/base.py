@@ -115,6 +115,7 @@ REGISTRY: dict[str, str] = {
     "rules": "strategies.rules:RulesStrategy",
     "descheduler": "strategies.descheduler:DeschedulerStrategy",
     "greedy": "strategies.greedy:GreedyStrategy",
+    "lookahead": "strategies.lookahead:LookaheadStrategy",
     "oracle": "strategies.oracle:OracleStrategy",
     "maskppo": "strategies.rl:MaskPPOStrategy",
     "a2c": "strategies.rl:A2CStrategy",

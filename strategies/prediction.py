@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from orchestrator.config import Scenario
 from orchestrator.model import Observation, target_host
-from orchestrator.performance import PerformanceModel
+from orchestrator.performance import Outcome, PerformanceModel
 from orchestrator.topology import MoveKind, Topology
 from strategies.reward import reward
 
@@ -24,6 +24,7 @@ class Prediction:
     move: MoveKind | None
     move_cost_w: float = 0.0
     move_cost_ms: float = 0.0
+    cpu: float = 0.0  # the service's share of the host's cores
 
     @property
     def move_cost(self) -> dict[str, float]:
@@ -61,28 +62,33 @@ class Predictor:
         """Eq. 9-11 for `service` drawing `power_w` at `latency_ms` (against its own SLA)."""
         return reward(self.reward_kind, power_w, latency_ms, self.p_max, self.sla(service))
 
-    def taken(self, obs: Observation, host: int) -> float:
-        """The share of `host` the other managed services would leave it: all they use now,
-        but no more than leaves it an equal share with each (as the simulated continuum gives
-        services with as many processes; an assumption where they differ)."""
-        cpu, count = obs.neighbours(host)
+    def outcome(self, service: int, host: int, users: int, cpu: float = 0.0,
+                count: int = 0) -> Outcome:
+        """`service` settled on `host` with `users`, beside `count` other managed services
+        using `cpu` of its cores. They leave it all they do not use, but at least an equal
+        share with each (as the simulated continuum gives services with as many processes;
+        an assumption where they differ)."""
         free = 1.0 - self.scenario.hosts[host].background_utilization
-        return min(cpu, free - free / (1 + count))
+        return self.models[service].outcome(host, users, min(cpu, free - free / (1 + count)))
 
     def predict(self, obs: Observation, action: int, service: int = 0) -> Prediction:
-        src = obs.service.host
-        dst = target_host(action)
-        dst = src if dst is None else dst
+        src, dst = obs.service.host, target_host(action)
+        return self.at(service, src, src if dst is None else dst, obs.service.users,
+                       *obs.neighbours(src if dst is None else dst))
+
+    def at(self, service: int, src: int, dst: int, users: int, cpu: float = 0.0,
+           count: int = 0) -> Prediction:
+        """`service` going from `src` to `dst` (staying if the same) with `users`, beside
+        `count` other managed services using `cpu` of dst's cores."""
         move = self.topology.move_kind(src, dst)
-        o = self.models[service].outcome(dst, obs.service.users, self.taken(obs, dst))
+        o = self.outcome(service, dst, users, cpu, count)
         cost_w = cost_ms = 0.0
         if move is not None:
             cost = getattr(self.scenario.migration, f"{move}_cluster")
             cost_w, cost_ms = cost.watts, cost.latency_ms
         watts, latency = o.service_watts + cost_w, o.latency_ms + cost_ms
         return Prediction(dst, watts, latency, self.reward(watts, latency, service), move,
-                          cost_w, cost_ms)
-
+                          cost_w, cost_ms, o.service_cpu)
 
 def compare(stay: Prediction, chosen: Prediction) -> dict[str, dict[str, float]]:
     """Staying vs the chosen action, per quantity. Power and latency: where the service settles

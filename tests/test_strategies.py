@@ -33,7 +33,7 @@ def mask_for(host: str) -> np.ndarray:
 
 def test_registry_lists_every_strategy():
     assert names() == ["stay", "cloud", "threshold", "random", "round-robin", "rules",
-                       "descheduler", "greedy", "oracle", "maskppo", "a2c"]
+                       "descheduler", "greedy", "lookahead", "oracle", "maskppo", "a2c"]
     with pytest.raises(GreenwiseError, match="unknown strategy 'nope'"):
         create("nope", OPTS)
 
@@ -172,10 +172,50 @@ def test_greedy_takes_the_best_predicted_action():
     assert a == 1 + HOST["cloud"]
 
 
+def test_lookahead_forecasts_a_line_through_what_it_saw():
+    s = create("lookahead", OPTS, {"horizon": 3, "window": 4})
+    s.seen = [[10], [20], [30], [40]]
+    assert s.forecast(0) == [50, 60, 70]
+    s.seen = [[50], [30], [10], [5]]
+    assert s.forecast(0) == [0, 0, 0]  # falling: never below 0
+    s.seen = [[7]]
+    assert s.forecast(0) == [7, 7, 7]  # one observation: it stays
+
+
+def test_lookahead_over_one_step_is_greedy():
+    """Horizon 1 with one service and one observation: the same one-step prediction."""
+    env = GreenWiseEnv(PAPER, "test")
+    env.reset(seed=4)
+    greedy = create("greedy", OPTS)
+    for _ in range(PAPER.episode_steps):
+        look = create("lookahead", OPTS, {"horizon": 1})
+        obs, mask = env.observation(), env.action_masks()
+        a = decide(look, obs, mask)
+        assert a == decide(greedy, obs, mask)
+        env.step(a)
+
+
+def test_lookahead_counts_what_a_service_costs_its_neighbours():
+    """Joining a busy host is worth less than the service's own reward there: the tenant slows
+    down, and the planner counts that."""
+    fleet = PAPER.model_copy(update={"services": (
+        PAPER.service.model_copy(update={"name": "a"}),
+        PAPER.service.model_copy(update={"name": "b"}))})
+    s = create("lookahead", StrategyContext(fleet), {"horizon": 2})
+    edge0, edge2, cloud = HOST["edge0"], HOST["edge2"], HOST["cloud"]
+    users = [[30, 30], [20, 20]]  # b from edge0 to edge2, a on cloud or on edge2
+    alone = s.value(1, edge0, edge2, [cloud, edge0], users)
+    beside = s.value(1, edge0, edge2, [edge2, edge0], users)
+    a_cpu = s.predictor.outcome(0, edge2, 30).service_cpu
+    own = sum(s.predictor.at(1, edge0 if k == 0 else edge2, edge2, 20, a_cpu, 1).reward
+              for k in range(2))
+    assert beside < own < alone
+
+
 def test_oracle_is_an_upper_bound_on_every_episode():
     """Per episode, no strategy beats the oracle (which plans with the future known)."""
     oracle = run_episodes(create("oracle", OPTS), PAPER, 8, seed=5)
-    for name in ("random", "round-robin", "rules", "greedy"):
+    for name in ("random", "round-robin", "rules", "greedy", "lookahead"):
         other = run_episodes(create(name, OPTS), PAPER, 8, seed=5)
         for o, r in zip(oracle.episode_rewards, other.episode_rewards, strict=True):
             assert o >= r - 1e-9, name
@@ -213,7 +253,7 @@ def test_every_service_gets_its_own_decision_and_sla():
 
 def test_strategies_never_command_masked_moves_except_random():
     env = GreenWiseEnv(PAPER, "test")
-    for name in ("round-robin", "rules", "greedy", "oracle"):
+    for name in ("round-robin", "rules", "greedy", "lookahead", "oracle"):
         s = create(name, OPTS)
         env.reset(seed=11)
         s.reset(env.sim)

@@ -36,7 +36,7 @@ def evaluate(
     seed: SeedOpt = 0,
     strategies: Annotated[str, typer.Option(
         "--strategies", help="Comma-separated strategies to compare.")] =
-        "stay,cloud,threshold,descheduler,rules,random,round-robin,greedy,oracle,maskppo,a2c",
+        "stay,cloud,threshold,descheduler,rules,random,round-robin,greedy,lookahead,oracle,maskppo,a2c",
     output_dir: Annotated[Path, typer.Option(
         "--output-dir", help="Where results.json and the plots go.")] = Path("results"),
     train_steps: TrainStepsOpt = 5500,

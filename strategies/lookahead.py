@@ -1,0 +1,94 @@
+"""Lookahead: a receding-horizon planner on the performance model, for every service in turn.
+
+Each tick it forecasts each service's users `horizon` steps ahead from what it has observed
+(a straight line through its last `window` observations; never the future) and gives each
+service the host with the best predicted reward summed over the horizon: its own, plus what
+its being there costs the services it would share the host with (contention), with a move's
+one-step cost counted once. So a move pays when its gain over the horizon outweighs its cost,
+and a service does not crowd a host whose tenants lose more than it gains. Services decided
+before it in the tick count where they go (their load and their requests), as in greedy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from orchestrator.continuum import Continuum
+from orchestrator.model import STAY, Snapshot
+from strategies.allocation import Allocation
+from strategies.base import NoOptions, StrategyContext
+from strategies.prediction import Predictor
+
+
+class LookaheadOptions(NoOptions):
+    # [assume] an hour ahead (4 steps of 15 minutes), a trend over the last hour (window 1:
+    # users stay as last seen)
+    horizon: int = Field(default=4, ge=1)
+    window: int = Field(default=4, ge=1)
+
+
+class LookaheadStrategy:
+    name: ClassVar[str] = "lookahead"
+    needs_future: ClassVar[bool] = False
+    fleet: ClassVar[bool] = True
+    Options: ClassVar[type[LookaheadOptions]] = LookaheadOptions
+
+    def __init__(self, context: StrategyContext, options: LookaheadOptions) -> None:
+        self.scenario = context.scenario
+        self.predictor = Predictor(context.scenario, context.reward)
+        self.horizon, self.window = options.horizon, options.window
+        self.seen: list[list[int]] = []  # users observed per tick, per service
+
+    def reset(self, continuum: Continuum) -> None:
+        self.seen = []
+
+    def forecast(self, service: int) -> list[int]:
+        """Users of `service` in each of the next `horizon` steps: the least-squares line
+        through its last `window` observations, extended; never below 0."""
+        seen = np.array([tick[service] for tick in self.seen[-self.window:]], dtype=float)
+        if len(seen) < 2:
+            return [int(seen[-1])] * self.horizon
+        slope, level = np.polyfit(np.arange(len(seen)), seen, 1)
+        return [max(0, round(level + slope * (len(seen) - 1 + k)))
+                for k in range(1, self.horizon + 1)]
+
+    def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
+        services = snapshot.services
+        self.seen.append([s.users for s in services])
+        where = [s.host if s.valid else -1 for s in services]
+        users = [self.forecast(i) for i in range(len(services))]
+        alloc = Allocation(self.scenario, where)
+        actions = [STAY] * len(services)
+        for i, s in enumerate(services):
+            if not s.valid:
+                continue
+            valid = [a for a in range(len(masks[i]))
+                     if masks[i][a] and (a == STAY or alloc.room(i, a - 1))]
+            a = max(valid, key=lambda a: self.value(
+                i, s.host, s.host if a == STAY else a - 1, where, users))
+            if a != STAY:
+                actions[i] = alloc.move(i, a - 1)
+                where[i] = a - 1
+        return actions
+
+    def value(self, i: int, src: int, dst: int, where: Sequence[int],
+              users: Sequence[Sequence[int]]) -> float:
+        """Predicted reward over the horizon of service i going from src to dst, and of the
+        services on dst with it there minus without it."""
+        p = self.predictor
+        beside = [o for o, at in enumerate(where) if at == dst and o != i]
+        total = 0.0
+        for k in range(self.horizon):
+            cpu = {o: p.outcome(o, dst, users[o][k]).service_cpu for o in beside}  # each alone
+            load = sum(cpu.values())
+            own = p.at(i, src if k == 0 else dst, dst, users[i][k], load, len(beside))
+            total += own.reward
+            for o in beside:
+                rest = load - cpu[o]
+                total += (p.at(o, dst, dst, users[o][k], rest + own.cpu, len(beside)).reward
+                          - p.at(o, dst, dst, users[o][k], rest, len(beside) - 1).reward)
+        return total
