@@ -157,6 +157,11 @@ class Scenario(_Strict):
     def hosts(self) -> tuple[HostProfile, ...]:
         return tuple(h for c in self.clusters for h in c.hosts)
 
+    @property
+    def capacity(self) -> tuple[float, ...]:
+        """Each host's cores x speed: how much work its whole CPU does."""
+        return tuple(h.cores * h.speed for h in self.hosts)
+
     def workload_of(self, service: int) -> WorkloadSpec:
         return self.fleet[service].workload or self.workload
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -77,15 +78,48 @@ class Snapshot:
 
     def view(self, service: int) -> Observation:
         """Service `service` and all hosts (Eq. 4), with the other services' load per host."""
-        cpu, count = [0.0] * len(self.hosts), [0] * len(self.hosts)
-        for i, s in enumerate(self.services):
-            if i != service and s.valid and 0 <= s.host < len(self.hosts):
-                cpu[s.host] += s.cpu
-                count[s.host] += 1
+        return Load(self).view(service)
+
+
+class Load:
+    """The managed services' CPU and count per host, kept as a tick's moves are decided, so
+    each service decides seeing where the ones before it go. A moved service is counted on
+    its new host as the same work on that host's cores and speed (`capacity`, cores x speed
+    per host; until it is observed there)."""
+
+    def __init__(self, snapshot: Snapshot, capacity: Sequence[float] = ()) -> None:
+        self.snapshot = snapshot
+        n = len(snapshot.hosts)
+        self.capacity = list(capacity) or [1.0] * n
+        self.cpu, self.count = [0.0] * n, [0] * n
+        self.where = [s.host if s.valid and 0 <= s.host < n else -1 for s in snapshot.services]
+        self.busy = [s.cpu for s in snapshot.services]
+        for i, h in enumerate(self.where):
+            if h >= 0:
+                self.cpu[h] += self.busy[i]
+                self.count[h] += 1
+
+    def view(self, service: int) -> Observation:
+        """`service` as observed, the others where the moves decided so far put them."""
+        cpu, count, h = list(self.cpu), list(self.count), self.where[service]
+        if h >= 0:
+            cpu[h] = max(0.0, cpu[h] - self.busy[service])  # no rounding below zero
+            count[h] -= 1
+        s = self.snapshot
         if not any(count):
-            return Observation(self.step, self.services[service], self.hosts)
-        return Observation(self.step, self.services[service], self.hosts, tuple(cpu),
-                           tuple(count))
+            return Observation(s.step, s.services[service], s.hosts)
+        return Observation(s.step, s.services[service], s.hosts, tuple(cpu), tuple(count))
+
+    def move(self, service: int, host: int) -> None:
+        src = self.where[service]
+        if src < 0 or src == host:
+            return
+        self.cpu[src] -= self.busy[service]
+        self.count[src] -= 1
+        self.busy[service] *= self.capacity[src] / self.capacity[host]
+        self.cpu[host] += self.busy[service]
+        self.count[host] += 1
+        self.where[service] = host
 
 
 STAY = 0  # action 0 = stay; action h (1..N) = move to host index h - 1 (Eq. 8)

@@ -1,10 +1,21 @@
-"""The Gymnasium environment `GreenWise-v0`: the migration MDP of section 4.2.
+"""The Gymnasium environment `GreenWise-v0`: the migration MDP of section 4.2, for every service
+of a continuum, one decision per step.
 
 Observation (Eq. 4-6, all in [0, 1]): the service's host as one-hot, the service's power, CPU,
-latency and users, then each host's power and CPU. Action (Eq. 8): Discrete(N + 1), 0 = stay,
-h = move to host h. `action_masks()` (Eq. 7) hides the current host and hosts that cannot take
-the service; choosing a masked action anyway keeps the service where it is and earns -1.
-A step is one tick of the control loop (orchestrator/control/loop.py), without gates.
+latency and users, each host's power and CPU, then the CPU the other managed services take on
+each host (where they will be once the moves decided earlier in the tick are made). Its size
+depends on the hosts only, so one trained model decides for any number of services on them.
+Action (Eq. 8): Discrete(N + 1), 0 = stay, h = move to host h. `action_masks()` (Eq. 7) hides the
+current host and hosts that cannot take the service beside the others (counting the moves
+decided before it in the tick); choosing a masked action anyway keeps the service where it is
+and earns -1.
+
+Services decide in order within a tick, one per step; after the last one the tick goes through
+the control loop (orchestrator/control/loop.py, without gates) and time moves on. A decision's
+reward is what it changes in the whole fleet's reward of the next step (on the two hosts it
+touches: its own and its neighbours' loss alike) plus an equal share of the fleet's reward had
+no one moved, so a tick's rewards add up to the fleet's reward and, for one service, the reward
+is the paper's r_t.
 """
 
 from __future__ import annotations
@@ -15,24 +26,24 @@ import gymnasium as gym
 import numpy as np
 
 from orchestrator.config import Scenario, load_scenario
-from orchestrator.control.loop import Loop, rewards
-from orchestrator.model import STAY, Observation
+from orchestrator.control.loop import Loop
+from orchestrator.model import Load, Move, Observation, target_host
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies.prediction import Predictor
-from strategies.reward import REWARDS
+from strategies.reward import INVALID_ACTION_PENALTY, REWARDS
 
 ENV_ID = "GreenWise-v0"
 
 
 class Encoder:
-    """Turns an Observation into the normalized vector the RL policies see."""
+    """Turns one service's Observation into the normalized vector the RL policies see."""
 
     def __init__(self, scenario: Scenario, service: int = 0) -> None:
         self.n = len(scenario.hosts)
         self.p_max = max(h.max_watts for h in scenario.hosts)
         self.l_max = scenario.fleet[service].sla_latency_ms
-        self.u_max = 2.0 * scenario.peak_users
-        self.size = 2 * self.n + 4 + self.n
+        self.u_max = 2.0 * scenario.workload_of(service).peak_users
+        self.size = 2 * self.n + 4 + 2 * self.n
 
     def __call__(self, obs: Observation) -> np.ndarray:
         v = np.zeros(self.size, dtype=np.float32)
@@ -46,6 +57,8 @@ class Encoder:
         for i, h in enumerate(obs.hosts):
             v[n + 4 + 2 * i] = h.power_w / self.p_max
             v[n + 5 + 2 * i] = h.cpu
+        if obs.others_cpu:
+            v[3 * n + 4:] = obs.others_cpu
         return np.clip(v, 0.0, 1.0, out=v)
 
 
@@ -58,27 +71,62 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
             raise ValueError(f"reward must be one of {', '.join(REWARDS)}, not {reward_kind!r}")
         self.scenario = load_scenario(scenario) if isinstance(scenario, str) else scenario
         self.sim = SimulatedContinuum(self.scenario, phase, seed=seed)
-        self.loop = Loop(self.sim, None, Predictor(self.scenario, reward_kind, self.sim.model),
-                         explain=False)
-        self._observe()
-        self.encode = Encoder(self.scenario)
+        self.predictor = Predictor(self.scenario, reward_kind, self.sim.model)
+        self.loop = Loop(self.sim, None, self.predictor, explain=False)
+        self.encoders = [Encoder(self.scenario, i) for i in range(len(self.scenario.fleet))]
+        self.encode = self.encoders[0]
         self.reward_kind = reward_kind
         self.p_max = self.encode.p_max
         self.l_max = self.encode.l_max
         self.observation_space = gym.spaces.Box(0.0, 1.0, (self.encode.size,), np.float32)
         self.action_space = gym.spaces.Discrete(len(self.scenario.hosts) + 1)
+        self._new_tick()
+
+    # --- the tick in progress ---------------------------------------------------------------
+    def _new_tick(self) -> None:
+        """Observe once (the policy asks several times); no one has decided yet."""
+        self.snapshot = self.sim.snapshot()
+        self.masks = self.sim.masks(self.snapshot)
+        self.mask = self.masks[0]
+        self.actions: list[int] = []
+        self.moves: list[Move] = []
+        self.load = Load(self.snapshot, self.scenario.capacity)  # as the decided moves leave it
+        self.stay_share = 0.0 if self.sim.done else sum(
+            self._host_reward(h) for h in range(len(self.sim.hosts))) / len(self.sim.specs)
+
+    @property
+    def service(self) -> int:
+        """The service whose decision is next."""
+        return len(self.actions)
+
+    def _host_reward(self, host: int) -> float:
+        """The next step's reward of the services on `host` where the decided moves put them
+        (a service that moved in this tick paying its move's cost)."""
+        members = [s for s, at in enumerate(self.load.where) if at == host]
+        out = 0.0
+        for s, (w, ms) in self.sim.on_host(host, members, self.sim.t + 1).items():
+            cost_w, cost_ms = self.sim.move_cost(
+                self.sim.topology.move_kind(self.sim.placement[s], host))
+            out += self.predictor.reward(w + cost_w, ms + cost_ms, s)
+        return out
+
+    def _decision_reward(self, action: int) -> float:
+        """What moving the current service by `action` changes in the fleet's next reward."""
+        i, to = self.service, target_host(action)
+        if to is None:
+            return 0.0
+        touched = (self.load.where[i], to)
+        before = sum(self._host_reward(h) for h in touched)
+        self.load.move(i, to)
+        return sum(self._host_reward(h) for h in touched) - before
 
     def observation(self) -> Observation:
-        return self._now[0].view(0)
+        return self.load.view(self.service)
 
     def action_masks(self) -> np.ndarray:
-        return self._now[1][0]
+        return self.mask
 
-    def _observe(self) -> None:
-        """The snapshot and masks of this step, taken once (the policy asks several times)."""
-        snapshot = self.sim.snapshot()
-        self._now = (snapshot, self.sim.masks(snapshot))
-
+    # --- Gymnasium ----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
@@ -86,23 +134,28 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
             seed = int(self.np_random.integers(2**31))
         self._seeded = True
         self.sim.reset(seed=seed, start_host=(options or {}).get("start_host"))
-        self._observe()
-        return self.encode(self.observation()), {"host": self.sim.host}
+        self._new_tick()
+        return self.encoders[0](self.observation()), {"host": self.sim.host}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """The agent's action for the first service, through the control loop (no gates);
-        any other services stay."""
-        before, masks = self._now
-        actions = [int(action)] + [STAY] * (len(before.services) - 1)
-        tick = self.loop.act(before, masks, actions)
-        self._observe()
-        after = self._now[0]
-        s = after.services[0]
-        info = {"host": s.host, "power_w": s.power_w, "latency_ms": s.latency_ms,
-                "moved": self.sim.moved[0], "invalid": tick.masked(0),
-                "sla_violation": s.latency_ms > self.l_max}
-        r = rewards(self.loop.predictor, tick, after)[0]
-        return self.encode(after.view(0)), r, False, self.sim.done, info
+        """The current service's action; after the last service's, the tick is carried out."""
+        i, a = self.service, int(action)
+        masked = not (0 <= a < len(self.mask) and self.mask[a])
+        r = INVALID_ACTION_PENALTY if masked else self.stay_share + self._decision_reward(a)
+        self.actions.append(a)
+        to = target_host(a)
+        if not masked and to is not None:
+            self.moves.append(Move(i, to))
+        info: dict[str, Any] = {"service": i, "invalid": masked}
+        if self.service < len(self.sim.specs):
+            self.mask = self.sim.masks(self.snapshot, self.moves)[self.service]
+            return self.encoders[self.service](self.observation()), r, False, False, info
+        self.loop.act(self.snapshot, self.masks, self.actions)
+        self._new_tick()
+        s = self.snapshot.services[i]
+        info.update(host=s.host, power_w=s.power_w, latency_ms=s.latency_ms,
+                    moved=self.sim.moved[i], sla_violation=s.latency_ms > self.predictor.sla(i))
+        return self.encoders[0](self.observation()), r, False, self.sim.done, info
 
 
 def register() -> None:

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from orchestrator.model import STAY, Observation, Snapshot
+from orchestrator.model import STAY, Load, Snapshot
 from strategies.allocation import Allocation
 from strategies.base import NoOptions, Stateless, StrategyContext
 from strategies.prediction import Predictor
@@ -26,28 +26,17 @@ class GreedyStrategy(Stateless):
         self.predictor = Predictor(context.scenario, context.reward)
 
     def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
-        hosts = self.scenario.hosts
         alloc = Allocation(self.scenario, [s.host for s in snapshot.services])
-        cpu, count = [0.0] * len(hosts), [0] * len(hosts)  # the services' load per host
-        for s in snapshot.services:
-            if s.valid:
-                cpu[s.host] += s.cpu
-                count[s.host] += 1
+        load = Load(snapshot, self.scenario.capacity)
         actions = [STAY] * len(snapshot.services)
         for i, s in enumerate(snapshot.services):
             if not s.valid:
                 continue
-            cpu[s.host] -= s.cpu
-            count[s.host] -= 1
-            obs = Observation(snapshot.step, s, snapshot.hosts, tuple(cpu), tuple(count))
+            obs = load.view(i)
             valid = [a for a in range(len(masks[i]))
                      if masks[i][a] and (a == STAY or alloc.room(i, a - 1))]
             a = max(valid, key=lambda a: self.predictor.predict(obs, a, i).reward)
-            to = s.host if a == STAY else a - 1
             if a != STAY:
-                actions[i] = alloc.move(i, to)
-            # its load where it goes: the same work on that host's cores and speed
-            src, dst = hosts[s.host], hosts[to]
-            cpu[to] += s.cpu * src.cores * src.speed / (dst.cores * dst.speed)
-            count[to] += 1
+                actions[i] = alloc.move(i, a - 1)
+                load.move(i, a - 1)
         return actions

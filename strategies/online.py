@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,6 +39,7 @@ from strategies.reward import INVALID_ACTION_PENALTY
 @dataclass(frozen=True)
 class Transition:
     obs: Observation
+    vector: np.ndarray  # the observation as its service's encoder put it
     mask: np.ndarray
     action: int  # the action taken live
     reward: float  # what the next observation earned
@@ -47,16 +48,16 @@ class Transition:
 class ReplayEnv(gym.Env[np.ndarray, np.int64]):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
-    def __init__(self, transitions: Sequence[Transition], encoder: Encoder, predictor: Predictor,
+    def __init__(self, transitions: Sequence[Transition], predictor: Predictor,
                  episode_steps: int = 25) -> None:
         if not transitions:
             raise ValueError("no transitions to replay")
         self.transitions = list(transitions)
-        self.encode = encoder
+        size, n = len(transitions[0].vector), len(transitions[0].mask)
         self.predictor = predictor
         self.episode_steps = episode_steps
-        self.observation_space = gym.spaces.Box(0.0, 1.0, (encoder.size,), np.float32)
-        self.action_space = gym.spaces.Discrete(encoder.n + 1)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (size,), np.float32)
+        self.action_space = gym.spaces.Discrete(n)
         self.i = self.t = 0
 
     def action_masks(self) -> np.ndarray:
@@ -66,7 +67,7 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self.i, self.t = int(self.np_random.integers(len(self.transitions))), 0
-        return self.encode(self.transitions[self.i].obs), {}
+        return self.transitions[self.i].vector.copy(), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = int(action)
@@ -79,23 +80,23 @@ class ReplayEnv(gym.Env[np.ndarray, np.int64]):
             r = self.predictor.predict(tr.obs, a).reward
         self.i = (self.i + 1) % len(self.transitions)
         self.t += 1
-        return (self.encode(self.transitions[self.i].obs), float(r), False,
+        return (self.transitions[self.i].vector.copy(), float(r), False,
                 self.t >= self.episode_steps, {"observed": a == tr.action})
 
 
 class OnlineLearner:
     """Collects live transitions and trains `model` on them every `every` of them."""
 
-    def __init__(self, model: MaskablePPO, encoder: Encoder, predictor: Predictor,
+    def __init__(self, model: MaskablePPO, encoders: Sequence[Encoder], predictor: Predictor,
                  checkpoint: Path, every: int = 25, window: int = 500,
                  on_round: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.model = model
-        self.encoder = encoder
+        self.encoders = encoders  # per service
         self.predictor = predictor
         self.checkpoint = checkpoint
         self.every = every
         self.transitions: deque[Transition] = deque(maxlen=window)
-        self.pending: dict[str, tuple[Observation, np.ndarray, int]] = {}
+        self.pending: dict[str, Transition] = {}  # its reward still to come
         self.new = 0
         self.rounds = 0
         self.on_round = on_round or (lambda info: None)
@@ -104,19 +105,19 @@ class OnlineLearner:
         """A valid observation of `service`: it completes the service's pending transition."""
         if service not in self.pending:
             return
-        before, mask, action = self.pending.pop(service)
         p = self.predictor
         r = p.reward(obs.service.power_w, obs.service.latency_ms, p.index(service))
-        self.transitions.append(Transition(before, mask, action, r))
+        self.transitions.append(replace(self.pending.pop(service), reward=r))
         self.new += 1
         if self.new >= self.every:
             self.train()
 
     def acted(self, service: str, obs: Observation, mask: np.ndarray, action: int) -> None:
-        self.pending[service] = (obs, mask, action)
+        vector = self.encoders[self.predictor.index(service)](obs)
+        self.pending[service] = Transition(obs, vector, mask, action, 0.0)
 
     def train(self) -> dict[str, Any]:
-        env = ReplayEnv(self.transitions, self.encoder, self.predictor)
+        env = ReplayEnv(self.transitions, self.predictor)
         self.model.set_env(env)
         steps = int(self.model.n_steps)
         self.model.learn(total_timesteps=steps, reset_num_timesteps=False)

@@ -18,7 +18,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from orchestrator.config import Scenario
 from orchestrator.continuum import Continuum
 from orchestrator.errors import BadInput
-from orchestrator.model import Observation
+from orchestrator.model import STAY, Load, Move, Snapshot, target_host
 from strategies.base import NoOptions, StrategyContext
 from strategies.env import Encoder, GreenWiseEnv
 
@@ -31,6 +31,17 @@ HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "a2c": {"n_steps": 25, "learning_rate": 3e-3, "gamma": 0.9, "ent_coef": 0.01,
             "policy_kwargs": {"net_arch": [64, 64]}},
 }
+
+
+def hyperparameters(algorithm: str, services: int) -> dict[str, Any]:
+    """The paper's settings, per tick: with N services a tick is N decisions (steps), so a
+    rollout holds N times the steps and gamma discounts one tick as much as on the paper."""
+    hp = dict(HYPERPARAMETERS[algorithm])
+    hp["n_steps"] *= services
+    hp["gamma"] **= 1.0 / services
+    if "batch_size" in hp:
+        hp["batch_size"] *= services
+    return hp
 
 
 class _Progress(BaseCallback):
@@ -51,7 +62,7 @@ def train(algorithm: str, scenario: Scenario, reward_kind: str, steps: int, seed
     torch.set_num_threads(1)  # tiny networks: threads cost more than they give
     env = GreenWiseEnv(scenario, "train", reward_kind, seed=seed)
     model = ALGORITHMS[algorithm]("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
-                                  **HYPERPARAMETERS[algorithm])
+                                  **hyperparameters(algorithm, len(scenario.fleet)))
     model.learn(total_timesteps=steps, callback=_Progress(on_step) if on_step else None)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,42 +106,65 @@ class RLOptions(NoOptions):
 
 
 class _RLStrategy:
+    """One trained model decides for every service in turn, each seeing the moves decided
+    before it in the tick (in its observation and its mask), as it was trained."""
+
     name: ClassVar[str]
+    fleet: ClassVar[bool] = True
     needs_future: ClassVar[bool] = False
     Options: ClassVar[type[RLOptions]] = RLOptions
 
     def __init__(self, context: StrategyContext, options: RLOptions) -> None:
-        self.encode = Encoder(context.scenario, context.service)
+        sc = context.scenario
+        self.encoders = [Encoder(sc, i) for i in range(len(sc.fleet))]
+        self.capacity = sc.capacity
         if options.model is None:
             raise BadInput(f"strategy {self.name!r} needs a trained model: pass --model "
                            "PATH (from `greenwise-mc train`)")
         torch.set_num_threads(1)
-        self.model = _loaded(self.name, options.model, context.scenario)
+        self.model = _loaded(self.name, options.model, sc)
+        self.continuum: Continuum | None = None
 
     def reset(self, continuum: Continuum) -> None:
-        pass
+        self.continuum = continuum
 
-    def _probabilities(self, obs: Observation) -> np.ndarray:
-        vec, _ = self.model.policy.obs_to_tensor(self.encode(obs))
-        with torch.no_grad():
-            dist = self.model.policy.get_distribution(vec)
-        return dist.distribution.probs.numpy()[0]
+    def decide(self, snapshot: Snapshot, masks: np.ndarray) -> list[int]:
+        actions: list[int] = []
+        moves: list[Move] = []
+        load = Load(snapshot, self.capacity)
+        for i, s in enumerate(snapshot.services):
+            if not s.valid:
+                actions.append(STAY)
+                continue
+            if moves and self.continuum is not None:
+                masks = self.continuum.masks(snapshot, moves)
+            a = self.choose(self.encoders[i](load.view(i)), masks[i])
+            to = target_host(a)
+            if to is not None:
+                moves.append(Move(i, to))
+                load.move(i, to)
+            actions.append(a)
+        return actions
+
+    def choose(self, vec: np.ndarray, mask: np.ndarray) -> int:
+        raise NotImplementedError
 
 
 class MaskPPOStrategy(_RLStrategy):
     name: ClassVar[str] = "maskppo"
 
-    def decide(self, obs: Observation, mask: np.ndarray) -> int:
-        action, _ = self.model.predict(self.encode(obs), action_masks=mask, deterministic=True)
+    def choose(self, vec: np.ndarray, mask: np.ndarray) -> int:
+        action, _ = self.model.predict(vec, action_masks=mask, deterministic=True)
         return int(action)
 
 
 class A2CStrategy(_RLStrategy):
     name: ClassVar[str] = "a2c"
 
-    def decide(self, obs: Observation, mask: np.ndarray) -> int:
+    def choose(self, vec: np.ndarray, mask: np.ndarray) -> int:
         # A2C learns without masks (the -1 penalty teaches it); a controller still never
         # commands a masked action, so take the most probable valid one.
-        return int(np.argmax(np.where(mask, self._probabilities(obs), -1.0)))
-
-
+        obs, _ = self.model.policy.obs_to_tensor(vec)
+        with torch.no_grad():
+            probs = self.model.policy.get_distribution(obs).distribution.probs.numpy()[0]
+        return int(np.argmax(np.where(mask, probs, -1.0)))

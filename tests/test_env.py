@@ -1,10 +1,11 @@
 import gymnasium as gym
+import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import strategies  # noqa: F401  (registers GreenWise-v0)
-from orchestrator.config import PAPER
+from orchestrator.config import PAPER, load_scenario
 from strategies.env import ENV_ID, GreenWiseEnv
 from strategies.reward import reward
 
@@ -22,7 +23,7 @@ def test_observation_is_normalized_and_encodes_the_host():
     env = GreenWiseEnv()
     obs, _ = env.reset(seed=0, options={"start_host": HOST["cloud"]})
     n = len(PAPER.hosts)
-    assert obs.shape == (2 * n + 4 + n,) and obs.min() >= 0 and obs.max() <= 1
+    assert obs.shape == (4 * n + 4,) and obs.min() >= 0 and obs.max() <= 1
     assert obs[:n].tolist() == [0, 0, 0, 1]
 
 
@@ -81,3 +82,26 @@ def test_reward_kinds_pull_in_opposite_directions():
     assert best["latency"] == "edge2"
     assert best["power"] in ("edge0", "edge1")
     assert best["power-latency"] != "cloud"
+
+
+def test_a_ticks_decision_rewards_add_up_to_the_fleets_reward():
+    """On a contended continuum, one step per service: the rewards of a tick's decisions sum
+    to the fleet's reward of the step that follows (any valid actions, moves included)."""
+    sc = load_scenario("continuum")
+    env = GreenWiseEnv(sc, "train", seed=0)
+    env.reset(seed=1)
+    rng = np.random.default_rng(0)
+    n, moves = len(sc.services), 0
+    for _ in range(6):
+        total = 0.0
+        for _ in range(n):
+            valid = np.flatnonzero(env.action_masks())
+            a = int(rng.choice(valid)) if rng.random() < 0.3 else 0
+            moves += a != 0
+            _, r, _, _, info = env.step(a)
+            assert not info["invalid"]
+            total += r
+        fleet = sum(env.predictor.reward(s.power_w, s.latency_ms, i)
+                    for i, s in enumerate(env.snapshot.services))
+        assert total == pytest.approx(fleet, rel=1e-9, abs=1e-9)
+    assert moves > 0

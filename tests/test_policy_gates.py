@@ -350,12 +350,13 @@ def _transitions(n: int) -> list[Transition]:
         c.users = 5 + 3 * i
         obs = c.snapshot().view(0)
         mask = np.array([True, False, True, True, True])
-        out.append(Transition(obs, mask, int(i % 2) * 4, 0.3 + 0.01 * i))
+        out.append(Transition(obs, Encoder(SCENARIO)(obs), mask, int(i % 2) * 4,
+                              0.3 + 0.01 * i))
     return out
 
 
 def test_replay_env_follows_the_gymnasium_api() -> None:
-    env = ReplayEnv(_transitions(10), Encoder(SCENARIO), Predictor(SCENARIO))
+    env = ReplayEnv(_transitions(10), Predictor(SCENARIO))
     check_env(env, skip_render_check=True)
     env.reset(seed=0)
     tr = env.transitions[env.i]
@@ -369,11 +370,11 @@ def test_online_learner_trains_on_live_transitions_and_checkpoints(tmp_path: Pat
     from sb3_contrib import MaskablePPO
 
     encoder, predictor = Encoder(SCENARIO), Predictor(SCENARIO)
-    env = ReplayEnv(_transitions(4), encoder, predictor)
+    env = ReplayEnv(_transitions(4), predictor)
     model = MaskablePPO("MlpPolicy", env, n_steps=16, batch_size=8, n_epochs=1, device="cpu",
                         seed=0)
     rounds: list[dict] = []
-    learner = OnlineLearner(model, encoder, predictor, tmp_path / "m.zip", every=5,
+    learner = OnlineLearner(model, [encoder], predictor, tmp_path / "m.zip", every=5,
                             on_round=rounds.append)
     for i, tr in enumerate(_transitions(11)):
         learner.observed("ml/a", tr.obs)  # completes the previous tick's transition

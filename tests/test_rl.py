@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 
 from orchestrator.config import PAPER, load_scenario
+from orchestrator.control.loop import Loop, step
 from orchestrator.errors import GreenwiseError
 from orchestrator.model import Snapshot
+from orchestrator.sim.continuum import SimulatedContinuum
 from strategies import rl
 from strategies.base import StrategyContext, create
 from strategies.env import GreenWiseEnv
 from strategies.evaluation import run_episodes
+from strategies.prediction import Predictor
 
 DOCS = Path(__file__).parent.parent / "docs" / "scenarios"
 
@@ -66,3 +69,23 @@ def test_missing_or_corrupt_model_is_a_clear_error(tmp_path):
         create("maskppo", StrategyContext(PAPER), {"model": bad})
     with pytest.raises(GreenwiseError, match="needs a trained model"):
         create("a2c", StrategyContext(PAPER))
+
+
+def test_a_model_trained_on_some_services_decides_for_more_within_their_masks(tmp_path):
+    """The observation's size depends on the hosts only: a model trained with 4 of
+    `continuum`'s services decides for all 12, each within its mask (capacity left after the
+    decisions before it in the tick)."""
+    full = load_scenario("continuum")
+    few = full.model_copy(update={"services": full.services[:4]})
+    out = tmp_path / "few.zip"
+    rl.train("maskppo", few, "power-latency", 400, seed=0, out=out)
+    agent = create("maskppo", StrategyContext(full), {"model": out})
+    sim = SimulatedContinuum(full, "test", seed=0)
+    agent.reset(sim)
+    loop = Loop(sim, agent, Predictor(full), explain=False)
+    moved = 0
+    while not sim.done:
+        tick = step(loop).tick
+        assert not any(tick.masked(i) for i in range(len(full.services)))
+        moved += len(tick.plans)
+    assert sim.t > 0

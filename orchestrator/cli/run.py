@@ -145,8 +145,8 @@ def _policy_run(config: Path, strategy: str, model: Path | None, seed: int, rewa
     if online_training:
         from strategies.online import OnlineLearner
 
-        agent = loop.strategy.parts[0]  # one model decides for every service
-        loop.learner = OnlineLearner(agent.model, agent.encode, loop.predictor,
+        agent = loop.strategy  # one model decides for every service
+        loop.learner = OnlineLearner(agent.model, agent.encoders, loop.predictor,
                                      cfg.state_dir / "models" / "maskppo-online.zip",
                                      on_round=lambda info: log.write("info", "training", **info))
     metrics = Metrics()

@@ -111,16 +111,23 @@ class SimulatedContinuum:
 
     def masks(self, snapshot: Snapshot, moves: Sequence[Move] = ()) -> np.ndarray:
         """Eq. 7 per service: stay always; not its current host; hosts it fits beside the
-        others (where they are once `moves` are made)."""
+        others (where they are once `moves` are made). Vectorized over services x hosts (the
+        same test as `fits`), so a tick of many services stays cheap."""
         n = len(self.hosts)
-        placement = list(self.placement)
+        placement = np.array(self.placement)
         for m in moves:
             placement[m.service] = m.host
+        mem = np.array([s.memory_gib for s in self.specs])
+        req = np.array([s.cpu_request for s in self.specs])
+        on = placement[:, None] == np.arange(n)  # [service, host]: there once moves are made
+        others_mem = mem @ on - mem[:, None] * on  # what the others take on each host
+        others_req = req @ on - req[:, None] * on
+        room_mem = np.array([h.memory_gib for h in self.hosts]) - others_mem
+        room_req = np.array([h.cores for h in self.hosts]) - others_req
         out = np.zeros((len(self.specs), n + 1), dtype=bool)
         out[:, 0] = True
-        for s, at in enumerate(self.placement):
-            for h in range(n):
-                out[s, h + 1] = h != at and self._fits(s, h, placement)
+        out[:, 1:] = ((room_mem >= mem[:, None]) & (room_req >= req[:, None])
+                      & (np.array(self.placement)[:, None] != np.arange(n)))
         return out
 
     # --- acting -----------------------------------------------------------------------------
@@ -183,8 +190,11 @@ class SimulatedContinuum:
     def snapshot(self) -> Snapshot:
         per_service: dict[int, tuple[float, Outcome]] = {}
         hosts = []
+        members_of: list[list[int]] = [[] for _ in self.hosts]
+        for s, at in enumerate(self.placement):
+            members_of[at].append(s)
         for i, h in enumerate(self.hosts):
-            members = [s for s, at in enumerate(self.placement) if at == i]
+            members = members_of[i]
             on = self._on_host(i, members, self.t)
             per_service.update(on)
             cpus = [o.service_cpu for _, o in on.values()]
