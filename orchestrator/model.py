@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,11 @@ class Snapshot:
 
     def view(self, service: int) -> Observation:
         """Service `service` and all hosts (Eq. 4), with the other services' load per host."""
-        return Load(self).view(service)
+        return self._load.view(service)
+
+    @cached_property
+    def _load(self) -> Load:  # counted once per snapshot, never moved
+        return Load(self)
 
 
 class Load:

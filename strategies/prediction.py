@@ -43,6 +43,7 @@ class Predictor:
     def __init__(self, scenario: Scenario, reward_kind: str = "power-latency",
                  model: PerformanceModel | None = None) -> None:
         self.scenario = scenario
+        self.hosts = scenario.hosts  # a property that builds the tuple: read once
         self.topology = Topology(scenario.clusters)
         self.models = [model if model is not None and i == 0 else
                        PerformanceModel(scenario, service=s)
@@ -68,7 +69,7 @@ class Predictor:
         using `cpu` of its cores. They leave it all they do not use, but at least an equal
         share with each (as the simulated continuum gives services with as many processes;
         an assumption where they differ)."""
-        free = 1.0 - self.scenario.hosts[host].background_utilization
+        free = 1.0 - self.hosts[host].background_utilization
         return self.models[service].outcome(host, users, min(cpu, free - free / (1 + count)))
 
     def predict(self, obs: Observation, action: int, service: int = 0) -> Prediction:

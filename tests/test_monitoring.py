@@ -293,8 +293,12 @@ def test_a_cluster_that_stops_answering_invalidates_then_recovers(
     edge = federation.clusters["edge"]
     edge.down = True
     try:
-        r = wait_for("edge data going stale", read, lambda r: bool(re.search(
-            r"service power for service ml/resnet is \d+ s old", r.service("ml/resnet").reason)))
+        # Each series goes stale on its own scrape schedule: wait until all edge's have.
+        r = wait_for("edge data going stale", read, lambda r: bool(
+            re.search(r"service power for service ml/resnet is \d+ s old",
+                      r.service("ml/resnet").reason or "")
+            and re.search(r"host power for host edge/edge0 is \d+ s old",
+                          r.service("ml/bert").reason or "")))
         resnet = r.service("ml/resnet")
         # Timestamped (federated) series linger and age; the directly scraped one ends at once.
         assert "no users for service ml/resnet (loadgen_users)" in resnet.reason

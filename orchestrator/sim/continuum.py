@@ -70,18 +70,20 @@ class SimulatedContinuum:
 
     def _draw(self, start_hosts: Sequence[int | None] | None) -> Episode:
         users, jitter, starts = [], [], []
-        taken: list[int] = []
-        for s in range(len(self.specs)):
+        room_mem = np.array([h.memory_gib for h in self.hosts])  # left by those placed so far
+        room_req = np.array([float(h.cores) for h in self.hosts])
+        for s, spec in enumerate(self.specs):
             wl = self.scenario.workload_of(s)
             users.append(episode_users(self.curves[s], self.steps + 1, wl.noise, self.rng))
             j = 1.0 + wl.latency_jitter * self.rng.standard_normal(self.steps + 1)
             jitter.append(np.clip(j, 0.5, 1.5))
             start = None if start_hosts is None else start_hosts[s]
-            if start is None:
-                start = int(self.rng.choice([h for h in range(len(self.hosts))
-                                             if self._fits(s, h, taken)]))
+            if start is None:  # a host it fits beside those placed before it (as `fits`)
+                start = int(self.rng.choice(np.flatnonzero(
+                    (room_mem >= spec.memory_gib) & (room_req >= spec.cpu_request))))
             starts.append(start)
-            taken.append(start)
+            room_mem[start] -= spec.memory_gib
+            room_req[start] -= spec.cpu_request
         return Episode(np.array(users), np.array(jitter), tuple(starts))
 
     def reset(self, seed: int | None = None, start_host: int | None = None) -> None:
@@ -105,9 +107,6 @@ class SimulatedContinuum:
         others = [self.specs[o] for o in set(beside) if o != service]
         return (h.memory_gib - sum(o.memory_gib for o in others) >= spec.memory_gib
                 and h.cores - sum(o.cpu_request for o in others) >= spec.cpu_request)
-
-    def _fits(self, service: int, host: int, placement: Sequence[int]) -> bool:
-        return self.fits(service, host, (o for o, at in enumerate(placement) if at == host))
 
     def masks(self, snapshot: Snapshot, moves: Sequence[Move] = ()) -> np.ndarray:
         """Eq. 7 per service: stay always; not its current host; hosts it fits beside the
