@@ -122,6 +122,10 @@ REGISTRY: dict[str, str] = {
 }
 
 
+# The strategies that learn (strategies/rl.py): trained on the simulator unless given a model.
+RL = ("maskppo", "a2c")
+
+
 def names() -> list[str]:
     return list(REGISTRY)
 

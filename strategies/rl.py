@@ -44,26 +44,39 @@ def hyperparameters(algorithm: str, services: int) -> dict[str, Any]:
     return hp
 
 
-class _Progress(BaseCallback):
-    def __init__(self, report: Callable[[int], None]) -> None:
+class _Report(BaseCallback):
+    """Reports the steps done and each finished training episode (the steps at its end, its
+    reward): the Monitor stable-baselines3 wraps the env in sums an episode's rewards over its
+    steps (with N services a tick is N steps), as Fig. 4 counts an episode's reward."""
+
+    def __init__(self, on_step: Callable[[int], None] | None,
+                 on_episode: Callable[[int, float], None] | None) -> None:
         super().__init__()
-        self.report = report
+        self.step_done = on_step  # (BaseCallback's own on_step must not be shadowed)
+        self.episode_done = on_episode
 
     def _on_step(self) -> bool:
-        self.report(self.num_timesteps)
+        if self.step_done:
+            self.step_done(self.num_timesteps)
+        if self.episode_done:
+            for info in self.locals.get("infos", ()):
+                if "episode" in info:
+                    self.episode_done(self.num_timesteps, float(info["episode"]["r"]))
         return True
 
 
 def train(algorithm: str, scenario: Scenario, reward_kind: str, steps: int, seed: int,
-          out: Path | None = None, on_step: Callable[[int], None] | None = None) -> BaseAlgorithm:
-    """Train on the training pattern; save to `out` if given."""
+          out: Path | None = None, on_step: Callable[[int], None] | None = None,
+          on_episode: Callable[[int, float], None] | None = None) -> BaseAlgorithm:
+    """Train on the training pattern; save to `out` if given. `on_step` gets the steps done,
+    `on_episode` (steps done, reward) at the end of each training episode."""
     if algorithm not in ALGORITHMS:
         raise BadInput(f"cannot train {algorithm!r}; trainable: {', '.join(ALGORITHMS)}")
     torch.set_num_threads(1)  # tiny networks: threads cost more than they give
     env = GreenWiseEnv(scenario, "train", reward_kind, seed=seed)
     model = ALGORITHMS[algorithm]("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
                                   **hyperparameters(algorithm, len(scenario.fleet)))
-    model.learn(total_timesteps=steps, callback=_Progress(on_step) if on_step else None)
+    model.learn(total_timesteps=steps, callback=_Report(on_step, on_episode))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         model.save(out)

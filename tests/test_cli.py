@@ -32,13 +32,63 @@ def test_evaluate_writes_results_and_plots(tmp_path):
     assert list(data["strategies"]) == ["random", "round-robin", "oracle", "maskppo"]
     for s in data["strategies"].values():
         assert set(s) == {"mean_reward", "std_reward", "mean_power_w", "mean_latency_ms",
-                          "sla_violations", "migrations", "host_time_share"}
+                          "sla_violations", "migrations", "host_time_share",
+                          "energy_kwh_per_day", "sla_minutes_per_day", "migrations_per_day",
+                          "sd_over_runs", "vs_random", "vs_round-robin", "of_oracle",
+                          "of_headroom", "energy_saved_vs_best_baseline",
+                          "energy_saved_vs_stay", "strategy", "reward_variant", "train_seeds",
+                          "runs"}
         assert set(s["host_time_share"]) == {"edge0", "edge1", "edge2", "cloud"}
     oracle = data["strategies"]["oracle"]["mean_reward"]
     assert all(s["mean_reward"] <= oracle + 1e-9 for s in data["strategies"].values())
-    for png in ("distributions.png", "host_time.png"):
+    for png in ("distributions.png", "host_time.png", "training.png", "training_cdf.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "vs random" in r.stdout and "of oracle" in r.stdout
+
+
+def test_evaluate_trains_per_reward_variant_and_seed_and_keeps_every_figure(tmp_path):
+    """Two reward variants x two training seeds: a row per variant, a run per seed with its
+    per-episode data, a training run per agent with its curve; each row's figures follow
+    from the per-episode data."""
+    out = tmp_path / "res"
+    r = cli("evaluate", "--episodes", "2", "--strategies", "stay,a2c", "--train-steps",
+            "250", "--train-seeds", "0,1", "--rewards", "power-latency,latency",
+            "--output-dir", str(out))
+    assert r.returncode == 0, r.stderr
+    data = json.loads((out / "results.json").read_text())
+    assert (data["scenario"], data["seed"], data["train_seeds"], data["reward"],
+            data["reward_variants"], data["gates"], data["episodes"]) == (
+        "paper", 0, [0, 1], "power-latency", ["power-latency", "latency"], False, 2)
+    rows = data["strategies"]
+    assert list(rows) == ["stay", "a2c", "a2c[latency]"]
+    assert rows["a2c[latency]"]["reward_variant"] == "latency"
+    assert [run["train_seed"] for run in rows["a2c[latency]"]["runs"]] == [0, 1]
+    assert [run["train_seed"] for run in rows["stay"]["runs"]] == [None]
+    day = 24 * 3600 / (2 * data["episode_ticks"] * data["tick_s"])  # 2 episodes -> a day
+    for row in rows.values():
+        for run in row["runs"]:
+            ep = run["episodes"]
+            assert all(len(v) == 2 for v in ep.values())
+            assert run["reward"] == pytest.approx(sum(ep["reward"]) / 2)
+            assert run["energy_kwh_per_day"] == pytest.approx(sum(ep["energy_kwh"]) * day)
+            assert run["sla_minutes_per_day"] == pytest.approx(sum(ep["sla_minutes"]) * day)
+            assert run["migrations"] == sum(ep["migrations"])
+            assert all(m % (data["tick_s"] / 60) == 0 for m in ep["sla_minutes"])
+        seeds = [run["reward"] for run in row["runs"]]
+        assert row["mean_reward"] == pytest.approx(sum(seeds) / len(seeds))
+    sd = rows["a2c"]["sd_over_runs"]["reward"]
+    a, b = (run["reward"] for run in rows["a2c"]["runs"])
+    assert sd == pytest.approx(abs(a - b) / 2 ** 0.5)  # sample sd of two
+    assert [(t["row"], t["reward"], t["seed"]) for t in data["training"]] == [
+        ("a2c", "power-latency", 0), ("a2c", "power-latency", 1),
+        ("a2c[latency]", "latency", 0), ("a2c[latency]", "latency", 1)]
+    for t in data["training"]:
+        curve = t["curve"]
+        assert curve["timesteps"] == [25 * (k + 1) for k in range(10)]  # 25-tick episodes
+        assert len(curve["episode_rewards"]) == 10 and Path(t["model"]).is_file()
+    for png in ("training.png", "training_cdf.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "a2c[latency]" in r.stdout and "saved vs stay" in r.stdout
 
 
 def test_evaluate_generalizes_to_another_scenario_with_a_given_model(tmp_path):
@@ -98,6 +148,13 @@ def test_plan_changes_nothing_and_predicts(tmp_path):
     (["run", "--strategy", "rules", "--option", "safe_cpu=3"], "safe_cpu"),
     (["run", "--strategy", "greedy", "--option", "foo=1"], "'greedy': foo"),
     (["plan", "--option", "bad"], "KEY=VALUE"),
+    (["evaluate", "--rewards", "power,speed"], "--rewards: unknown reward 'speed'"),
+    (["evaluate", "--rewards", "power,power"], "a reward is given twice"),
+    (["evaluate", "--train-seeds", "0,x"], "--train-seeds must be comma-separated whole"),
+    (["evaluate", "--train-seeds", "1.5"], "--train-seeds must be comma-separated whole"),
+    (["evaluate", "--train-seeds", "-1"], "--train-seeds must be comma-separated whole"),
+    (["evaluate", "--strategies", "stay,greedy", "--rewards", "power"], "none is trained"),
+    (["evaluate", "--strategies", "oracle", "--train-seeds", "0,1"], "none is trained"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     r = cli(*args, cwd=tmp_path)

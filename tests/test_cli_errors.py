@@ -162,6 +162,8 @@ CASES = [
     (["plan", "--strategy", "rules", "--model", "m.zip"], 2, "--model is for maskppo and a2c"),
     (["evaluate", "--strategies", "greedy", "--model", "maskppo=m.zip"], 2,
      "maskppo is not among --strategies"),
+    (["evaluate", "--strategies", "stay,maskppo", "--model", "maskppo=afile", "--train-seeds",
+      "0,1"], 2, "--train-seeds choose how RL strategies are trained, but none is trained"),
     (["migrate"], 2, "give NAMESPACE/SERVICE and --to CLUSTER[/NODE]"),
     (["migrate", "--resume", "ml/resnet"], 2, "--resume finishes the migrations"),
     (["migrate", "--resume", "--to", "edge"], 2, "--resume finishes the migrations"),

@@ -52,6 +52,21 @@ def test_trained_maskppo_beats_random_and_round_robin():
         assert ppo > base.summary()["mean_reward"], name
 
 
+@pytest.mark.parametrize("algorithm", ["maskppo", "a2c"])
+def test_training_reports_each_episode_summed_over_its_services(algorithm):
+    """On `bursty` (3 services) an episode of 25 ticks is 75 decisions: each reported episode
+    ends on a multiple of 75 steps, its reward the sum of those steps' rewards (at most 1
+    per decision)."""
+    sc = load_scenario("bursty")
+    episodes: list[tuple[int, float]] = []
+    rl.train(algorithm, sc, "power-latency", 150, seed=0,
+             on_episode=lambda steps, r: episodes.append((steps, r)))
+    per = len(sc.fleet) * sc.episode_steps
+    assert per == 75 and [s for s, _ in episodes][:2] == [75, 150]
+    assert all(-per <= r <= per for _, r in episodes)
+    assert any(r > sc.episode_steps for _, r in episodes)  # more than one service's worth
+
+
 def test_model_for_another_host_count_is_refused(tmp_path):
     out = tmp_path / "m.zip"
     rl.train("maskppo", PAPER, "power-latency", 250, seed=0, out=out)

@@ -7,16 +7,20 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from orchestrator.config import BUILTIN, MAX_USERS, Scenario, load_scenario
 from orchestrator.errors import BadInput
 from orchestrator.output import Format, err_console
+from strategies.base import RL
 
 ScenarioOpt = Annotated[str, typer.Option(
     "--scenario",
@@ -43,7 +47,6 @@ ConfigOpt = Annotated[Path, typer.Option(
     "--config", "-c", envvar="GREENWISE_CONFIG",
     help="continuum.yaml: clusters (kubeconfig, context, ingress, hosts), services, DNS. "
          "Clusters without a kubeconfig use $KUBECONFIG.")]
-RL = ("maskppo", "a2c")
 
 
 class Activity:
@@ -66,6 +69,19 @@ def progress() -> Progress:
                     TimeElapsedColumn(), console=err_console, transient=False)
 
 
+@contextmanager
+def tracking() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    """A progress bar per unit of work (strategies.experiment.Track): `track(what, total)`
+    starts one, says what is being done (for an interrupt) and returns its update."""
+    with progress() as bar:
+        def track(what: str, total: int) -> Callable[[int], None]:
+            doing(what)
+            task = bar.add_task(escape(what), total=total)  # maskppo[power] is no markup
+            return lambda done: bar.update(task, completed=min(done, total))
+
+        yield track
+
+
 # --- argument checks ---------------------------------------------------------------------------
 
 
@@ -74,6 +90,32 @@ def check_reward(kind: str) -> None:
 
     if kind not in REWARDS:
         raise BadInput(f"unknown reward {kind!r}; choose one of: {', '.join(REWARDS)}")
+
+
+def parse_rewards(text: str, option: str) -> tuple[str, ...]:
+    """Comma-separated reward kinds, each known and given once."""
+    from strategies.reward import REWARDS
+
+    kinds = tuple(k.strip() for k in text.split(","))
+    unknown = [k for k in kinds if k not in REWARDS]
+    if unknown:
+        raise BadInput(f"{option}: unknown reward {', '.join(map(repr, unknown))}; give a "
+                       f"comma-separated list of: {', '.join(REWARDS)}")
+    if len(set(kinds)) < len(kinds):
+        raise BadInput(f"{option} {text}: a reward is given twice; give each once")
+    return kinds
+
+
+def parse_seeds(text: str, option: str) -> tuple[int, ...]:
+    """Comma-separated seeds: whole numbers 0 .. 2^32 - 1 (numpy's range), each given once."""
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isascii() and p.isdigit() and int(p) < 2**32 for p in parts):
+        raise BadInput(f"{option} must be comma-separated whole numbers from 0 to 2^32 - 1 "
+                       f"(e.g. 0,1,2), got {text!r}")
+    seeds = tuple(int(p) for p in parts)
+    if len(set(seeds)) < len(seeds):
+        raise BadInput(f"{option} {text}: a seed is given twice; give each once")
+    return seeds
 
 
 def positive(name: str, value: float) -> None:
@@ -199,12 +241,10 @@ def train_with_progress(algorithm: str, scenario: Scenario, reward: str, steps: 
                         out: Path | None) -> float:
     from strategies import rl
 
-    doing(f"training {algorithm} ({steps} steps)")
     start = time.perf_counter()
-    with progress() as bar:
-        task = bar.add_task(f"training {algorithm}", total=steps)
+    with tracking() as track:
         rl.train(algorithm, scenario, reward, steps, seed, out,
-                 on_step=lambda n: bar.update(task, completed=min(n, steps)))
+                 on_step=track(f"training {algorithm} ({steps} steps)", steps))
     return time.perf_counter() - start
 
 
