@@ -81,10 +81,13 @@ class KubernetesContinuum:
         self.services = tuple(s.key for s in config.services)
         self.readings: Readings | None = None
         self.step = 0
-        self._fits: dict[tuple[str, int], bool] = {}
+        self._fits: dict[tuple[str, int, tuple[tuple[str, float], ...]], bool] = {}
         self.caches = KubeCaches(self.clusters, {s.namespace for s in config.services})
         self._views: dict[str, ClusterView] = {}  # the caches' content, once per refresh
         self._used: dict[tuple[str, str], dict[str, float]] = {}  # requests bound, per node
+        # Per refresh: each service's Deployment, and what its own pods request per node.
+        self._deployments: dict[str, Obj | str] = {}
+        self._own: dict[tuple[str, str, str], dict[str, float]] = {}
         # Migrations run in workers; `stopping` set: in flight ones finish or roll back.
         self.stopping = threading.Event()
         self.pool = ThreadPoolExecutor(config.controller.max_concurrent_migrations,
@@ -98,6 +101,7 @@ class KubernetesContinuum:
     def refresh(self) -> Readings:
         """Observe every service and host now (raises PrometheusUnavailable / MonitoringError)."""
         self.readings, self._fits, self._views, self._used = None, {}, {}, {}
+        self._deployments, self._own = {}, {}
         assert self.config.prometheus is not None
         self.readings = observe(self.config.prometheus.url, self.config)
         self.step += 1
@@ -119,8 +123,9 @@ class KubernetesContinuum:
             if not s.valid:
                 continue
             key = self.services[i]
-            for h in range(len(self.hosts)):
-                out[i, h + 1] = h != s.host and self.can_host(key, h, claimed)
+            for h, loc in enumerate(self.locations):
+                out[i, h + 1] = h != s.host and self.can_host(
+                    key, h, claimed.get((loc.cluster, loc.node)))
         return out
 
     def _claimed(self, moves: Sequence[Move]) -> Claimed:
@@ -153,18 +158,25 @@ class KubernetesContinuum:
         self.caches.close()
         self._views = {}
 
-    def can_host(self, key: str, host: int, claimed: Claimed | None = None) -> bool:
+    def can_host(self, key: str, host: int, claimed: dict[str, float] | None = None) -> bool:
         """Whether the host's node can take every replica of the service, on the caches' view
         at the last refresh (exists, Ready, schedulable, taints, labels, allocatable), beside
-        what other moves of the tick have `claimed`."""
-        if claimed:
-            return self.why_unfit(key, host, claimed) is None
-        if (key, host) not in self._fits:
-            self._fits[key, host] = self.why_unfit(key, host) is None
-        return self._fits[key, host]
+        the requests other moves of the tick have `claimed` on it. Judged once per refresh and
+        claim: a tick's moves change the claim on their targets only, so each re-judges one
+        column of the masks, not all of them."""
+        at = (key, host, tuple(sorted((claimed or {}).items())))
+        if at not in self._fits:
+            self._fits[at] = self.why_unfit(key, host, claimed) is None
+        return self._fits[at]
 
     def _deployment(self, key: str) -> Obj | str:
-        """The service's Deployment where it runs, or why it cannot be read."""
+        """The service's Deployment where it runs, or why it cannot be read (once per
+        refresh)."""
+        if key not in self._deployments:
+            self._deployments[key] = self._read_deployment(key)
+        return self._deployments[key]
+
+    def _read_deployment(self, key: str) -> Obj | str:
         svc = self.config.service(key)
         reading = self.readings.service(key) if self.readings else None
         if reading is None or reading.location is None:
@@ -178,9 +190,9 @@ class KubernetesContinuum:
         return dep
 
     def why_unfit(self, key: str, host: int,
-                  claimed: Claimed | None = None) -> str | None:
+                  claimed: dict[str, float] | None = None) -> str | None:
         """Why the host cannot take the service now (None: it can), with `claimed` requests
-        (of other moves in this tick) on top of what is bound to the nodes."""
+        (of other moves in this tick) on top of what is bound to its node."""
         dep = self._deployment(key)
         if isinstance(dep, str):
             return dep
@@ -197,10 +209,12 @@ class KubernetesContinuum:
         if (loc.cluster, loc.node) not in self._used:
             self._used[loc.cluster, loc.node] = requested(p["spec"] for p in pods)
         used = self._used[loc.cluster, loc.node]
-        extra = (claimed or {}).get((loc.cluster, loc.node), {})
-        used = {r: v + extra.get(r, 0.0) for r, v in used.items()}
+        used = {r: v + (claimed or {}).get(r, 0.0) for r, v in used.items()}
         if source.cluster == target.cluster:  # its own pods leave as it moves: room for it
-            own = requested(p["spec"] for p in pods if owned(dep, p))
+            at = (key, loc.cluster, loc.node)
+            if at not in self._own:
+                self._own[at] = requested(p["spec"] for p in pods if owned(dep, p))
+            own = self._own[at]
             used = {r: v - own[r] for r, v in used.items()}
         return unfit(str(loc), node, used, dep["spec"]["template"]["spec"],
                      dep["spec"].get("replicas", 1))
