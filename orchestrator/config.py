@@ -39,7 +39,8 @@ class HostProfile(_Strict):
     cores: int = Field(gt=0)
     idle_watts: float = Field(ge=0)
     max_watts: float = Field(gt=0)
-    network_latency_ms: float = Field(ge=0)
+    # From its users; a scenario that declares client `regions` gives it per region instead.
+    network_latency_ms: float | None = Field(default=None, ge=0)
     memory_gib: float = Field(default=8.0, gt=0)
     # Relative per-core speed; inference time per image is divided by it.
     speed: float = Field(default=1.0, gt=0)
@@ -107,6 +108,8 @@ class ServiceSpec(_Strict):
     # Its own users (pattern, peak, noise); None: the scenario's workload. Each service's
     # episode starts at its own random point of its curve, so equal curves are phase-shifted.
     workload: WorkloadSpec | None = None
+    # Where its users are: one of the scenario's `regions` (None: the first region).
+    region: str | None = None
 
     def workers_on(self, host: HostProfile) -> int:
         """How many requests it computes at once on `host`."""
@@ -135,6 +138,9 @@ class Scenario(_Strict):
     workload: WorkloadSpec = WorkloadSpec()
     migration: MigrationCosts = MigrationCosts()
     episode_steps: int = Field(default=25, gt=0)
+    # Where users are: region -> {host: network latency in ms from there}, every host listed.
+    # Without regions each host's `network_latency_ms` is its latency from every user.
+    regions: dict[str, dict[str, float]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique(self) -> Scenario:
@@ -146,7 +152,45 @@ class Scenario(_Strict):
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:
                 raise ValueError(f"{kind} names must be unique; repeated: {', '.join(dup)}")
+        self._check_regions()
         return self
+
+    def _check_regions(self) -> None:
+        hosts = [h.name for h in self.hosts]
+        if not self.regions:
+            for s in self.fleet:
+                if s.region is not None:
+                    raise ValueError(f"service {s.name!r}: region {s.region!r} needs the "
+                                     "scenario's regions (region: {host: latency ms})")
+            for h in self.hosts:
+                if h.network_latency_ms is None:
+                    raise ValueError(f"host {h.name!r}: give its network_latency_ms, or declare "
+                                     "regions with its latency from each")
+            return
+        for name, row in self.regions.items():
+            missing, unknown = set(hosts) - set(row), set(row) - set(hosts)
+            if missing or unknown:
+                raise ValueError(
+                    f"region {name!r} must give the latency of every host and only hosts: "
+                    + "; ".join(f"{what}: {', '.join(sorted(n))}" for what, n in
+                                (("missing", missing), ("unknown", unknown)) if n))
+            if any(ms < 0 for ms in row.values()):
+                raise ValueError(f"region {name!r}: latencies must be >= 0 ms")
+        for h in self.hosts:
+            if h.network_latency_ms is not None:
+                raise ValueError(f"host {h.name!r}: network_latency_ms is not used when the "
+                                 "scenario declares regions; give it in each region instead")
+        for s in self.fleet:
+            if s.region is not None and s.region not in self.regions:
+                raise ValueError(f"service {s.name!r}: region {s.region!r} is not one of the "
+                                 f"scenario's regions ({', '.join(self.regions)})")
+
+    def network_ms(self, service: ServiceSpec) -> tuple[float, ...]:
+        """Per host, the network latency from `service`'s users (its region's row)."""
+        if not self.regions:
+            return tuple(float(h.network_latency_ms or 0.0) for h in self.hosts)
+        row = self.regions[service.region or next(iter(self.regions))]
+        return tuple(row[h.name] for h in self.hosts)
 
     @property
     def fleet(self) -> tuple[ServiceSpec, ...]:
@@ -176,20 +220,19 @@ class Scenario(_Strict):
 
 PAPER = Scenario(
     name="paper",
-    clusters=(
+    clusters=(  # Table 3 of the paper
         ClusterSpec(name="edge", tier="edge", hosts=(
-            HostProfile(name="edge0", cores=4, idle_watts=19.0, max_watts=58.5,
-                        network_latency_ms=14.0),
-            HostProfile(name="edge1", cores=4, idle_watts=36.6, max_watts=69.7,
-                        network_latency_ms=5.0),
-            HostProfile(name="edge2", cores=4, idle_watts=21.4, max_watts=102.0,
-                        network_latency_ms=3.0),
+            HostProfile(name="edge0", cores=4, idle_watts=19.0, max_watts=58.5),
+            HostProfile(name="edge1", cores=4, idle_watts=36.6, max_watts=69.7),
+            HostProfile(name="edge2", cores=4, idle_watts=21.4, max_watts=102.0),
         )),
         ClusterSpec(name="cloud", tier="cloud", hosts=(
             HostProfile(name="cloud", cores=12, idle_watts=162.0, max_watts=280.0,
-                        network_latency_ms=30.9, memory_gib=128.0),
+                        memory_gib=128.0),
         )),
     ),
+    # Table 4: the clients are in area-1
+    regions={"area-1": {"edge0": 14.0, "edge1": 5.0, "edge2": 3.0, "cloud": 30.9}},
 )
 
 # Built-in scenarios besides `paper`: files shipped with the package, every parameter's source
@@ -393,6 +436,11 @@ class ContinuumConfig(_Strict):
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:
                 raise ValueError(f"{kind} names must be unique; repeated: {', '.join(dup)}")
+        for c in self.clusters:
+            for h in c.hosts:
+                if h.network_latency_ms is None:
+                    raise ValueError(f"cluster {c.name!r}, host {h.name!r}: give its "
+                                     "network_latency_ms (from its users, in ms)")
         lease = self.controller.lease_cluster
         if lease is not None and lease not in {c.name for c in self.clusters}:
             raise ValueError(f"controller.lease_cluster {lease!r} is not a cluster of the config")

@@ -140,6 +140,7 @@ class PerformanceModel:
         self.service = service or scenario.fleet[0]
         self.hosts = scenario.hosts
         self.processes = [1 + self.service.workers_on(h) for h in self.hosts]  # front end + workers
+        self.network_ms = scenario.network_ms(self.service)  # from its users, per host
         self.p_max = max(h.max_watts for h in self.hosts)  # reward normalization (Eq. 9)
         self._known: dict[tuple[int, int, int], Outcome] = {}  # (host, taken step, users)
 
@@ -153,7 +154,7 @@ class PerformanceModel:
         # here (the simulated continuum shares the idle power among all of them).
         host_watts, (watts, _) = share_watts(host, (svc_cpu, taken), (self.processes[i], 0))
         return Outcome(
-            latency_ms=back * 1000.0 + host.network_latency_ms,
+            latency_ms=back * 1000.0 + self.network_ms[i],
             throughput_rps=x,
             service_cpu=svc_cpu,
             service_watts=watts,

@@ -108,6 +108,21 @@ def test_threshold_comes_from_capacity_and_does_not_flap():
     assert decide(s, obs_on("edge0", 5), mask_for("edge0")) == 1 + HOST["edge2"]
 
 
+def test_threshold_keeps_each_service_near_its_own_users():
+    """Two regions whose nearest hosts differ: each service's near host is its region's."""
+    from orchestrator.config import ClusterSpec, HostProfile, Scenario, ServiceSpec
+    hosts = tuple(HostProfile(name=n, cores=4, idle_watts=10, max_watts=50) for n in "ab")
+    sc = Scenario(clusters=(ClusterSpec(name="e", tier="edge", hosts=hosts),),
+                  regions={"ra": {"a": 2.0, "b": 20.0}, "rb": {"a": 20.0, "b": 2.0}},
+                  services=(ServiceSpec(name="x", region="ra"), ServiceSpec(name="y", region="rb")))
+    s = create("threshold", StrategyContext(sc))
+    assert [d[0] for d in s.by_distance] == [0, 1]
+    states = tuple(ServiceState(n, h, 5.0, 0.1, 100.0, 1, 10.0) for n, h in (("x", 1), ("y", 0)))
+    hs = tuple(HostState(h.name, "e", 10.0, 0.0) for h in hosts)
+    masks = np.array([[True, True, False], [True, False, True]])
+    assert list(s.decide(Snapshot(0, states, hs), masks)) == [1, 2]  # x to a, y to b
+
+
 def test_cloud_and_threshold_spread_services_as_the_scheduler_would():
     """Three services bound for a cloud tier of two 4-core hosts (1 core requested each): the
     least allocated host each, in turn (2 + 1), not all onto one."""
