@@ -50,11 +50,17 @@ class HostProfile(_Strict):
     # Processes of everything else on the host (OS, kubelet, ...): idle power is shared by
     # process count (Eq. 2), so this sets the service's share of the idle power.
     base_processes: int = Field(default=200, ge=0)
-    # CPU utilization of other tenants, in [0, 1).
+    # CPU utilization of other tenants, in [0, 1): constant, or the peak of `background`.
     background_utilization: float = Field(default=0.0, ge=0, lt=1)
+    # Their load over time (simulated): a pattern (ramp, day, bursty) or a CSV trace whose
+    # shape, normalized to its peak, scales background_utilization; None: constant.
+    background: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> HostProfile:
+        if self.background is not None and self.background_utilization == 0:
+            raise ValueError(f"host {self.name!r}: background {self.background!r} needs "
+                             "background_utilization, its peak level (e.g. 0.2)")
         if self.max_watts < self.idle_watts:
             raise ValueError(
                 f"host {self.name!r}: max_watts ({self.max_watts}) is below idle_watts "
@@ -283,16 +289,20 @@ def describe_validation_error(e: ValidationError) -> str:
 def _resolve_traces(scenario: Scenario, base: Path) -> Scenario:
     """Trace paths in a scenario file are relative to that file; check and pin them."""
 
-    def resolved(workload: WorkloadSpec) -> WorkloadSpec:
-        pinned = {}
-        for field in ("train", "test"):
-            spec = getattr(workload, field)
-            if spec not in PATTERNS:
-                pattern(spec, workload.peak_users, base)  # raises a clear error
-                pinned[field] = str(spec if Path(spec).is_absolute() else base / spec)
-        return workload.model_copy(update=pinned) if pinned else workload
+    def pinned(spec: str) -> str:
+        if spec in PATTERNS:
+            return spec
+        pattern(spec, 1, base)  # raises a clear error
+        return str(spec if Path(spec).is_absolute() else base / spec)
 
-    update: dict[str, Any] = {"workload": resolved(scenario.workload)}
+    def resolved(workload: WorkloadSpec) -> WorkloadSpec:
+        return workload.model_copy(update={f: pinned(getattr(workload, f))
+                                           for f in ("train", "test")})
+
+    update: dict[str, Any] = {"workload": resolved(scenario.workload), "clusters": tuple(
+        c.model_copy(update={"hosts": tuple(
+            h.model_copy(update={"background": pinned(h.background)}) if h.background else h
+            for h in c.hosts)}) for c in scenario.clusters)}
     if scenario.services:
         update["services"] = tuple(
             s.model_copy(update={"workload": resolved(s.workload)}) if s.workload else s
@@ -441,6 +451,9 @@ class ContinuumConfig(_Strict):
                 if h.network_latency_ms is None:
                     raise ValueError(f"cluster {c.name!r}, host {h.name!r}: give its "
                                      "network_latency_ms (from its users, in ms)")
+                if h.background is not None:
+                    raise ValueError(f"cluster {c.name!r}, host {h.name!r}: background is for "
+                                     "simulated scenarios (a real host's is measured)")
         lease = self.controller.lease_cluster
         if lease is not None and lease not in {c.name for c in self.clusters}:
             raise ValueError(f"controller.lease_cluster {lease!r} is not a cluster of the config")

@@ -69,26 +69,27 @@ class LookaheadStrategy:
             valid = [a for a in range(len(masks[i]))
                      if masks[i][a] and (a == STAY or alloc.room(i, a - 1))]
             a = max(valid, key=lambda a: self.value(
-                i, s.host, s.host if a == STAY else a - 1, where, users))
+                i, s.host, s.host if a == STAY else a - 1, where, users, snapshot.background))
             if a != STAY:
                 actions[i] = alloc.move(i, a - 1)
                 where[i] = a - 1
         return actions
 
     def value(self, i: int, src: int, dst: int, where: Sequence[int],
-              users: Sequence[Sequence[int]]) -> float:
+              users: Sequence[Sequence[int]], background: Sequence[float]) -> float:
         """Predicted reward over the horizon of service i going from src to dst, and of the
-        services on dst with it there minus without it."""
-        p = self.predictor
+        services on dst with it there minus without it; co-tenants as observed now."""
+        p, bg = self.predictor, background[dst]
         beside = [o for o, at in enumerate(where) if at == dst and o != i]
         total = 0.0
         for k in range(self.horizon):
-            cpu = {o: p.outcome(o, dst, users[o][k]).service_cpu for o in beside}  # each alone
+            cpu = {o: p.outcome(o, dst, users[o][k], background=bg).service_cpu
+                   for o in beside}  # each alone
             load = sum(cpu.values())
-            own = p.at(i, src if k == 0 else dst, dst, users[i][k], load, len(beside))
+            own = p.at(i, src if k == 0 else dst, dst, users[i][k], load, len(beside), bg)
             total += own.reward
             for o in beside:
                 rest = load - cpu[o]
-                total += (p.at(o, dst, dst, users[o][k], rest + own.cpu, len(beside)).reward
-                          - p.at(o, dst, dst, users[o][k], rest, len(beside) - 1).reward)
+                total += (p.at(o, dst, dst, users[o][k], rest + own.cpu, len(beside), bg).reward
+                          - p.at(o, dst, dst, users[o][k], rest, len(beside) - 1, bg).reward)
         return total

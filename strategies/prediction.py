@@ -3,9 +3,10 @@ minimum-gain gate. Users are assumed to stay as observed (one-step lookahead).""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchestrator.config import Scenario
+from orchestrator.config import HostProfile, Scenario
 from orchestrator.model import Observation, target_host
 from orchestrator.performance import Outcome, PerformanceModel
 from orchestrator.topology import MoveKind, Topology
@@ -37,6 +38,12 @@ class Prediction:
                 "latency_ms": self.latency_ms - self.move_cost_ms}
 
 
+def background(obs: Observation, hosts: Sequence[HostProfile], host: int) -> float:
+    """The co-tenants' CPU on `host`: as observed (the host's CPU minus the managed services'
+    on it) where the observation tells, else the host's profile."""
+    return obs.background[host] if obs.background else hosts[host].background_utilization
+
+
 class Predictor:
     """Predictions for every service of a scenario, each with its own performance and SLA."""
 
@@ -64,25 +71,31 @@ class Predictor:
         return reward(self.reward_kind, power_w, latency_ms, self.p_max, self.sla(service))
 
     def outcome(self, service: int, host: int, users: int, cpu: float = 0.0,
-                count: int = 0) -> Outcome:
+                count: int = 0, background: float | None = None) -> Outcome:
         """`service` settled on `host` with `users`, beside `count` other managed services
-        using `cpu` of its cores. They leave it all they do not use, but at least an equal
-        share with each (as the simulated continuum gives services with as many processes;
-        an assumption where they differ)."""
-        free = 1.0 - self.hosts[host].background_utilization
-        return self.models[service].outcome(host, users, min(cpu, free - free / (1 + count)))
+        using `cpu` of its cores and co-tenants using `background` (None: the host's profile).
+        The services leave it all they do not use, but at least an equal share with each (as
+        the simulated continuum gives services with as many processes; an assumption where
+        they differ)."""
+        if background is None:
+            background = self.hosts[host].background_utilization
+        free = 1.0 - background
+        return self.models[service].outcome(host, users, min(cpu, free - free / (1 + count)),
+                                            background)
 
     def predict(self, obs: Observation, action: int, service: int = 0) -> Prediction:
         src, dst = obs.service.host, target_host(action)
-        return self.at(service, src, src if dst is None else dst, obs.service.users,
-                       *obs.neighbours(src if dst is None else dst))
+        dst = src if dst is None else dst
+        return self.at(service, src, dst, obs.service.users, *obs.neighbours(dst),
+                       background(obs, self.hosts, dst))
 
     def at(self, service: int, src: int, dst: int, users: int, cpu: float = 0.0,
-           count: int = 0) -> Prediction:
+           count: int = 0, background: float | None = None) -> Prediction:
         """`service` going from `src` to `dst` (staying if the same) with `users`, beside
-        `count` other managed services using `cpu` of dst's cores."""
+        `count` other managed services using `cpu` of dst's cores and co-tenants using
+        `background` (None: dst's profile)."""
         move = self.topology.move_kind(src, dst)
-        o = self.outcome(service, dst, users, cpu, count)
+        o = self.outcome(service, dst, users, cpu, count, background)
         cost_w = cost_ms = 0.0
         if move is not None:
             cost = getattr(self.scenario.migration, f"{move}_cluster")

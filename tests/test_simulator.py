@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from orchestrator.config import PAPER
+from orchestrator.config import PAPER, load_scenario
 from orchestrator.control.loop import Loop
 from orchestrator.errors import GreenwiseError
 from orchestrator.model import Move, Observation, Snapshot
@@ -197,3 +197,80 @@ def test_moves_in_one_tick_count_each_others_capacity():
     tick = Loop(sim, BothTo(), Predictor(sim.scenario)).tick()
     assert [d.action for d in tick.decisions] == ["move", "refused"]
     assert sim.placement == [edge0, HOST["edge2"]] and tick.masked(1) and not tick.masked(0)
+
+
+def _with_background(**host: object) -> SimulatedContinuum:
+    """`paper` with co-tenants on edge0 (`host` fields), users fixed at 30, no noise."""
+    clusters = tuple(c.model_copy(update={"hosts": tuple(
+        h.model_copy(update=host) if h.name == "edge0" else h for h in c.hosts)})
+        for c in PAPER.clusters)
+    sc = PAPER.model_copy(update={"clusters": clusters, "workload": PAPER.workload.model_copy(
+        update={"noise": 0.0, "latency_jitter": 0.0})})
+    sim = SimulatedContinuum(sc, "test", seed=3)
+    sim.reset(seed=3, start_host=HOST["edge0"])
+    sim.episode.users[:] = 30
+    return sim
+
+
+def test_a_background_pattern_changes_latency_over_the_steps():
+    sim = _with_background(background="ramp", background_utilization=0.5)
+    level = sim.episode.background[HOST["edge0"]]
+    assert len(set(level)) > 5 and level.max() <= 0.5 and level.min() >= 0  # ramp, peak 50 %
+    assert np.allclose(level, np.round(level, 2))  # on the 1 % grid
+    latencies, cpus = [], []
+    for _ in range(sim.steps):
+        snap = sim.snapshot()
+        latencies.append(snap.services[0].latency_ms)
+        cpus.append(snap.hosts[HOST["edge0"]].cpu - snap.services[0].cpu)
+        sim.apply([])
+    assert cpus == pytest.approx(list(level[:sim.steps]))  # the host shows its co-tenants
+    order = np.argsort(level[:sim.steps], kind="stable")
+    assert np.all(np.diff(np.array(latencies)[order]) >= -1e-9)  # busier co-tenants: slower
+    assert max(latencies) > min(latencies) + 10
+    # other hosts stay constant: their profile's level (0)
+    assert not sim.episode.background[HOST["edge1"]].any()
+
+
+def test_without_a_pattern_the_background_is_the_constant_level():
+    sim = _with_background(background_utilization=0.25)
+    assert (sim.episode.background[HOST["edge0"]] == 0.25).all()
+
+
+def test_the_performance_model_keys_on_the_background():
+    busy, quiet = MODEL.outcome(HOST["edge0"], 30, 0.0, 0.4), MODEL.outcome(HOST["edge0"], 30)
+    assert busy.latency_ms > quiet.latency_ms and busy.host_cpu > quiet.host_cpu
+    assert MODEL.outcome(HOST["edge0"], 30, 0.0, 0.401) is busy  # the same 1 % step
+
+
+def test_predictions_use_the_background_observed_now():
+    """Co-tenants at their peak (40 %) but observed at a quiet step: the prediction follows
+    what the snapshot shows (host CPU minus the service's), not the profile's level."""
+    sim = _with_background(background="day", background_utilization=0.4)
+    edge0 = HOST["edge0"]
+    sim.placement = [HOST["cloud"]]
+    t = int(np.argmin(sim.episode.background[edge0]))
+    sim.t = t
+    obs = sim.snapshot().view(0)
+    assert obs.background[edge0] == pytest.approx(sim.episode.background[edge0, t])
+    predicted = Predictor(sim.scenario).predict(obs, 1 + edge0)
+    _, latency = sim.on_host(edge0, [0], t)[0]
+    assert predicted.latency_ms - predicted.move_cost_ms == pytest.approx(latency)
+    profile = Predictor(sim.scenario).predict(
+        Observation(obs.step, obs.service, obs.hosts), 1 + edge0)  # nothing observed
+    assert profile.latency_ms > predicted.latency_ms
+
+
+def test_a_background_needs_its_peak_level(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("clusters:\n  - {name: c, tier: edge, hosts: [{name: h, cores: 2, "
+                 "idle_watts: 5, max_watts: 40, network_latency_ms: 1, background: day}]}\n")
+    with pytest.raises(GreenwiseError, match="background 'day' needs background_utilization"):
+        load_scenario(f)
+    (tmp_path / "cpu.csv").write_text("time,users\n0,1\n60,4\n")
+    f.write_text("clusters:\n  - {name: c, tier: edge, hosts: [{name: h, cores: 2, idle_watts: 5,"
+                 " max_watts: 40, network_latency_ms: 1, background: cpu.csv, "
+                 "background_utilization: 0.2}]}\n")
+    s = load_scenario(f)
+    assert s.hosts[0].background == str(tmp_path / "cpu.csv")
+    sim = SimulatedContinuum(s, "test", seed=0)
+    assert set(np.round(sim.episode.background[0], 2)) == {0.05, 0.2}  # 1/4 and 4/4 of 20 %

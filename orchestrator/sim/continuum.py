@@ -10,9 +10,9 @@ import numpy as np
 from orchestrator.config import Scenario
 from orchestrator.migration.plan import INTER_STEPS, INTRA_STEPS
 from orchestrator.model import HostState, Move, ServiceState, Snapshot
-from orchestrator.performance import Outcome, PerformanceModel, share_watts
+from orchestrator.performance import SHARE_STEP, Outcome, PerformanceModel, share_watts
 from orchestrator.topology import MoveKind, Topology
-from orchestrator.workload import episode_users, pattern
+from orchestrator.workload import episode_users, looped, pattern, shape
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Episode:
     users: np.ndarray  # users[s, t] of service s for t = 0..steps
     jitter: np.ndarray  # multiplicative latency noise per service and step
     start_hosts: tuple[int, ...]
+    background: np.ndarray  # background[h, t]: co-tenants' CPU on host h (on the 1 % grid)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class SimulatedContinuum:
         self.steps = scenario.episode_steps
         self.curves = [pattern(w.train if phase == "train" else w.test, w.peak_users)
                        for w in map(scenario.workload_of, range(len(self.specs)))]
+        self.backgrounds = [None if h.background is None else shape(h.background)
+                            for h in self.hosts]
         self.rng = np.random.default_rng(seed)
         self.episode = self._draw(None)
         self.t = 0
@@ -84,7 +87,15 @@ class SimulatedContinuum:
             starts.append(start)
             room_mem[start] -= spec.memory_gib
             room_req[start] -= spec.cpu_request
-        return Episode(np.array(users), np.array(jitter), tuple(starts))
+        # Co-tenants: each varying host from its own random point of its shape (drawn after
+        # the services, so their draws do not depend on it)
+        background = np.array([[h.background_utilization] * (self.steps + 1) for h in self.hosts])
+        for i, curve in enumerate(self.backgrounds):
+            if curve is not None:
+                level = looped(curve, self.steps + 1, self.rng)
+                background[i] = np.rint(level * self.hosts[i].background_utilization
+                                        / SHARE_STEP) * SHARE_STEP
+        return Episode(np.array(users), np.array(jitter), tuple(starts), background)
 
     def reset(self, seed: int | None = None, start_host: int | None = None) -> None:
         """A new episode; `start_host` places the first service (None: random)."""
@@ -163,18 +174,20 @@ class SimulatedContinuum:
         CPU use depends on each other's, so it is iterated from each one alone (Gauss-Seidel;
         4 rounds: an assumption, settling within the 1 % grid in the cases tried)."""
         h, users = self.hosts[host], self.episode.users[:, t]
-        alone = {s: self.models[s].outcome(host, int(users[s])) for s in members}
+        background = float(self.episode.background[host, t])
+        alone = {s: self.models[s].outcome(host, int(users[s]), 0.0, background)
+                 for s in members}
         outcomes = dict(alone)
         if len(members) > 1:
             procs = {s: self.models[s].processes[host] for s in members}
-            free = 1.0 - h.background_utilization
+            free = 1.0 - background
             for _ in range(4):
                 for s in members:
                     others = sum(outcomes[o].service_cpu for o in members if o != s)
                     fair = free * procs[s] / sum(procs.values())
                     outcomes[s] = self.models[s].outcome(host, int(users[s]),
-                                                         min(others, free - fair))
-        _, watts = share_watts(h, [outcomes[s].service_cpu for s in members],
+                                                         min(others, free - fair), background)
+        _, watts = share_watts(h, background, [outcomes[s].service_cpu for s in members],
                                [self.models[s].processes[host] for s in members])
         return {s: (w, outcomes[s]) for s, w in zip(members, watts, strict=True)}
 
@@ -197,9 +210,11 @@ class SimulatedContinuum:
             on = self._on_host(i, members, self.t)
             per_service.update(on)
             cpus = [o.service_cpu for _, o in on.values()]
-            power, _ = share_watts(h, cpus, [self.models[s].processes[i] for s in members])
+            background = float(self.episode.background[i, self.t])
+            power, _ = share_watts(h, background, cpus,
+                                   [self.models[s].processes[i] for s in members])
             hosts.append(HostState(h.name, self.topology.clusters[i], power,
-                                   min(1.0, h.background_utilization + sum(cpus))))
+                                   min(1.0, background + sum(cpus))))
         services = []
         for s, spec in enumerate(self.specs):
             watts, o = per_service[s]
