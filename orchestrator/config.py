@@ -116,23 +116,51 @@ class ServiceSpec(_Strict):
     workload: WorkloadSpec | None = None
     # Where its users are: one of the scenario's `regions` (None: the first region).
     region: str | None = None
+    # [assume] Seconds a new copy takes to load its model before it serves (TorchServe
+    # starting and loading ResNet-18)
+    cold_start_s: float = Field(default=15.0, ge=0)
 
     def workers_on(self, host: HostProfile) -> int:
         """How many requests it computes at once on `host`."""
         return self.workers or host.cores
 
 
-class MigrationCost(_Strict):
-    """What one move costs in the step it happens (make-before-break: two copies run briefly,
-    the new one starts cold, and inter-cluster clients are forwarded until DNS converges)."""
+class _Move(_Strict):
+    @model_validator(mode="before")
+    @classmethod
+    def _not_flat_costs(cls, data: Any) -> Any:
+        if isinstance(data, dict) and {"latency_ms", "watts"} & set(data):
+            raise ValueError(
+                "latency_ms and watts are no longer used: a move costs what its phases cost "
+                "(README, The simulated continuum); give copy_s (seconds until the copy is "
+                "Ready)" + (" and dns_s (the DNS TTL)" if cls is InterClusterMove else ""))
+        return data
 
-    latency_ms: float = Field(ge=0)
-    watts: float = Field(ge=0)
+
+class IntraClusterMove(_Move):
+    """A move to another node of the cluster (a surge-only rolling update)."""
+
+    copy_s: float = Field(default=0.73, ge=0)  # [lab] bench.migrate_bench, end to end (#12)
+
+    @property
+    def dns_s(self) -> float:
+        return 0.0  # the Service's endpoints follow the pod: no DNS change
 
 
-class MigrationCosts(_Strict):
-    intra_cluster: MigrationCost = MigrationCost(latency_ms=25.0, watts=3.0)
-    inter_cluster: MigrationCost = MigrationCost(latency_ms=80.0, watts=8.0)
+class InterClusterMove(_Move):
+    """A migration to another cluster: copy, route, DNS, forward (the live-migration paper)."""
+
+    copy_s: float = Field(default=5.09, ge=0)  # [lab] bench.migrate_bench, end to end (#12)
+    # DNS convergence after the switch: the DNS TTL (continuum.yaml's dns.ttl default)
+    dns_s: float = Field(default=30.0, ge=0)
+
+
+class Migration(_Strict):
+    """How long a move's phases take, per kind (orchestrator/move_cost.py says what they cost;
+    the model load is the service's cold_start_s)."""
+
+    intra_cluster: IntraClusterMove = IntraClusterMove()
+    inter_cluster: InterClusterMove = InterClusterMove()
 
 
 class Scenario(_Strict):
@@ -142,7 +170,7 @@ class Scenario(_Strict):
     service: ServiceSpec = ServiceSpec()
     services: tuple[ServiceSpec, ...] = ()
     workload: WorkloadSpec = WorkloadSpec()
-    migration: MigrationCosts = MigrationCosts()
+    migration: Migration = Migration()
     episode_steps: int = Field(default=25, gt=0)
     # Where users are: region -> {host: network latency in ms from there}, every host listed.
     # Without regions each host's `network_latency_ms` is its latency from every user.
@@ -491,7 +519,8 @@ class ContinuumConfig(_Strict):
             name="continuum",
             clusters=tuple(ClusterSpec(name=c.name, tier=c.tier, hosts=c.hosts)
                            for c in self.clusters),
-            services=specs)
+            services=specs,
+            migration=Migration(inter_cluster=InterClusterMove(dns_s=self.dns.ttl)))
 
 
 def load_continuum(path: Path) -> ContinuumConfig:

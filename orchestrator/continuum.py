@@ -15,6 +15,7 @@ import numpy as np
 
 from orchestrator.config import ServiceSpec
 from orchestrator.model import Move, Snapshot
+from orchestrator.move_cost import MoveCost
 from orchestrator.topology import MoveKind, Topology
 
 
@@ -60,13 +61,11 @@ class Clairvoyant(Protocol):
 
     steps: int
     placement: list[int]  # where each service starts
+    move_cost: MoveCost  # what a move costs in its step, from where it serves on either side
 
     def on_host(self, host: int, members: Sequence[int], t: int
                 ) -> dict[int, tuple[float, float]]:
-        """(service watts, latency ms) of each of `members` sharing `host` at step t."""
-
-    def move_cost(self, kind: MoveKind | None) -> tuple[float, float]:
-        """(watts, latency ms) a move adds in the step it happens."""
+        """(service watts, latency ms) of each of `members` serving on `host` at step t."""
 
     def fits(self, service: int, host: int, beside: Iterable[int]) -> bool:
         """Whether `host` takes `service` beside the services `beside` (requests, memory)."""

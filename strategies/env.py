@@ -101,13 +101,15 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
 
     def _host_reward(self, host: int) -> float:
         """The next step's reward of the services on `host` where the decided moves put them
-        (a service that moved in this tick paying its move's cost)."""
+        (a service that moves in this tick as orchestrator/move_cost.py says: served at its
+        source, beside those there now, until its new copy serves)."""
         members = [s for s, at in enumerate(self.load.where) if at == host]
-        out = 0.0
-        for s, (w, ms) in self.sim.on_host(host, members, self.sim.t + 1).items():
-            cost_w, cost_ms = self.sim.move_cost(
-                self.sim.topology.move_kind(self.sim.placement[s], host))
-            out += self.predictor.reward(w + cost_w, ms + cost_ms, s)
+        sim, t, out = self.sim, self.sim.t + 1, 0.0
+        for s, at_dst in sim.on_host(host, members, t).items():
+            src = sim.placement[s]
+            at_src = at_dst if src == host else sim.on_host(
+                src, [o for o, at in enumerate(sim.placement) if at == src], t)[s]
+            out += self.predictor.reward(*sim.move_cost.step(s, src, host, at_src, at_dst), s)
         return out
 
     def _decision_reward(self, action: int) -> float:

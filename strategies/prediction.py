@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from orchestrator.config import HostProfile, Scenario
 from orchestrator.model import Observation, target_host
+from orchestrator.move_cost import MoveCost
 from orchestrator.performance import Outcome, PerformanceModel
 from orchestrator.topology import MoveKind, Topology
 from strategies.reward import reward
@@ -15,7 +16,7 @@ from strategies.reward import reward
 
 @dataclass(frozen=True)
 class Prediction:
-    """The service in the step of the action: a move's one-step cost is included (as the
+    """The service in the step of the action: a move's cost in that step is included (as the
     simulator's step includes it) and also kept apart, so what it settles at is known."""
 
     host: int
@@ -44,6 +45,17 @@ def background(obs: Observation, hosts: Sequence[HostProfile], host: int) -> flo
     return obs.background[host] if obs.background else hosts[host].background_utilization
 
 
+@dataclass(frozen=True)
+class Place:
+    """A host and what else runs on it: `count` other managed services using `cpu` of its
+    cores, and co-tenants using `background` of them (None: the host's profile)."""
+
+    host: int
+    cpu: float = 0.0
+    count: int = 0
+    background: float | None = None
+
+
 class Predictor:
     """Predictions for every service of a scenario, each with its own performance and SLA."""
 
@@ -55,6 +67,7 @@ class Predictor:
         self.models = [model if model is not None and i == 0 else
                        PerformanceModel(scenario, service=s)
                        for i, s in enumerate(scenario.fleet)]
+        self.move_cost = MoveCost(scenario, self.models)
         self.reward_kind = reward_kind
         self.p_max = self.topology.p_max
 
@@ -70,43 +83,44 @@ class Predictor:
         """Eq. 9-11 for `service` drawing `power_w` at `latency_ms` (against its own SLA)."""
         return reward(self.reward_kind, power_w, latency_ms, self.p_max, self.sla(service))
 
-    def outcome(self, service: int, host: int, users: int, cpu: float = 0.0,
-                count: int = 0, background: float | None = None) -> Outcome:
-        """`service` settled on `host` with `users`, beside `count` other managed services
-        using `cpu` of its cores and co-tenants using `background` (None: the host's profile).
-        The services leave it all they do not use, but at least an equal share with each (as
-        the simulated continuum gives services with as many processes; an assumption where
-        they differ)."""
+    def outcome(self, service: int, place: Place, users: int) -> Outcome:
+        """`service` settled on `place` with `users`. The other services there leave it all
+        they do not use, but at least an equal share with each (as the simulated continuum
+        gives services with as many processes; an assumption where they differ)."""
+        background = place.background
         if background is None:
-            background = self.hosts[host].background_utilization
+            background = self.hosts[place.host].background_utilization
         free = 1.0 - background
-        return self.models[service].outcome(host, users, min(cpu, free - free / (1 + count)),
-                                            background)
+        return self.models[service].outcome(
+            place.host, users, min(place.cpu, free - free / (1 + place.count)), background)
+
+    def place(self, obs: Observation, host: int) -> Place:
+        """`host` as `obs` shows it to its service: the others there, the co-tenants."""
+        return Place(host, *obs.neighbours(host), background(obs, self.hosts, host))
 
     def predict(self, obs: Observation, action: int, service: int = 0) -> Prediction:
         src, dst = obs.service.host, target_host(action)
-        dst = src if dst is None else dst
-        return self.at(service, src, dst, obs.service.users, *obs.neighbours(dst),
-                       background(obs, self.hosts, dst))
+        return self.at(service, self.place(obs, src),
+                       self.place(obs, src if dst is None else dst), obs.service.users)
 
-    def at(self, service: int, src: int, dst: int, users: int, cpu: float = 0.0,
-           count: int = 0, background: float | None = None) -> Prediction:
-        """`service` going from `src` to `dst` (staying if the same) with `users`, beside
-        `count` other managed services using `cpu` of dst's cores and co-tenants using
-        `background` (None: dst's profile)."""
-        move = self.topology.move_kind(src, dst)
-        o = self.outcome(service, dst, users, cpu, count, background)
-        cost_w = cost_ms = 0.0
+    def at(self, service: int, src: Place, dst: Place, users: int) -> Prediction:
+        """`service` going from `src` to `dst` (staying if the same host) with `users`: in the
+        step of the move (orchestrator/move_cost.py), and where it settles."""
+        move = self.topology.move_kind(src.host, dst.host)
+        o = self.outcome(service, dst, users)
+        watts, latency = o.service_watts, o.latency_ms
         if move is not None:
-            cost = getattr(self.scenario.migration, f"{move}_cluster")
-            cost_w, cost_ms = cost.watts, cost.latency_ms
-        watts, latency = o.service_watts + cost_w, o.latency_ms + cost_ms
-        return Prediction(dst, watts, latency, self.reward(watts, latency, service), move,
-                          cost_w, cost_ms, o.service_cpu)
+            s = self.outcome(service, src, users)
+            watts, latency = self.move_cost.step(service, src.host, dst.host,
+                                                 (s.service_watts, s.latency_ms),
+                                                 (o.service_watts, o.latency_ms))
+        return Prediction(dst.host, watts, latency, self.reward(watts, latency, service), move,
+                          watts - o.service_watts, latency - o.latency_ms, o.service_cpu)
+
 
 def compare(stay: Prediction, chosen: Prediction) -> dict[str, dict[str, float]]:
     """Staying vs the chosen action, per quantity. Power and latency: where the service settles
-    after the move (`change` = settled - staying) and the move's one-step cost apart
+    after the move (`change` = settled - staying) and what the move costs in its step apart
     (`move_cost`); reward: of the step itself, cost included (what the gain gate weighs)."""
     out = {q: {"stay": round(stay.settled[q], 3), "chosen": round(v, 3),
                "change": round(v - stay.settled[q], 3),

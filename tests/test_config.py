@@ -139,6 +139,9 @@ def test_continuum_spreads_its_services_over_three_regions():
     assert len(set(nearest.values())) == 3 and nearest["area-1"] == "edge2"
 
 
+DNS = {"provider": "rfc2136", "server": "127.0.0.1", "zone": "z.", "tsig_key_file": "k"}
+
+
 def test_hosts_of_real_clusters_need_their_network_latency():
     from pydantic import ValidationError
 
@@ -146,5 +149,14 @@ def test_hosts_of_real_clusters_need_their_network_latency():
     cluster = {"name": "c", "tier": "edge", "ingress": "127.0.0.1:80",
                "hosts": [{"name": "n", "cores": 2, "idle_watts": 5, "max_watts": 40}]}
     with pytest.raises(ValidationError, match="host 'n': give its network_latency_ms"):
-        ContinuumConfig.model_validate({"clusters": [cluster], "dns": {
-            "provider": "rfc2136", "server": "127.0.0.1", "zone": "z.", "tsig_key_file": "k"}})
+        ContinuumConfig.model_validate({"clusters": [cluster], "dns": DNS})
+
+
+def test_real_clusters_predict_dns_convergence_from_their_ttl():
+    from orchestrator.config import ContinuumConfig
+    cluster = {"name": "c", "tier": "edge", "ingress": "127.0.0.1:80", "hosts": [
+        {"name": "n", "cores": 2, "idle_watts": 5, "max_watts": 40, "network_latency_ms": 3}]}
+    cfg = ContinuumConfig.model_validate({"clusters": [cluster], "dns": {**DNS, "ttl": 120}})
+    scenario = cfg.scenario()
+    assert scenario.migration.inter_cluster.dns_s == 120
+    assert scenario.network_ms(scenario.fleet[0]) == (3.0,)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from orchestrator.config import PAPER, load_scenario
+from orchestrator.config import PAPER, ClusterSpec, InterClusterMove, Scenario, load_scenario
 from orchestrator.control.loop import Loop
 from orchestrator.errors import GreenwiseError
 from orchestrator.model import Move, Observation, Snapshot
@@ -88,20 +88,71 @@ def test_service_power_shares_idle_by_processes_and_stays_below_host_power():
             assert 0 < o.service_watts < o.host_watts <= PAPER.hosts[i].max_watts
 
 
-def test_moves_cost_more_across_clusters():
-    sim = SimulatedContinuum(PAPER, "test", seed=1)
-    sim.reset(seed=1, start_host=HOST["edge0"])
-    (base_w, base_l), (intra_w, intra_l), (inter_w, inter_l) = (
-        sim.move_cost(kind) for kind in (None, "intra", "inter"))
-    assert base_l < intra_l < inter_l and base_w < intra_w < inter_w
-    alone = sim.on_host(HOST["cloud"], [0], 1)[0]
-    sim.apply([sim.plan(Move(0, HOST["cloud"]))])
-    assert sim.moved == ["inter"] and sim.host == HOST["cloud"] and sim.t == 1
+# `paper`'s hosts as two clusters (edge: edge0-2, cloud), so that moves there are inter-cluster
+TWO_CLUSTERS = PAPER.model_copy(update={"clusters": (
+    ClusterSpec(name="edge", tier="edge", hosts=PAPER.hosts[:3]),
+    ClusterSpec(name="cloud", tier="cloud", hosts=PAPER.hosts[3:]))})
+
+
+def _steady(scenario: Scenario, start: str) -> SimulatedContinuum:
+    """One service at 30 users on `start`, no latency noise."""
+    sim = SimulatedContinuum(scenario, "test", seed=1)
+    sim.reset(seed=1, start_host=HOST[start])
+    sim.episode.users[:] = 30
+    sim.episode.jitter[:] = 1.0
+    return sim
+
+
+@pytest.mark.parametrize("to, source_s, forward_s", [
+    ("cloud", 5.09 + 15, 30.0),  # inter: copy [lab] + cold start [assume], then the DNS TTL
+    ("edge2", 0.73 + 15, 0.0),  # intra: copy [lab] + cold start, no DNS
+])
+def test_a_moves_step_is_the_time_weighted_mix_of_its_phases(to, source_s, forward_s):
+    sim = _steady(TWO_CLUSTERS, "edge0")
+    edge0, dst = HOST["edge0"], HOST[to]
+    src_w, src_ms = sim.on_host(edge0, [0], 1)[0]
+    dst_w, dst_ms = sim.on_host(dst, [0], 1)[0]
+    h = PAPER.hosts[dst]  # the new copy loading: its idle share, one core busy (linear curve)
+    loading_w = h.idle_watts * (1 + h.cores) / (h.base_processes + 1 + h.cores) + (
+        h.max_watts - h.idle_watts) / h.cores
+    sim.apply([sim.plan(Move(0, dst))])
+    assert sim.moved == ["inter" if forward_s else "intra"] and sim.host == dst
     moved = sim.snapshot().services[0]
-    assert (moved.power_w, moved.latency_ms) == pytest.approx(
-        (alone[0] + inter_w, alone[1] + inter_l))
-    sim.apply([])
-    assert sim.moved == [None]
+    target_s = 900 - source_s - forward_s
+    assert moved.power_w == pytest.approx(
+        (source_s * (src_w + loading_w) + (forward_s + target_s) * dst_w) / 900)
+    assert moved.latency_ms == pytest.approx(
+        (source_s * src_ms + forward_s * (dst_ms + 14.0) + target_s * dst_ms) / 900)
+    sim.apply([])  # the step after: settled, nothing left of the move
+    assert sim.moving == {} and sim.moved == [None]
+    assert (sim.snapshot().services[0].power_w, sim.snapshot().services[0].latency_ms) == \
+        pytest.approx(sim.on_host(dst, [0], 2)[0])
+
+
+def test_predictions_and_the_simulator_cost_a_move_alike():
+    """One definition of a move's cost: what the predictor expects of the step is what the
+    simulator reports (users steady, no noise)."""
+    predictor = Predictor(TWO_CLUSTERS)
+    for to in ("cloud", "edge2"):
+        sim = _steady(TWO_CLUSTERS, "edge1")
+        predicted = predictor.predict(sim.snapshot().view(0), 1 + HOST[to])
+        sim.apply([sim.plan(Move(0, HOST[to]))])
+        seen = sim.snapshot().services[0]
+        assert (predicted.power_w, predicted.latency_ms) == pytest.approx(
+            (seen.power_w, seen.latency_ms))
+        assert predicted.settled["latency_ms"] == pytest.approx(sim.on_host(HOST[to], [0], 1)[0][1])
+
+
+def test_old_flat_move_costs_are_refused_with_what_to_write(tmp_path):
+    f = tmp_path / "old.yaml"
+    f.write_text("clusters:\n  - {name: c, tier: edge, hosts: [{name: h, cores: 2, idle_watts: 5, "
+                 "max_watts: 40, network_latency_ms: 1}]}\n"
+                 "migration: {inter_cluster: {latency_ms: 80, watts: 8}}\n")
+    with pytest.raises(GreenwiseError) as e:
+        load_scenario(f)
+    assert "migration.inter_cluster: latency_ms and watts are no longer used" in str(e.value)
+    assert "give copy_s (seconds until the copy is Ready) and dns_s" in str(e.value)
+    assert "\n" not in str(e.value)
 
 
 def test_observation_reflects_the_service_host():
@@ -274,3 +325,36 @@ def test_a_background_needs_its_peak_level(tmp_path):
     assert s.hosts[0].background == str(tmp_path / "cpu.csv")
     sim = SimulatedContinuum(s, "test", seed=0)
     assert set(np.round(sim.episode.background[0], 2)) == {0.05, 0.2}  # 1/4 and 4/4 of 20 %
+
+
+def test_a_move_longer_than_a_step_completes_later():
+    """A copy that takes 20 minutes: for the first step the source serves, the loading copy
+    draws its part; the service may only stay and its target is reserved; it switches in the
+    next step (and only then is the move done)."""
+    slow = TWO_CLUSTERS.model_copy(update={"migration": TWO_CLUSTERS.migration.model_copy(
+        update={"inter_cluster": InterClusterMove(copy_s=1200.0 - 15.0, dns_s=30.0)})})
+    fleet = slow.model_copy(update={"services": tuple(
+        PAPER.service.model_copy(update={"name": n, "cpu_request": r})
+        for n, r in (("a", 4.0), ("b", 4.0), ("c", 6.0)))})
+    sim = _steady(fleet, "edge0")
+    edge0, cloud = HOST["edge0"], HOST["cloud"]
+    sim.placement = [edge0, HOST["edge1"], cloud]
+    done = []
+    sim.apply([sim.plan(Move(0, cloud))], lambda p, outcome: done.append(outcome))
+    first = sim.snapshot()
+    assert sim.placement[0] == edge0 and done == []  # still served at the source
+    src_w, src_ms = sim.on_host(edge0, [0], 1)[0]  # the copy loads all the step:
+    assert (first.services[0].power_w, first.services[0].latency_ms) == pytest.approx(
+        (src_w + sim.move_cost.loading_w[0][cloud], src_ms))
+    masks = sim.masks(first)
+    assert masks[0].tolist() == [True, False, False, False, False]  # may only stay
+    assert not masks[1][1 + cloud]  # c's 6 cores and a's 4 reserved: 2 left of 12
+    sim.apply([], lambda p, outcome: done.append(outcome))
+    assert sim.placement[0] == cloud and done == ["done"]
+    second = sim.snapshot().services[0]  # 300 s on the source (loading), 30 forwarded
+    dst_w, dst_ms = sim.on_host(cloud, [0, 2], 2)[0]  # beside c
+    src_w, src_ms = sim.on_host(edge0, [0], 2)[0]
+    assert second.latency_ms == pytest.approx(
+        (300 * src_ms + 30 * (dst_ms + 14.0) + 570 * dst_ms) / 900)
+    assert second.power_w == pytest.approx(
+        (300 * (src_w + sim.move_cost.loading_w[0][cloud]) + 600 * dst_w) / 900)

@@ -8,7 +8,7 @@ from orchestrator.sim.continuum import SimulatedContinuum
 from strategies.base import StrategyContext, create, names
 from strategies.env import GreenWiseEnv
 from strategies.evaluation import comparison, improvement, run_episodes
-from strategies.prediction import Predictor
+from strategies.prediction import Place, Predictor
 
 HOST = {h.name: i for i, h in enumerate(PAPER.hosts)}
 OPTS = StrategyContext(PAPER, seed=0)
@@ -222,8 +222,9 @@ def test_lookahead_counts_what_a_service_costs_its_neighbours():
     quiet = (0.0,) * len(PAPER.hosts)  # no co-tenants
     alone = s.value(1, edge0, edge2, [cloud, edge0], users, quiet)
     beside = s.value(1, edge0, edge2, [edge2, edge0], users, quiet)
-    a_cpu = s.predictor.outcome(0, edge2, 30).service_cpu
-    own = sum(s.predictor.at(1, edge0 if k == 0 else edge2, edge2, 20, a_cpu, 1).reward
+    a_cpu = s.predictor.outcome(0, Place(edge2), 30).service_cpu
+    there = Place(edge2, a_cpu, 1)
+    own = sum(s.predictor.at(1, Place(edge0) if k == 0 else there, there, 20).reward
               for k in range(2))
     assert beside < own < alone
 

@@ -10,9 +10,10 @@ import numpy as np
 from orchestrator.config import Scenario
 from orchestrator.migration.plan import INTER_STEPS, INTRA_STEPS
 from orchestrator.model import HostState, Move, ServiceState, Snapshot
+from orchestrator.move_cost import MoveCost, Timeline
 from orchestrator.performance import SHARE_STEP, Outcome, PerformanceModel, share_watts
 from orchestrator.topology import MoveKind, Topology
-from orchestrator.workload import episode_users, looped, pattern, shape
+from orchestrator.workload import TICK_S, episode_users, looped, pattern, shape
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,29 @@ class SimulatedPlan:
     steps: tuple[str, ...]
 
 
+@dataclass
+class InFlight:
+    """A move under way: from `src`, decided at step `decided`, along its timeline."""
+
+    plan: SimulatedPlan
+    src: int
+    decided: int
+    timeline: Timeline
+    switched: bool = False  # the new copy serves
+
+    def tick(self, t: int) -> int:
+        """Which tick of the move step t reports (0: the one after its decision)."""
+        return t - 1 - self.decided
+
+
 class SimulatedContinuum:
     """In-process stand-in for real clusters, built from a scenario (the embedded default).
 
-    Time advances only in `apply`: the services are first moved (if asked), then the workload
-    moves on one step and the new state is what `snapshot` reports. Services on one host share
-    its cores and slow each other down (`_on_host`); CPU requests and memory are hard limits.
+    Time advances only in `apply`: the moves asked start, the workload moves on one step, a
+    move whose new copy serves within that step switches the service there, and the new state
+    is what `snapshot` reports (a moving service as orchestrator/move_cost.py says). Services
+    on one host share its cores and slow each other down (`_on_host`); CPU requests and memory
+    are hard limits.
     """
 
     def __init__(self, scenario: Scenario, phase: str = "train",
@@ -55,11 +73,9 @@ class SimulatedContinuum:
                        for w in map(scenario.workload_of, range(len(self.specs)))]
         self.backgrounds = [None if h.background is None else shape(h.background)
                             for h in self.hosts]
+        self.move_cost = MoveCost(scenario, self.models)
         self.rng = np.random.default_rng(seed)
-        self.episode = self._draw(None)
-        self.t = 0
-        self.placement = list(self.episode.start_hosts)
-        self.moved: list[MoveKind | None] = [None] * len(self.specs)  # in the step of a move
+        self.reset()
 
     @property
     def model(self) -> PerformanceModel:
@@ -104,8 +120,10 @@ class SimulatedContinuum:
         starts = [start_host] + [None] * (len(self.specs) - 1)
         self.episode = self._draw(starts)
         self.t = 0
-        self.placement = list(self.episode.start_hosts)
-        self.moved = [None] * len(self.specs)
+        self.placement = list(self.episode.start_hosts)  # where each service serves
+        self.before = list(self.placement)  # where they served when the step's moves began
+        self.moved: list[MoveKind | None] = [None] * len(self.specs)  # decided last step
+        self.moving: dict[int, InFlight] = {}
 
     @property
     def done(self) -> bool:
@@ -130,6 +148,9 @@ class SimulatedContinuum:
         mem = np.array([s.memory_gib for s in self.specs])
         req = np.array([s.cpu_request for s in self.specs])
         on = placement[:, None] == np.arange(n)  # [service, host]: there once moves are made
+        pending = [(s, f.plan.move.host) for s, f in self.moving.items() if not f.switched]
+        for s, dst in pending:  # its target's capacity is reserved
+            on[s, dst] = True
         others_mem = mem @ on - mem[:, None] * on  # what the others take on each host
         others_req = req @ on - req[:, None] * on
         room_mem = np.array([h.memory_gib for h in self.hosts]) - others_mem
@@ -138,6 +159,8 @@ class SimulatedContinuum:
         out[:, 0] = True
         out[:, 1:] = ((room_mem >= mem[:, None]) & (room_req >= req[:, None])
                       & (np.array(self.placement)[:, None] != np.arange(n)))
+        for s, _ in pending:  # a service whose move is pending may only stay
+            out[s, 1:] = False
         return out
 
     # --- acting -----------------------------------------------------------------------------
@@ -148,20 +171,30 @@ class SimulatedContinuum:
 
     def apply(self, plans: Sequence[SimulatedPlan],
               on_done: Callable[[SimulatedPlan, str], None] | None = None) -> None:
-        """Make the planned moves, then advance one step."""
+        """Start the planned moves, advance one step, and switch the services whose new copy
+        serves within it (`on_done` then: a move spanning steps completes later)."""
         self.moved = [None] * len(self.specs)
+        self.before = list(self.placement)
         for p in plans:
-            self.moved[p.move.service] = p.kind
-            self.placement[p.move.service] = p.move.host
-            if on_done:
-                on_done(p, "done")
+            s, src = p.move.service, self.placement[p.move.service]
+            self.moved[s] = p.kind
+            self.moving[s] = InFlight(p, src, self.t,
+                                      self.move_cost.timeline(s, src, p.move.host))
         self.t += 1
+        for s, f in list(self.moving.items()):
+            start = f.tick(self.t) * TICK_S
+            if f.timeline.end_s <= start:  # nothing of it left in this step
+                del self.moving[s]
+            elif not f.switched and f.timeline.switch_s < start + TICK_S:
+                f.switched, self.placement[s] = True, f.plan.move.host
+                if on_done:
+                    on_done(f.plan, "done")
 
     # --- what is observed -------------------------------------------------------------------
     def on_host(self, host: int, members: Sequence[int], t: int
                 ) -> dict[int, tuple[float, float]]:
-        """(service watts, latency ms) of each of `members` sharing `host` at step t, before
-        any move's cost: what the snapshot reports, and what the oracle plans over."""
+        """(service watts, latency ms) of each of `members` serving on `host` at step t, when
+        not moving: what the snapshot reports, and what the oracle plans over."""
         return {s: (w, o.latency_ms * float(self.episode.jitter[s, t]))
                 for s, (w, o) in self._on_host(host, members, t).items()}
 
@@ -191,36 +224,40 @@ class SimulatedContinuum:
                                [self.models[s].processes[host] for s in members])
         return {s: (w, outcomes[s]) for s, w in zip(members, watts, strict=True)}
 
-    def move_cost(self, kind: MoveKind | None) -> tuple[float, float]:
-        """(watts, latency ms) a move adds to the service in the step it happens."""
-        if kind is None:
-            return 0.0, 0.0
-        cost = (self.scenario.migration.intra_cluster if kind == "intra"
-                else self.scenario.migration.inter_cluster)
-        return cost.watts, cost.latency_ms
+
+    def _moving(self, s: int, f: InFlight, here: tuple[float, float]) -> tuple[float, float]:
+        """(watts, latency ms) of service s in this step of its move, `here` being what it
+        gets where it serves (the target once switched, else the source)."""
+        phases = f.timeline.in_tick(f.tick(self.t))
+        at_src = here
+        if f.switched and phases.source_s > 0:  # served at the source until the switch
+            at_src = self.on_host(f.src, [o for o, h in enumerate(self.before) if h == f.src],
+                                  self.t)[s]
+        return self.move_cost.mix(s, f.src, f.plan.move.host, phases, at_src, here)
 
     def snapshot(self) -> Snapshot:
-        per_service: dict[int, tuple[float, Outcome]] = {}
+        served: dict[int, tuple[float, float]] = {}  # (watts, latency ms) where each serves
+        outcome: dict[int, Outcome] = {}
         hosts = []
         members_of: list[list[int]] = [[] for _ in self.hosts]
         for s, at in enumerate(self.placement):
             members_of[at].append(s)
         for i, h in enumerate(self.hosts):
             members = members_of[i]
-            on = self._on_host(i, members, self.t)
-            per_service.update(on)
-            cpus = [o.service_cpu for _, o in on.values()]
+            for s, (w, o) in self._on_host(i, members, self.t).items():
+                served[s] = (w, o.latency_ms * float(self.episode.jitter[s, self.t]))
+                outcome[s] = o
+            cpus = [outcome[s].service_cpu for s in members]
             background = float(self.episode.background[i, self.t])
             power, _ = share_watts(h, background, cpus,
                                    [self.models[s].processes[i] for s in members])
             hosts.append(HostState(h.name, self.topology.clusters[i], power,
                                    min(1.0, background + sum(cpus))))
-        services = []
-        for s, spec in enumerate(self.specs):
-            watts, o = per_service[s]
-            cost_w, cost_ms = self.move_cost(self.moved[s])
-            latency = o.latency_ms * float(self.episode.jitter[s, self.t]) + cost_ms
-            services.append(ServiceState(spec.name, self.placement[s], watts + cost_w,
-                                         o.service_cpu, latency,
-                                         int(self.episode.users[s, self.t]), o.throughput_rps))
-        return Snapshot(self.t, tuple(services), tuple(hosts))
+        for s, f in self.moving.items():
+            served[s] = self._moving(s, f, served[s])
+        services = tuple(
+            ServiceState(spec.name, self.placement[s], served[s][0], outcome[s].service_cpu,
+                         served[s][1], int(self.episode.users[s, self.t]),
+                         outcome[s].throughput_rps)
+            for s, spec in enumerate(self.specs))
+        return Snapshot(self.t, services, tuple(hosts))
