@@ -172,6 +172,9 @@ class Scenario(_Strict):
     workload: WorkloadSpec = WorkloadSpec()
     migration: Migration = Migration()
     episode_steps: int = Field(default=25, gt=0)
+    # Decisions see the services' and hosts' metrics as measured this many steps before (where
+    # each service runs now is known); rewards and evaluation use the true state.
+    observation_lag_steps: int = Field(default=0, ge=0)
     # Where users are: region -> {host: network latency in ms from there}, every host listed.
     # Without regions each host's `network_latency_ms` is its latency from every user.
     regions: dict[str, dict[str, float]] = Field(default_factory=dict)

@@ -57,7 +57,8 @@ class Continuum(Protocol):
 
 @runtime_checkable
 class Clairvoyant(Protocol):
-    """A continuum that knows its future (the simulated one): what the oracle plans over."""
+    """A continuum that knows its future, and the present its snapshots may show late (the
+    simulated one): what the oracle plans over and what evaluation is scored on."""
 
     steps: int
     placement: list[int]  # where each service starts
@@ -66,6 +67,9 @@ class Clairvoyant(Protocol):
     def on_host(self, host: int, members: Sequence[int], t: int
                 ) -> dict[int, tuple[float, float]]:
         """(service watts, latency ms) of each of `members` serving on `host` at step t."""
+
+    def current(self) -> Snapshot:
+        """Every service and host as they truly are now (snapshot() may lag behind)."""
 
     def fits(self, service: int, host: int, beside: Iterable[int]) -> bool:
         """Whether `host` takes `service` beside the services `beside` (requests, memory)."""

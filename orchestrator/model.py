@@ -78,6 +78,9 @@ class Snapshot:
     step: int
     services: tuple[ServiceState, ...]
     hosts: tuple[HostState, ...]
+    # Per host, the co-tenants' CPU as measured with the hosts' CPU, where the services are
+    # not where they were measured (observation lag); empty: derived (`background`).
+    measured_background: tuple[float, ...] = ()
 
     def view(self, service: int) -> Observation:
         """Service `service` and all hosts (Eq. 4), with the other services' load per host."""
@@ -87,6 +90,8 @@ class Snapshot:
     def background(self) -> tuple[float, ...]:
         """Per host, the CPU of what is not a managed service (co-tenants, the system): its
         CPU minus the managed services' CPU on it."""
+        if self.measured_background:
+            return self.measured_background
         cpu = [h.cpu for h in self.hosts]
         for s in self.services:
             if s.valid and 0 <= s.host < len(cpu):

@@ -154,7 +154,7 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
             return self.encoders[self.service](self.observation()), r, False, False, info
         self.loop.act(self.snapshot, self.masks, self.actions)
         self._new_tick()
-        s = self.snapshot.services[i]
+        s = self.sim.current().services[i]  # as it is, whatever the observation's lag
         info.update(host=s.host, power_w=s.power_w, latency_ms=s.latency_ms,
                     moved=self.sim.moved[i], sla_violation=s.latency_ms > self.predictor.sla(i))
         return self.encoders[0](self.observation()), r, False, self.sim.done, info

@@ -102,6 +102,20 @@ def test_a_ticks_decision_rewards_add_up_to_the_fleets_reward():
             assert not info["invalid"]
             total += r
         fleet = sum(env.predictor.reward(s.power_w, s.latency_ms, i)
-                    for i, s in enumerate(env.snapshot.services))
+                    for i, s in enumerate(env.sim.current().services))
         assert total == pytest.approx(fleet, rel=1e-9, abs=1e-9)
     assert moves > 0
+
+
+def test_with_observation_lag_the_agent_sees_the_step_before_and_is_told_the_truth():
+    env = GreenWiseEnv(PAPER.model_copy(update={"observation_lag_steps": 1}), "test")
+    env.reset(seed=2)
+    users = env.sim.episode.users[0]
+    u_max = env.encode.u_max
+    n = len(PAPER.hosts)
+    for t in range(1, 4):
+        obs, _, _, _, info = env.step(0)
+        assert obs[n + 3] * u_max == pytest.approx(users[t - 1])  # seen: a step late
+        truth = env.sim.current().services[0]
+        assert (info["power_w"], info["latency_ms"]) == (truth.power_w, truth.latency_ms)
+        assert truth.users == users[t]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from orchestrator.config import PAPER, ClusterSpec, InterClusterMove, Scenario, load_scenario
-from orchestrator.control.loop import Loop
+from orchestrator.control.loop import Loop, step
 from orchestrator.errors import GreenwiseError
 from orchestrator.model import Move, Observation, Snapshot
 from orchestrator.performance import Backend, PerformanceModel, curve_fraction, erlang_c
@@ -358,3 +358,35 @@ def test_a_move_longer_than_a_step_completes_later():
         (300 * src_ms + 30 * (dst_ms + 14.0) + 570 * dst_ms) / 900)
     assert second.power_w == pytest.approx(
         (300 * (src_w + sim.move_cost.loading_w[0][cloud]) + 600 * dst_w) / 900)
+
+
+def test_decisions_see_the_lagged_metrics_and_rewards_the_true_ones():
+    """Lag 1: a decision sees the users and latency of the step before (measured where the
+    service ran then) but where it runs now; the step's reward is scored on the truth."""
+    sim = _steady(TWO_CLUSTERS.model_copy(update={"observation_lag_steps": 1}), "edge0")
+    sim.episode.users[0, :] = np.arange(sim.steps + 1) + 10  # 10, 11, 12, ...
+    assert sim.snapshot().services[0].users == 10  # nothing older at the start
+
+    class ToCloud:
+        name = "to-cloud"
+
+        def reset(self, continuum: object) -> None: ...
+
+        def decide(self, snapshot: Snapshot, masks: np.ndarray) -> list[int]:
+            return [1 + HOST["cloud"]] if snapshot.step == 0 else [0]
+
+    predictor = Predictor(sim.scenario)
+    loop = Loop(sim, ToCloud(), predictor)
+    first = step(loop)
+    assert first.after.services[0].users == 11 and first.after.services[0].host == HOST["cloud"]
+    truth = sim.current().services[0]
+    assert first.rewards[0] == predictor.reward(truth.power_w, truth.latency_ms)
+    seen = sim.snapshot()
+    assert seen.services[0].users == 10 and seen.step == 1  # measured a step ago ...
+    assert seen.services[0].host == HOST["cloud"]  # ... but it is known to run on cloud now
+    edge0 = sim.on_host(HOST["edge0"], [0], 0)[0]  # ... and its latency is edge0's then
+    assert seen.services[0].latency_ms == pytest.approx(edge0[1])
+    assert seen.hosts[HOST["cloud"]].cpu == 0.0  # the hosts as they were then
+    second = step(loop)  # decided on step 0's users, scored on step 2's
+    assert second.tick.snapshot.services[0].users == 10 and second.after.services[0].users == 12
+    assert sim.snapshot().services[0].users == 11

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -69,6 +69,7 @@ class SimulatedContinuum:
                        PerformanceModel(scenario, service=s) for i, s in enumerate(self.specs)]
         self.hosts = scenario.hosts
         self.steps = scenario.episode_steps
+        self.lag = scenario.observation_lag_steps
         self.curves = [pattern(w.train if phase == "train" else w.test, w.peak_users)
                        for w in map(scenario.workload_of, range(len(self.specs)))]
         self.backgrounds = [None if h.background is None else shape(h.background)
@@ -124,6 +125,8 @@ class SimulatedContinuum:
         self.before = list(self.placement)  # where they served when the step's moves began
         self.moved: list[MoveKind | None] = [None] * len(self.specs)  # decided last step
         self.moving: dict[int, InFlight] = {}
+        self._truth: tuple[tuple[int, tuple[int, ...]], Snapshot] | None = None
+        self._measured: dict[int, Snapshot] = {}  # the truth of the last `lag` + 1 steps
 
     @property
     def done(self) -> bool:
@@ -173,6 +176,8 @@ class SimulatedContinuum:
               on_done: Callable[[SimulatedPlan, str], None] | None = None) -> None:
         """Start the planned moves, advance one step, and switch the services whose new copy
         serves within it (`on_done` then: a move spanning steps completes later)."""
+        if self.lag:  # what this step measured, seen later
+            self.current()
         self.moved = [None] * len(self.specs)
         self.before = list(self.placement)
         for p in plans:
@@ -236,6 +241,28 @@ class SimulatedContinuum:
         return self.move_cost.mix(s, f.src, f.plan.move.host, phases, at_src, here)
 
     def snapshot(self) -> Snapshot:
+        """What decisions see: each service where it runs now, but with the observation lag
+        the services' and hosts' metrics measured that many steps before (where each ran
+        then; at an episode's start, its first step)."""
+        now = self.current()
+        if not self.lag:
+            return now
+        then = self._measured[max(0, self.t - self.lag)]
+        return Snapshot(self.t, tuple(replace(s, host=at) for s, at in
+                                      zip(then.services, self.placement, strict=True)),
+                        then.hosts, then.background)
+
+    def current(self) -> Snapshot:
+        """Every service and host as they truly are now (what rewards are computed on)."""
+        key = (self.t, tuple(self.placement))
+        if self._truth is None or self._truth[0] != key:
+            self._truth = key, self._measure()
+            if self.lag:
+                self._measured[self.t] = self._truth[1]
+                self._measured.pop(self.t - self.lag - 1, None)
+        return self._truth[1]
+
+    def _measure(self) -> Snapshot:
         served: dict[int, tuple[float, float]] = {}  # (watts, latency ms) where each serves
         outcome: dict[int, Outcome] = {}
         hosts = []
