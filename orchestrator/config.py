@@ -55,9 +55,19 @@ class HostProfile(_Strict):
     # Their load over time (simulated): a pattern (ramp, day, bursty) or a CSV trace whose
     # shape, normalized to its peak, scales background_utilization; None: constant.
     background: str | None = None
+    # (simulated) An empty host without co-tenants sleeps at sleep_watts (None: never) and
+    # takes wake_s to take a service again (suspend-to-RAM resume, a cluster autoscaler's node).
+    sleep_watts: float | None = Field(default=None, ge=0)
+    wake_s: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> HostProfile:
+        if (self.sleep_watts is None) != (self.wake_s is None):
+            raise ValueError(f"host {self.name!r}: give both sleep_watts and wake_s (a host "
+                             "that sleeps and how long it takes to wake), or neither")
+        if self.sleep_watts is not None and self.sleep_watts > self.idle_watts:
+            raise ValueError(f"host {self.name!r}: sleep_watts ({self.sleep_watts}) is above "
+                             f"idle_watts ({self.idle_watts}); sleeping must draw less")
         if self.background is not None and self.background_utilization == 0:
             raise ValueError(f"host {self.name!r}: background {self.background!r} needs "
                              "background_utilization, its peak level (e.g. 0.2)")
@@ -482,9 +492,10 @@ class ContinuumConfig(_Strict):
                 if h.network_latency_ms is None:
                     raise ValueError(f"cluster {c.name!r}, host {h.name!r}: give its "
                                      "network_latency_ms (from its users, in ms)")
-                if h.background is not None:
-                    raise ValueError(f"cluster {c.name!r}, host {h.name!r}: background is for "
-                                     "simulated scenarios (a real host's is measured)")
+                for field in ("background", "sleep_watts"):
+                    if getattr(h, field) is not None:
+                        raise ValueError(f"cluster {c.name!r}, host {h.name!r}: {field} is for "
+                                         "simulated scenarios (a real host is observed)")
         lease = self.controller.lease_cluster
         if lease is not None and lease not in {c.name for c in self.clusters}:
             raise ValueError(f"controller.lease_cluster {lease!r} is not a cluster of the config")

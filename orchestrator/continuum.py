@@ -71,5 +71,8 @@ class Clairvoyant(Protocol):
     def current(self) -> Snapshot:
         """Every service and host as they truly are now (snapshot() may lag behind)."""
 
+    def could_sleep(self, host: int, t: int) -> bool:
+        """Whether `host` sleeps at step t if no managed service is on it."""
+
     def fits(self, service: int, host: int, beside: Iterable[int]) -> bool:
         """Whether `host` takes `service` beside the services `beside` (requests, memory)."""

@@ -24,6 +24,7 @@ class HostState:
     cluster: str
     power_w: float
     cpu: float  # utilization in [0, 1]
+    asleep: bool = False  # a move onto it waits for it to wake
 
 
 @dataclass(frozen=True)

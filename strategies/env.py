@@ -109,7 +109,8 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
             src = sim.placement[s]
             at_src = at_dst if src == host else sim.on_host(
                 src, [o for o, at in enumerate(sim.placement) if at == src], t)[s]
-            out += self.predictor.reward(*sim.move_cost.step(s, src, host, at_src, at_dst), s)
+            out += self.predictor.reward(*sim.move_cost.step(
+                s, src, host, at_src, at_dst, sim.wake_wait(host)), s)
         return out
 
     def _decision_reward(self, action: int) -> float:

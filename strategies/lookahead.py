@@ -70,17 +70,18 @@ class LookaheadStrategy:
             valid = [a for a in range(len(masks[i]))
                      if masks[i][a] and (a == STAY or alloc.room(i, a - 1))]
             a = max(valid, key=lambda a: self.value(
-                i, s.host, s.host if a == STAY else a - 1, where, users, snapshot.background))
+                i, s.host, s.host if a == STAY else a - 1, where, users, snapshot))
             if a != STAY:
                 actions[i] = alloc.move(i, a - 1)
                 where[i] = a - 1
         return actions
 
     def value(self, i: int, src: int, dst: int, where: Sequence[int],
-              users: Sequence[Sequence[int]], background: Sequence[float]) -> float:
+              users: Sequence[Sequence[int]], now: Snapshot) -> float:
         """Predicted reward over the horizon of service i going from src to dst, and of the
-        services on dst with it there minus without it; co-tenants as observed now."""
-        p = self.predictor
+        services on dst with it there minus without it; co-tenants and sleeping hosts as
+        observed `now`."""
+        p, background = self.predictor, now.background
 
         def alone(o: int, host: int, k: int) -> float:
             return p.outcome(o, Place(host, background=background[host]), users[o][k]).service_cpu
@@ -90,7 +91,7 @@ class LookaheadStrategy:
         for k in range(self.horizon):
             cpu = {o: alone(o, dst, k) for o in beside}
             load = sum(cpu.values())
-            there = Place(dst, load, len(beside), background[dst])
+            there = Place(dst, load, len(beside), background[dst], now.hosts[dst].asleep)
             here = there
             if k == 0 and src != dst:  # where it serves until its new copy is ready
                 with_it = [o for o, at in enumerate(where) if at == src and o != i]

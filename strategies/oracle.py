@@ -7,7 +7,10 @@ One service: exact dynamic programming over (step, host), a true upper bound on 
 path that maximizes the *total* reward of all services given the others' paths (so that its
 moves count the slowdown it brings its neighbours), from every service staying, for up to
 `rounds` rounds or until no path changes. Each round can only raise the total, but it stops at
-a local optimum: for several services it is a reference, not a proven upper bound."""
+a local optimum: for several services it is a reference, not a proven upper bound. It plans a
+move as done within the step it is decided in (its cost as orchestrator/move_cost.py says,
+waiting for a sleeping host): exact while a move's new copy serves within that step, as with
+every built-in scenario's durations."""
 
 from __future__ import annotations
 
@@ -58,10 +61,11 @@ class OracleStrategy:
         return reward(self.reward_kind, watts, latency, self.topology.p_max, self.slas[s])
 
     def _step_values(self, s: int, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                      np.ndarray]:
+                                                      np.ndarray, list[list[int]]]:
         """At step t, with the others on their paths, per host h for service s: whether h
         takes it, the total reward of the others with s on h, (watts, latency) of s settled
-        on h, and of s serving on h beside those there at t - 1 (the source of a move)."""
+        on h, and of s serving on h beside those there at t - 1 (the source of a move), and
+        those others."""
         sim, n = self.sim, len(self.topology)
         on = [[o for o, p in enumerate(self.paths) if o != s and p[t] == h] for h in range(n)]
         before = [[o for o, p in enumerate(self.paths) if o != s and p[t - 1] == h]
@@ -80,7 +84,7 @@ class OracleStrategy:
                 own[h] = with_s[s]
             leaving[h] = own[h] if feasible[h] and on[h] == before[h] else \
                 sim.on_host(h, [s, *before[h]], t)[s]
-        return feasible, others, own, leaving
+        return feasible, others, own, leaving, before
 
     def _best_path(self, s: int) -> list[int]:
         """The path of service s maximizing everyone's total reward, the others' paths fixed."""
@@ -89,16 +93,19 @@ class OracleStrategy:
         value[self.paths[s][0]] = 0.0
         back = np.zeros((steps + 1, n), dtype=int)
         for t in range(1, steps + 1):
-            feasible, others, own, leaving = self._step_values(s, t)
+            feasible, others, own, leaving, before = self._step_values(s, t)
             new = np.full(n, -np.inf)
             for dst in range(n):
                 if not feasible[dst]:
                     continue
+                # a host left empty in the step before sleeps: a move onto it waits
+                asleep = not before[dst] and self.sim.could_sleep(dst, t - 1)
+                wake_s = (self.topology.hosts[dst].wake_s or 0.0) if asleep else 0.0
                 for src in range(n):
                     if value[src] == -np.inf:
                         continue
                     w, ms = self.sim.move_cost.step(s, src, dst, tuple(leaving[src]),
-                                                    tuple(own[dst]))
+                                                    tuple(own[dst]), wake_s)
                     r = others[dst] + self._r(s, w, ms)
                     if value[src] + r > new[dst]:
                         new[dst], back[t, dst] = value[src] + r, src

@@ -48,12 +48,14 @@ def background(obs: Observation, hosts: Sequence[HostProfile], host: int) -> flo
 @dataclass(frozen=True)
 class Place:
     """A host and what else runs on it: `count` other managed services using `cpu` of its
-    cores, and co-tenants using `background` of them (None: the host's profile)."""
+    cores, and co-tenants using `background` of them (None: the host's profile); whether it
+    sleeps."""
 
     host: int
     cpu: float = 0.0
     count: int = 0
     background: float | None = None
+    asleep: bool = False  # a move onto it waits for it to wake
 
 
 class Predictor:
@@ -96,7 +98,8 @@ class Predictor:
 
     def place(self, obs: Observation, host: int) -> Place:
         """`host` as `obs` shows it to its service: the others there, the co-tenants."""
-        return Place(host, *obs.neighbours(host), background(obs, self.hosts, host))
+        return Place(host, *obs.neighbours(host), background(obs, self.hosts, host),
+                     obs.hosts[host].asleep)
 
     def predict(self, obs: Observation, action: int, service: int = 0) -> Prediction:
         src, dst = obs.service.host, target_host(action)
@@ -111,9 +114,10 @@ class Predictor:
         watts, latency = o.service_watts, o.latency_ms
         if move is not None:
             s = self.outcome(service, src, users)
+            wake_s = (self.hosts[dst.host].wake_s or 0.0) if dst.asleep else 0.0
             watts, latency = self.move_cost.step(service, src.host, dst.host,
                                                  (s.service_watts, s.latency_ms),
-                                                 (o.service_watts, o.latency_ms))
+                                                 (o.service_watts, o.latency_ms), wake_s)
         return Prediction(dst.host, watts, latency, self.reward(watts, latency, service), move,
                           watts - o.service_watts, latency - o.latency_ms, o.service_cpu)
 

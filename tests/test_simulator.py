@@ -1,5 +1,7 @@
 """The simulated continuum's models: workload patterns, queueing latency, power sharing."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -390,3 +392,87 @@ def test_decisions_see_the_lagged_metrics_and_rewards_the_true_ones():
     second = step(loop)  # decided on step 0's users, scored on step 2's
     assert second.tick.snapshot.services[0].users == 10 and second.after.services[0].users == 12
     assert sim.snapshot().services[0].users == 11
+
+
+def _sleepy(wake_s: float) -> SimulatedContinuum:
+    """`paper` (intra-cluster moves on edge) with edge1 a host that sleeps at 2 W."""
+    clusters = tuple(c.model_copy(update={"hosts": tuple(
+        h.model_copy(update={"sleep_watts": 2.0, "wake_s": wake_s}) if h.name == "edge1" else h
+        for h in c.hosts)}) for c in TWO_CLUSTERS.clusters)
+    return _steady(TWO_CLUSTERS.model_copy(update={"clusters": clusters}), "edge0")
+
+
+def test_an_empty_host_sleeps_and_one_just_emptied_sleeps_after_the_autoscalers_delay():
+    sim = _sleepy(20.0)
+    edge0, edge1 = HOST["edge0"], HOST["edge1"]
+    host = sim.snapshot().hosts[edge1]
+    assert host.asleep and host.power_w == 2.0  # empty since the start
+    assert not sim.snapshot().hosts[edge0].asleep  # a host without sleep_watts never sleeps
+    sim.placement = [edge1]
+    sim.apply([sim.plan(Move(0, edge0))])  # edge1 empties in this step
+    host = sim.snapshot().hosts[edge1]
+    idle = PAPER.hosts[edge1].idle_watts  # 10 minutes idle (scale-down-unneeded-time), then 2 W
+    assert host.asleep and host.power_w == pytest.approx((600 * idle + 300 * 2.0) / 900)
+    sim.apply([])
+    assert sim.snapshot().hosts[edge1].power_w == 2.0
+
+
+def test_a_move_onto_a_sleeping_host_waits_for_it_to_wake_while_the_source_serves():
+    sim = _sleepy(100.0)
+    edge0, edge1 = HOST["edge0"], HOST["edge1"]
+    src_w, src_ms = sim.on_host(edge0, [0], 1)[0]
+    dst_w, dst_ms = sim.on_host(edge1, [0], 1)[0]
+    loading_w = sim.move_cost.loading_w[0][edge1]
+    sim.apply([sim.plan(Move(0, edge1))])
+    moved = sim.snapshot().services[0]
+    load_s = 0.73 + 15  # intra copy [lab] + cold start, after 100 s of waking
+    assert sim.placement == [edge1]
+    assert moved.latency_ms == pytest.approx(((100 + load_s) * src_ms
+                                              + (800 - load_s) * dst_ms) / 900)
+    assert moved.power_w == pytest.approx(((100 + load_s) * src_w + load_s * loading_w
+                                           + (800 - load_s) * dst_w) / 900)
+    assert not sim.snapshot().hosts[edge1].asleep
+
+
+def test_a_wake_longer_than_a_step_spans_steps():
+    """Waking takes 1000 s: in the first step the source serves and the waking host draws its
+    idle power; the service may only stay and the host is reserved; it moves in the next."""
+    sim = _sleepy(1000.0)
+    edge0, edge1 = HOST["edge0"], HOST["edge1"]
+    done = []
+    sim.apply([sim.plan(Move(0, edge1))], lambda p, outcome: done.append(outcome))
+    snap = sim.snapshot()
+    assert sim.placement == [edge0] and done == []
+    assert (snap.services[0].power_w, snap.services[0].latency_ms) == pytest.approx(
+        sim.on_host(edge0, [0], 1)[0])  # nothing loads yet: the host is waking
+    assert not snap.hosts[edge1].asleep
+    assert snap.hosts[edge1].power_w == PAPER.hosts[edge1].idle_watts
+    assert sim.masks(snap)[0].tolist() == [True, False, False, False, False]
+    assert sim.wake_wait(edge1) == 100.0  # a move onto it now would wait what is left
+    sim.apply([], lambda p, outcome: done.append(outcome))
+    assert sim.placement == [edge1] and done == ["done"]
+    src_ms, dst_ms = sim.on_host(edge0, [0], 2)[0][1], sim.on_host(edge1, [0], 2)[0][1]
+    load_s = 0.73 + 15
+    assert sim.snapshot().services[0].latency_ms == pytest.approx(
+        ((100 + load_s) * src_ms + (800 - load_s) * dst_ms) / 900)
+
+
+def test_predictions_wait_for_a_sleeping_host():
+    sim = _sleepy(300.0)
+    obs = sim.snapshot().view(0)
+    assert obs.hosts[HOST["edge1"]].asleep
+    predicted = Predictor(sim.scenario).predict(obs, 1 + HOST["edge1"])
+    sim.apply([sim.plan(Move(0, HOST["edge1"]))])
+    seen = sim.snapshot().services[0]
+    assert (predicted.power_w, predicted.latency_ms) == pytest.approx(
+        (seen.power_w, seen.latency_ms))
+
+
+def test_sleep_needs_a_wake_time_and_less_than_idle(tmp_path):
+    f = tmp_path / "s.yaml"
+    for extra, message in (("sleep_watts: 2", "give both sleep_watts and wake_s"),
+                           ("sleep_watts: 9, wake_s: 20", "sleep_watts (9.0) is above idle")):
+        f.write_text("clusters:\n  - {name: c, tier: edge, hosts: [{name: h, cores: 2, "
+                     f"idle_watts: 5, max_watts: 40, network_latency_ms: 1, {extra}}}]}}\n")
+        with pytest.raises(GreenwiseError, match=re.escape(message)):
+            load_scenario(f)

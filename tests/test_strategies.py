@@ -219,7 +219,7 @@ def test_lookahead_counts_what_a_service_costs_its_neighbours():
     s = create("lookahead", StrategyContext(fleet), {"horizon": 2})
     edge0, edge2, cloud = HOST["edge0"], HOST["edge2"], HOST["cloud"]
     users = [[30, 30], [20, 20]]  # b from edge0 to edge2, a on cloud or on edge2
-    quiet = (0.0,) * len(PAPER.hosts)  # no co-tenants
+    quiet = Snapshot(0, (), tuple(HostState(h.name, "c", 10.0, 0.0) for h in PAPER.hosts))
     alone = s.value(1, edge0, edge2, [cloud, edge0], users, quiet)
     beside = s.value(1, edge0, edge2, [edge2, edge0], users, quiet)
     a_cpu = s.predictor.outcome(0, Place(edge2), 30).service_cpu

@@ -15,6 +15,10 @@ from orchestrator.performance import SHARE_STEP, Outcome, PerformanceModel, shar
 from orchestrator.topology import MoveKind, Topology
 from orchestrator.workload import TICK_S, episode_users, looped, pattern, shape
 
+# A host that empties sleeps after the cluster autoscaler's scale-down-unneeded-time (its
+# default, 10 minutes: kubernetes/autoscaler FAQ), within the step it empties in.
+SCALE_DOWN_UNNEEDED_S = 600.0
+
 
 @dataclass(frozen=True)
 class Episode:
@@ -127,6 +131,10 @@ class SimulatedContinuum:
         self.moving: dict[int, InFlight] = {}
         self._truth: tuple[tuple[int, tuple[int, ...]], Snapshot] | None = None
         self._measured: dict[int, Snapshot] = {}  # the truth of the last `lag` + 1 steps
+        # Hosts that may sleep: asleep while empty (as since the episode began), and when
+        # each is awake again after a move woke it (seconds since the episode began).
+        self.was_empty = self._empty()
+        self.awake_at = [0.0] * len(self.hosts)
 
     @property
     def done(self) -> bool:
@@ -180,11 +188,14 @@ class SimulatedContinuum:
             self.current()
         self.moved = [None] * len(self.specs)
         self.before = list(self.placement)
-        for p in plans:
-            s, src = p.move.service, self.placement[p.move.service]
+        self.was_empty = self._empty()
+        wait = [self.wake_wait(p.move.host) for p in plans]  # moves onto one host wake it once
+        for p, wake_s in zip(plans, wait, strict=True):
+            s, src, dst = p.move.service, self.placement[p.move.service], p.move.host
+            self.awake_at[dst] = self.t * TICK_S + wake_s
             self.moved[s] = p.kind
             self.moving[s] = InFlight(p, src, self.t,
-                                      self.move_cost.timeline(s, src, p.move.host))
+                                      self.move_cost.timeline(s, src, dst, wake_s))
         self.t += 1
         for s, f in list(self.moving.items()):
             start = f.tick(self.t) * TICK_S
@@ -194,6 +205,28 @@ class SimulatedContinuum:
                 f.switched, self.placement[s] = True, f.plan.move.host
                 if on_done:
                     on_done(f.plan, "done")
+
+    def _busy(self) -> set[int]:
+        """The hosts a managed service is on or on its way to."""
+        return set(self.placement) | {f.plan.move.host for f in self.moving.values()
+                                      if not f.switched}
+
+    def _empty(self) -> list[bool]:
+        """Per host, whether it sleeps now: it may, no managed service is on it or on its way
+        there, and it has no co-tenants."""
+        busy = self._busy()
+        return [i not in busy and self.could_sleep(i, self.t) for i in range(len(self.hosts))]
+
+    def wake_wait(self, host: int) -> float:
+        """Seconds a move decided now waits for `host` to wake: its wake time if it sleeps,
+        what is left of it if a move woke it earlier, else 0."""
+        if host not in self._busy() and self.could_sleep(host, self.t):
+            return self.hosts[host].wake_s or 0.0
+        return max(0.0, self.awake_at[host] - self.t * TICK_S)
+
+    def could_sleep(self, host: int, t: int) -> bool:
+        """Whether `host` sleeps at step t if no managed service is on it."""
+        return self.hosts[host].sleep_watts is not None and self.episode.background[host, t] == 0
 
     # --- what is observed -------------------------------------------------------------------
     def on_host(self, host: int, members: Sequence[int], t: int
@@ -269,6 +302,7 @@ class SimulatedContinuum:
         members_of: list[list[int]] = [[] for _ in self.hosts]
         for s, at in enumerate(self.placement):
             members_of[at].append(s)
+        empty = self._empty()
         for i, h in enumerate(self.hosts):
             members = members_of[i]
             for s, (w, o) in self._on_host(i, members, self.t).items():
@@ -278,8 +312,11 @@ class SimulatedContinuum:
             background = float(self.episode.background[i, self.t])
             power, _ = share_watts(h, background, cpus,
                                    [self.models[s].processes[i] for s in members])
+            if empty[i]:  # idle until removed, if it just emptied; asleep after
+                idle_s = 0.0 if self.was_empty[i] else SCALE_DOWN_UNNEEDED_S
+                power = (idle_s * power + (TICK_S - idle_s) * (h.sleep_watts or 0.0)) / TICK_S
             hosts.append(HostState(h.name, self.topology.clusters[i], power,
-                                   min(1.0, background + sum(cpus))))
+                                   min(1.0, background + sum(cpus)), empty[i]))
         for s, f in self.moving.items():
             served[s] = self._moving(s, f, served[s])
         services = tuple(
