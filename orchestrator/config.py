@@ -59,6 +59,8 @@ class HostProfile(_Strict):
     # takes wake_s to take a service again (suspend-to-RAM resume, a cluster autoscaler's node).
     sleep_watts: float | None = Field(default=None, ge=0)
     wake_s: float | None = Field(default=None, ge=0)
+    # edge | fog | cloud, so that one cluster may hold several tiers; None: its cluster's
+    tier: Tier | None = None
 
     @model_validator(mode="after")
     def _check(self) -> HostProfile:
@@ -267,17 +269,15 @@ class Scenario(_Strict):
 
 PAPER = Scenario(
     name="paper",
-    clusters=(  # Table 3 of the paper
-        ClusterSpec(name="edge", tier="edge", hosts=(
-            HostProfile(name="edge0", cores=4, idle_watts=19.0, max_watts=58.5),
-            HostProfile(name="edge1", cores=4, idle_watts=36.6, max_watts=69.7),
-            HostProfile(name="edge2", cores=4, idle_watts=21.4, max_watts=102.0),
-        )),
-        ClusterSpec(name="cloud", tier="cloud", hosts=(
-            HostProfile(name="cloud", cores=12, idle_watts=162.0, max_watts=280.0,
-                        memory_gib=128.0),
-        )),
-    ),
+    # Section 5.1: one Kubernetes cluster of four nodes, a 12-core control-plane node with
+    # 48 GiB (the cloud host) and three 4-core edge nodes with 8 GiB; their power, Table 3.
+    clusters=(ClusterSpec(name="testbed", tier="edge", hosts=(
+        HostProfile(name="edge0", cores=4, idle_watts=19.0, max_watts=58.5),
+        HostProfile(name="edge1", cores=4, idle_watts=36.6, max_watts=69.7),
+        HostProfile(name="edge2", cores=4, idle_watts=21.4, max_watts=102.0),
+        HostProfile(name="cloud", cores=12, idle_watts=162.0, max_watts=280.0,
+                    memory_gib=48.0, tier="cloud"),
+    )),),
     # Table 4: the clients are in area-1
     regions={"area-1": {"edge0": 14.0, "edge1": 5.0, "edge2": 3.0, "cloud": 30.9}},
 )

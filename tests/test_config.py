@@ -5,6 +5,7 @@ import pytest
 from orchestrator.config import PAPER, load_scenario
 from orchestrator.errors import GreenwiseError
 from orchestrator.performance import PerformanceModel
+from orchestrator.topology import Topology
 
 DOCS = Path(__file__).parent.parent / "docs" / "scenarios"
 
@@ -18,8 +19,18 @@ def test_paper_scenario_has_the_papers_hosts():
     assert dict(zip(hosts, PAPER.network_ms(PAPER.service), strict=True)) == {
         "edge0": 14.0, "edge1": 5.0, "edge2": 3.0, "cloud": 30.9}
     assert hosts["edge1"].max_watts == 69.7
-    assert PAPER.cluster_of("edge0") == "edge"
     assert PAPER.episode_steps == 25
+
+
+def test_paper_is_one_cluster_of_four_nodes_with_edge_and_cloud_tiers():
+    """Section 5.1: one Kubernetes cluster (12-core control plane, three 4-core edge nodes);
+    every move there is intra-cluster, and the cloud tier is the control-plane node."""
+    assert len(PAPER.clusters) == 1 and len(PAPER.hosts) == 4
+    topology = Topology(PAPER.clusters)
+    assert topology.tiers == ("edge", "edge", "edge", "cloud")
+    assert {topology.move_kind(a, b) for a in range(4) for b in range(4) if a != b} == {"intra"}
+    assert {h.name: h.memory_gib for h in PAPER.hosts} == {
+        "edge0": 8.0, "edge1": 8.0, "edge2": 8.0, "cloud": 48.0}
 
 
 def test_yaml_scenario_loads_with_defaults(tmp_path):

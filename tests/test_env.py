@@ -47,7 +47,7 @@ def test_masked_action_keeps_the_service_and_costs_minus_one():
     _, r, _, _, info = env.step(1 + HOST["edge1"])
     assert r == -1.0 and info["invalid"] and info["host"] == HOST["edge1"]
     _, r, _, _, info = env.step(1 + HOST["cloud"])
-    assert info["host"] == HOST["cloud"] and info["moved"] == "inter" and r > -1
+    assert info["host"] == HOST["cloud"] and info["moved"] == "intra" and r > -1  # one cluster
 
 
 def test_episodes_are_25_steps():

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from orchestrator.config import ControllerConfig, ManagedService, load_scenario
+from orchestrator.config import ClusterSpec, ControllerConfig, ManagedService, load_scenario
 from orchestrator.control.controller import Controller, EventLog, Metrics
 from orchestrator.control.gates import Gates
 from orchestrator.control.loop import Loop
@@ -38,7 +38,10 @@ from strategies.env import Encoder
 from strategies.online import OnlineLearner, ReplayEnv, Transition
 from strategies.prediction import Predictor
 
-SCENARIO = load_scenario("paper")  # edge0, edge1, edge2 (cluster edge), cloud (cluster cloud)
+PAPER = load_scenario("paper")  # as two clusters: edge0, edge1, edge2 (edge), cloud (cloud)
+SCENARIO = PAPER.model_copy(update={"clusters": (
+    ClusterSpec(name="edge", tier="edge", hosts=PAPER.hosts[:3]),
+    ClusterSpec(name="cloud", tier="cloud", hosts=PAPER.hosts[3:]))})
 FRESH = 1.0
 
 

@@ -161,7 +161,7 @@ def test_observation_reflects_the_service_host():
     sim = SimulatedContinuum(PAPER, "test", seed=2)
     sim.reset(seed=2, start_host=HOST["edge2"])
     obs = sim.snapshot().view(0)
-    assert obs.service.host == HOST["edge2"] and str(obs.location) == "edge/edge2"
+    assert obs.service.host == HOST["edge2"] and str(obs.location) == "testbed/edge2"
     busy = obs.hosts[HOST["edge2"]]
     assert busy.cpu == pytest.approx(obs.service.cpu) and busy.power_w > 21.4
     assert obs.hosts[HOST["edge0"]].power_w == 19.0
