@@ -17,10 +17,11 @@ from pathlib import Path
 
 from sb3_contrib import MaskablePPO
 
-from orchestrator.config import PAPER, ControllerConfig, Scenario, load_scenario
+from orchestrator.config import ControllerConfig, load_scenario
 from orchestrator.control.gates import Gates
 from orchestrator.control.loop import Loop
 from orchestrator.model import Move
+from orchestrator.scenario import PAPER, Scenario
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies import rl
 from strategies.base import StrategyContext, create

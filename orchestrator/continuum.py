@@ -13,9 +13,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from orchestrator.config import ServiceSpec
 from orchestrator.model import Move, Snapshot
 from orchestrator.move_cost import MoveCost
+from orchestrator.scenario import ServiceSpec
 from orchestrator.topology import MoveKind, Topology
 
 

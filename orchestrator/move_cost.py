@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchestrator.config import Scenario
 from orchestrator.performance import PerformanceModel, share_watts
+from orchestrator.scenario import Scenario
 from orchestrator.topology import Topology
 from orchestrator.workload import TICK_S
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from orchestrator.config import HostProfile, Scenario, ServiceSpec
+from orchestrator.scenario import HostProfile, Scenario, ServiceSpec
 
 
 @dataclass(frozen=True)

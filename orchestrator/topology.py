@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from orchestrator.config import ClusterConfig, ClusterSpec, HostProfile, Tier
+from orchestrator.config import ClusterConfig
 from orchestrator.errors import BadInput
 from orchestrator.model import Location
+from orchestrator.scenario import ClusterSpec, HostProfile, Tier
 
 MoveKind = Literal["intra", "inter"]
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from orchestrator.config import Scenario
+from orchestrator.scenario import Scenario
 from orchestrator.topology import Topology
 
 

@@ -25,9 +25,10 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from orchestrator.config import Scenario, load_scenario
+from orchestrator.config import load_scenario
 from orchestrator.control.loop import Loop
 from orchestrator.model import Load, Move, Observation, target_host
+from orchestrator.scenario import Scenario
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies.prediction import Predictor
 from strategies.reward import INVALID_ACTION_PENALTY, REWARDS

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchestrator.config import HostProfile, Scenario
 from orchestrator.model import Observation, target_host
 from orchestrator.move_cost import MoveCost
 from orchestrator.performance import Outcome, PerformanceModel
+from orchestrator.scenario import HostProfile, Scenario
 from orchestrator.topology import MoveKind, Topology
 from strategies.reward import reward
 

@@ -2,9 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import PAPER, load_scenario
+from orchestrator.config import load_scenario
 from orchestrator.errors import GreenwiseError
 from orchestrator.performance import PerformanceModel
+from orchestrator.scenario import PAPER
 from orchestrator.topology import Topology
 
 DOCS = Path(__file__).parent.parent / "docs" / "scenarios"

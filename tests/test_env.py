@@ -5,7 +5,8 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import strategies  # noqa: F401  (registers GreenWise-v0)
-from orchestrator.config import PAPER, load_scenario
+from orchestrator.config import load_scenario
+from orchestrator.scenario import PAPER
 from strategies.env import ENV_ID, GreenWiseEnv
 from strategies.reward import reward
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from orchestrator.config import ClusterSpec, ControllerConfig, ManagedService, load_scenario
+from orchestrator.config import ControllerConfig, ManagedService, load_scenario
 from orchestrator.control.controller import Controller, EventLog, Metrics
 from orchestrator.control.gates import Gates
 from orchestrator.control.loop import Loop
@@ -33,6 +33,7 @@ from orchestrator.monitoring import (
     Sample,
     ServiceReading,
 )
+from orchestrator.scenario import ClusterSpec
 from orchestrator.topology import Topology
 from strategies.env import Encoder
 from strategies.online import OnlineLearner, ReplayEnv, Transition

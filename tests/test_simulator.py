@@ -5,11 +5,12 @@ import re
 import numpy as np
 import pytest
 
-from orchestrator.config import PAPER, ClusterSpec, InterClusterMove, Scenario, load_scenario
+from orchestrator.config import load_scenario
 from orchestrator.control.loop import Loop, step
 from orchestrator.errors import GreenwiseError
 from orchestrator.model import Move, Observation, Snapshot
 from orchestrator.performance import Backend, PerformanceModel, curve_fraction, erlang_c
+from orchestrator.scenario import PAPER, ClusterSpec, InterClusterMove, Scenario
 from orchestrator.sim.continuum import SimulatedContinuum
 from orchestrator.workload import day, episode_users, ramp, read_trace
 from strategies.prediction import Predictor

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from orchestrator.config import PAPER
 from orchestrator.errors import GreenwiseError
 from orchestrator.model import HostState, Observation, ServiceState, Snapshot
+from orchestrator.scenario import PAPER
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies.base import StrategyContext, create, names
 from strategies.env import GreenWiseEnv
@@ -110,7 +110,7 @@ def test_threshold_comes_from_capacity_and_does_not_flap():
 
 def test_threshold_keeps_each_service_near_its_own_users():
     """Two regions whose nearest hosts differ: each service's near host is its region's."""
-    from orchestrator.config import ClusterSpec, HostProfile, Scenario, ServiceSpec
+    from orchestrator.scenario import ClusterSpec, HostProfile, Scenario, ServiceSpec
     hosts = tuple(HostProfile(name=n, cores=4, idle_watts=10, max_watts=50) for n in "ab")
     sc = Scenario(clusters=(ClusterSpec(name="e", tier="edge", hosts=hosts),),
                   regions={"ra": {"a": 2.0, "b": 20.0}, "rb": {"a": 20.0, "b": 2.0}},
@@ -126,7 +126,7 @@ def test_threshold_keeps_each_service_near_its_own_users():
 def test_cloud_and_threshold_spread_services_as_the_scheduler_would():
     """Three services bound for a cloud tier of two 4-core hosts (1 core requested each): the
     least allocated host each, in turn (2 + 1), not all onto one."""
-    from orchestrator.config import ClusterSpec, HostProfile, Scenario, ServiceSpec
+    from orchestrator.scenario import ClusterSpec, HostProfile, Scenario, ServiceSpec
     def host(n: str, lat: float) -> HostProfile:
         return HostProfile(name=n, cores=4, idle_watts=10, max_watts=50, network_latency_ms=lat)
     sc = Scenario(clusters=(ClusterSpec(name="e", tier="edge", hosts=(host("e", 2),)),
@@ -147,7 +147,7 @@ def test_descheduler_evacuates_over_target_and_consolidates_under_threshold():
     limit) to the least allocated host under 20 % (and is not evicted again in that run); a
     service alone on the 12-core host (8 %) goes to the most allocated host that stays under
     50 % with it."""
-    from orchestrator.config import ClusterSpec, HostProfile, Scenario, ServiceSpec
+    from orchestrator.scenario import ClusterSpec, HostProfile, Scenario, ServiceSpec
     hosts = tuple(HostProfile(name=n, cores=c, idle_watts=10, max_watts=50,
                               network_latency_ms=5) for n, c in (("a", 4), ("b", 4), ("c", 12)))
     sc = Scenario(clusters=(ClusterSpec(name="k", tier="cloud", hosts=hosts),),

@@ -7,11 +7,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from orchestrator.config import Scenario
 from orchestrator.migration.plan import INTER_STEPS, INTRA_STEPS
 from orchestrator.model import HostState, Move, ServiceState, Snapshot
 from orchestrator.move_cost import MoveCost, Timeline
 from orchestrator.performance import SHARE_STEP, Outcome, PerformanceModel, share_watts
+from orchestrator.scenario import Scenario
 from orchestrator.topology import MoveKind, Topology
 from orchestrator.workload import TICK_S, episode_users, looped, pattern, shape
 
@@ -74,6 +74,7 @@ class SimulatedContinuum:
         self.hosts = scenario.hosts
         self.steps = scenario.episode_steps
         self.lag = scenario.observation_lag_steps
+        self.sleepy = [i for i, h in enumerate(self.hosts) if h.sleep_watts is not None]
         self.curves = [pattern(w.train if phase == "train" else w.test, w.peak_users)
                        for w in map(scenario.workload_of, range(len(self.specs)))]
         self.backgrounds = [None if h.background is None else shape(h.background)
@@ -125,6 +126,7 @@ class SimulatedContinuum:
         starts = [start_host] + [None] * (len(self.specs) - 1)
         self.episode = self._draw(starts)
         self.t = 0
+        self.background = self.episode.background.T.tolist()  # [t][host], read every step
         self.placement = list(self.episode.start_hosts)  # where each service serves
         self.before = list(self.placement)  # where they served when the step's moves began
         self.moved: list[MoveKind | None] = [None] * len(self.specs)  # decided last step
@@ -214,8 +216,12 @@ class SimulatedContinuum:
     def _empty(self) -> list[bool]:
         """Per host, whether it sleeps now: it may, no managed service is on it or on its way
         there, and it has no co-tenants."""
-        busy = self._busy()
-        return [i not in busy and self.could_sleep(i, self.t) for i in range(len(self.hosts))]
+        out = [False] * len(self.hosts)
+        if self.sleepy:
+            busy = self._busy()
+            for i in self.sleepy:
+                out[i] = i not in busy and self.background[self.t][i] == 0
+        return out
 
     def wake_wait(self, host: int) -> float:
         """Seconds a move decided now waits for `host` to wake: its wake time if it sleeps,
@@ -226,7 +232,7 @@ class SimulatedContinuum:
 
     def could_sleep(self, host: int, t: int) -> bool:
         """Whether `host` sleeps at step t if no managed service is on it."""
-        return self.hosts[host].sleep_watts is not None and self.episode.background[host, t] == 0
+        return self.hosts[host].sleep_watts is not None and self.background[t][host] == 0
 
     # --- what is observed -------------------------------------------------------------------
     def on_host(self, host: int, members: Sequence[int], t: int
@@ -244,8 +250,10 @@ class SimulatedContinuum:
         share by process count (CFS with equal weights) when together they want more; their
         CPU use depends on each other's, so it is iterated from each one alone (Gauss-Seidel;
         4 rounds: an assumption, settling within the 1 % grid in the cases tried)."""
+        if not members:
+            return {}
         h, users = self.hosts[host], self.episode.users[:, t]
-        background = float(self.episode.background[host, t])
+        background = self.background[t][host]
         alone = {s: self.models[s].outcome(host, int(users[s]), 0.0, background)
                  for s in members}
         outcomes = dict(alone)
@@ -309,7 +317,7 @@ class SimulatedContinuum:
                 served[s] = (w, o.latency_ms * float(self.episode.jitter[s, self.t]))
                 outcome[s] = o
             cpus = [outcome[s].service_cpu for s in members]
-            background = float(self.episode.background[i, self.t])
+            background = self.background[self.t][i]
             power, _ = share_watts(h, background, cpus,
                                    [self.models[s].processes[i] for s in members])
             if empty[i]:  # idle until removed, if it just emptied; asleep after
