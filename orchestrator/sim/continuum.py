@@ -133,9 +133,9 @@ class SimulatedContinuum:
         self.moving: dict[int, InFlight] = {}
         self._truth: tuple[tuple[int, tuple[int, ...]], Snapshot] | None = None
         self._measured: dict[int, Snapshot] = {}  # the truth of the last `lag` + 1 steps
-        # Hosts that may sleep: asleep while empty (as since the episode began), and when
-        # each is awake again after a move woke it (seconds since the episode began).
-        self.was_empty = self._empty()
+        # Which hosts slept in the step before (those empty at the start slept before it),
+        # and when each is awake after a move woke it (seconds since the episode began).
+        self.was_asleep = self._asleep()
         self.awake_at = [0.0] * len(self.hosts)
 
     @property
@@ -190,7 +190,7 @@ class SimulatedContinuum:
             self.current()
         self.moved = [None] * len(self.specs)
         self.before = list(self.placement)
-        self.was_empty = self._empty()
+        self.was_asleep = self._asleep()
         wait = [self.wake_wait(p.move.host) for p in plans]  # moves onto one host wake it once
         for p, wake_s in zip(plans, wait, strict=True):
             s, src, dst = p.move.service, self.placement[p.move.service], p.move.host
@@ -213,7 +213,7 @@ class SimulatedContinuum:
         return set(self.placement) | {f.plan.move.host for f in self.moving.values()
                                       if not f.switched}
 
-    def _empty(self) -> list[bool]:
+    def _asleep(self) -> list[bool]:
         """Per host, whether it sleeps now: it may, no managed service is on it or on its way
         there, and it has no co-tenants."""
         out = [False] * len(self.hosts)
@@ -270,7 +270,6 @@ class SimulatedContinuum:
                                [self.models[s].processes[host] for s in members])
         return {s: (w, outcomes[s]) for s, w in zip(members, watts, strict=True)}
 
-
     def _moving(self, s: int, f: InFlight, here: tuple[float, float]) -> tuple[float, float]:
         """(watts, latency ms) of service s in this step of its move, `here` being what it
         gets where it serves (the target once switched, else the source)."""
@@ -304,13 +303,15 @@ class SimulatedContinuum:
         return self._truth[1]
 
     def _measure(self) -> Snapshot:
+        """The services and hosts in the current step: settled where each serves, a moving
+        one as its move's phases say, a sleeping host at its sleep power."""
         served: dict[int, tuple[float, float]] = {}  # (watts, latency ms) where each serves
         outcome: dict[int, Outcome] = {}
         hosts = []
         members_of: list[list[int]] = [[] for _ in self.hosts]
         for s, at in enumerate(self.placement):
             members_of[at].append(s)
-        empty = self._empty()
+        asleep = self._asleep()
         for i, h in enumerate(self.hosts):
             members = members_of[i]
             for s, (w, o) in self._on_host(i, members, self.t).items():
@@ -320,11 +321,11 @@ class SimulatedContinuum:
             background = self.background[self.t][i]
             power, _ = share_watts(h, background, cpus,
                                    [self.models[s].processes[i] for s in members])
-            if empty[i]:  # idle until removed, if it just emptied; asleep after
-                idle_s = 0.0 if self.was_empty[i] else SCALE_DOWN_UNNEEDED_S
+            if asleep[i]:  # idle until removed, if it just emptied; asleep after
+                idle_s = 0.0 if self.was_asleep[i] else SCALE_DOWN_UNNEEDED_S
                 power = (idle_s * power + (TICK_S - idle_s) * (h.sleep_watts or 0.0)) / TICK_S
             hosts.append(HostState(h.name, self.topology.clusters[i], power,
-                                   min(1.0, background + sum(cpus)), empty[i]))
+                                   min(1.0, background + sum(cpus)), asleep[i]))
         for s, f in self.moving.items():
             served[s] = self._moving(s, f, served[s])
         services = tuple(
