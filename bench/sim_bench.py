@@ -17,10 +17,11 @@ from pathlib import Path
 
 from sb3_contrib import MaskablePPO
 
-from orchestrator.config import PAPER, ControllerConfig, Scenario, load_scenario
+from orchestrator.config import ControllerConfig, load_scenario
 from orchestrator.control.gates import Gates
 from orchestrator.control.loop import Loop
 from orchestrator.model import Move
+from orchestrator.scenario import PAPER, Scenario
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies import rl
 from strategies.base import StrategyContext, create
@@ -71,7 +72,10 @@ def repeated(scenario: Scenario, k: int) -> Scenario:
     services = tuple(s.model_copy(update={"name": f"{s.name}-{j}",
                                           "workload": scenario.workload_of(i)})
                      for j in range(k) for i, s in enumerate(scenario.fleet))
-    return scenario.model_copy(update={"clusters": clusters, "services": services})
+    regions = {r: {f"{h}-{j}": ms for j in range(k) for h, ms in row.items()}
+               for r, row in scenario.regions.items()}
+    return scenario.model_copy(update={"clusters": clusters, "services": services,
+                                       "regions": regions})
 
 
 def tick_ms(strategy: str, model_path: Path | None = None, n: int = 500,

@@ -1,196 +1,30 @@
-"""Scenario schema: clusters of hosts, the served model, workload, SLA and migration costs.
-
-The same host schema is part of the real `continuum.yaml`; a scenario is what the simulated
-continuum is built from. `load_scenario("paper")` gives the GreenWise paper's testbed.
-"""
+"""Loading scenarios (orchestrator/scenario.py: their schema; `load_scenario("paper")` gives the
+GreenWise paper's testbed) and the schema of the real clusters' `continuum.yaml`, whose hosts
+are a scenario's."""
 
 from __future__ import annotations
 
 import re
-from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from orchestrator.errors import BadInput
-from orchestrator.workload import MAX_USERS, PATTERNS, pattern
-
-Tier = Literal["edge", "fog", "cloud"]
-
-
-class _Strict(BaseModel):
-    # nan and inf are refused everywhere: one would turn every reward into nan.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class HostProfile(_Strict):
-    """One machine: its capacity, power profile and network distance to the users."""
-
-    name: str = Field(min_length=1)
-    cores: int = Field(gt=0)
-    idle_watts: float = Field(ge=0)
-    max_watts: float = Field(gt=0)
-    network_latency_ms: float = Field(ge=0)
-    memory_gib: float = Field(default=8.0, gt=0)
-    # Relative per-core speed; inference time per image is divided by it.
-    speed: float = Field(default=1.0, gt=0)
-    # Dynamic power as a fraction of (max - idle) at given CPU utilizations, piecewise linear
-    # between the points; the default is the linear model.
-    power_curve: tuple[tuple[float, float], ...] = ((0.0, 0.0), (1.0, 1.0))
-    # Processes of everything else on the host (OS, kubelet, ...): idle power is shared by
-    # process count (Eq. 2), so this sets the service's share of the idle power.
-    base_processes: int = Field(default=200, ge=0)
-    # CPU utilization of other tenants, in [0, 1).
-    background_utilization: float = Field(default=0.0, ge=0, lt=1)
-
-    @model_validator(mode="after")
-    def _check(self) -> HostProfile:
-        if self.max_watts < self.idle_watts:
-            raise ValueError(
-                f"host {self.name!r}: max_watts ({self.max_watts}) is below idle_watts "
-                f"({self.idle_watts}); max must be >= idle"
-            )
-        xs = [p[0] for p in self.power_curve]
-        if xs[0] != 0.0 or xs[-1] != 1.0 or any(b <= a for a, b in pairwise(xs)):
-            raise ValueError(
-                f"host {self.name!r}: power_curve utilizations must rise from 0.0 to 1.0"
-            )
-        if any(not 0.0 <= p[1] <= 1.0 for p in self.power_curve):
-            raise ValueError(
-                f"host {self.name!r}: power_curve fractions must be within [0, 1] (the share "
-                "of max_watts - idle_watts drawn at that utilization)"
-            )
-        return self
-
-
-class ClusterSpec(_Strict):
-    name: str = Field(min_length=1)
-    tier: Tier
-    hosts: tuple[HostProfile, ...] = Field(min_length=1)
-
-
-class WorkloadSpec(_Strict):
-    """Users per step. `train` and `test` name a built-in pattern or a CSV trace `time,users`."""
-
-    train: str = "ramp"
-    test: str = "day"
-    peak_users: int = Field(default=60, gt=0, le=MAX_USERS)
-    noise: float = Field(default=0.1, ge=0, le=1)  # relative, seeded
-    latency_jitter: float = Field(default=0.05, ge=0, le=1)
-
-
-class ServiceSpec(_Strict):
-    """The served model, by default the paper's TorchServe ResNet-18 (batch 8, delay 100 ms)."""
-
-    name: str = "resnet-18"
-    inference_ms_per_image: float = Field(default=40.0, gt=0)  # one core, intra-op threads = 1
-    batch_overhead_ms: float = Field(default=5.0, ge=0)
-    batch_size: int = Field(default=8, gt=0)
-    max_batch_delay_ms: float = Field(default=100.0, ge=0)
-    # Requests computed at once (TorchServe's backend workers); None: one per core of the host,
-    # the paper's setting (workers = cores, one intra-op thread each).
-    workers: int | None = Field(default=None, gt=0)
-    # Clients wait uniformly between these before their next request (Locust wait_time).
-    think_time_s: tuple[float, float] = (0.1, 0.5)
-    sla_latency_ms: float = Field(default=500.0, gt=0)
-    memory_gib: float = Field(default=2.0, gt=0)
-    cpu_request: float = Field(default=1.0, gt=0)
-    # Its own users (pattern, peak, noise); None: the scenario's workload. Each service's
-    # episode starts at its own random point of its curve, so equal curves are phase-shifted.
-    workload: WorkloadSpec | None = None
-
-    def workers_on(self, host: HostProfile) -> int:
-        """How many requests it computes at once on `host`."""
-        return self.workers or host.cores
-
-
-class MigrationCost(_Strict):
-    """What one move costs in the step it happens (make-before-break: two copies run briefly,
-    the new one starts cold, and inter-cluster clients are forwarded until DNS converges)."""
-
-    latency_ms: float = Field(ge=0)
-    watts: float = Field(ge=0)
-
-
-class MigrationCosts(_Strict):
-    intra_cluster: MigrationCost = MigrationCost(latency_ms=25.0, watts=3.0)
-    inter_cluster: MigrationCost = MigrationCost(latency_ms=80.0, watts=8.0)
-
-
-class Scenario(_Strict):
-    name: str = "custom"
-    clusters: tuple[ClusterSpec, ...] = Field(min_length=1)
-    # One service (`service`, the paper's case) or several (`services`), sharing the hosts.
-    service: ServiceSpec = ServiceSpec()
-    services: tuple[ServiceSpec, ...] = ()
-    workload: WorkloadSpec = WorkloadSpec()
-    migration: MigrationCosts = MigrationCosts()
-    episode_steps: int = Field(default=25, gt=0)
-
-    @model_validator(mode="after")
-    def _unique(self) -> Scenario:
-        if self.services and "service" in self.model_fields_set:
-            raise ValueError("give either service (one) or services (several), not both")
-        for kind, names in (("cluster", [c.name for c in self.clusters]),
-                            ("host", [h.name for h in self.hosts]),
-                            ("service", [s.name for s in self.fleet])):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            if dup:
-                raise ValueError(f"{kind} names must be unique; repeated: {', '.join(dup)}")
-        return self
-
-    @property
-    def fleet(self) -> tuple[ServiceSpec, ...]:
-        """Every service of the scenario, in order."""
-        return self.services or (self.service,)
-
-    @property
-    def hosts(self) -> tuple[HostProfile, ...]:
-        return tuple(h for c in self.clusters for h in c.hosts)
-
-    @property
-    def capacity(self) -> tuple[float, ...]:
-        """Each host's cores x speed: how much work its whole CPU does."""
-        return tuple(h.cores * h.speed for h in self.hosts)
-
-    def workload_of(self, service: int) -> WorkloadSpec:
-        return self.fleet[service].workload or self.workload
-
-    @property
-    def peak_users(self) -> int:
-        """The largest peak of any service's workload."""
-        return max(self.workload_of(i).peak_users for i in range(len(self.fleet)))
-
-    def cluster_of(self, host: str) -> str:
-        return next(c.name for c in self.clusters for h in c.hosts if h.name == host)
-
-
-PAPER = Scenario(
-    name="paper",
-    clusters=(
-        ClusterSpec(name="edge", tier="edge", hosts=(
-            HostProfile(name="edge0", cores=4, idle_watts=19.0, max_watts=58.5,
-                        network_latency_ms=14.0),
-            HostProfile(name="edge1", cores=4, idle_watts=36.6, max_watts=69.7,
-                        network_latency_ms=5.0),
-            HostProfile(name="edge2", cores=4, idle_watts=21.4, max_watts=102.0,
-                        network_latency_ms=3.0),
-        )),
-        ClusterSpec(name="cloud", tier="cloud", hosts=(
-            HostProfile(name="cloud", cores=12, idle_watts=162.0, max_watts=280.0,
-                        network_latency_ms=30.9, memory_gib=128.0),
-        )),
-    ),
+from orchestrator.scenario import (
+    PAPER,
+    ClusterSpec,
+    HostProfile,
+    InterClusterMove,
+    Migration,
+    Scenario,
+    ServiceSpec,
+    Strict,
+    Tier,
+    WorkloadSpec,
 )
+from orchestrator.workload import PATTERNS, pattern
 
 # Built-in scenarios besides `paper`: files shipped with the package, every parameter's source
 # written beside it.
@@ -240,16 +74,20 @@ def describe_validation_error(e: ValidationError) -> str:
 def _resolve_traces(scenario: Scenario, base: Path) -> Scenario:
     """Trace paths in a scenario file are relative to that file; check and pin them."""
 
-    def resolved(workload: WorkloadSpec) -> WorkloadSpec:
-        pinned = {}
-        for field in ("train", "test"):
-            spec = getattr(workload, field)
-            if spec not in PATTERNS:
-                pattern(spec, workload.peak_users, base)  # raises a clear error
-                pinned[field] = str(spec if Path(spec).is_absolute() else base / spec)
-        return workload.model_copy(update=pinned) if pinned else workload
+    def pinned(spec: str) -> str:
+        if spec in PATTERNS:
+            return spec
+        pattern(spec, 1, base)  # raises a clear error
+        return str(spec if Path(spec).is_absolute() else base / spec)
 
-    update: dict[str, Any] = {"workload": resolved(scenario.workload)}
+    def resolved(workload: WorkloadSpec) -> WorkloadSpec:
+        return workload.model_copy(update={f: pinned(getattr(workload, f))
+                                           for f in ("train", "test")})
+
+    update: dict[str, Any] = {"workload": resolved(scenario.workload), "clusters": tuple(
+        c.model_copy(update={"hosts": tuple(
+            h.model_copy(update={"background": pinned(h.background)}) if h.background else h
+            for h in c.hosts)}) for c in scenario.clusters)}
     if scenario.services:
         update["services"] = tuple(
             s.model_copy(update={"workload": resolved(s.workload)}) if s.workload else s
@@ -264,7 +102,7 @@ def _first_line(text: str) -> str:
 # --- continuum.yaml: real clusters ------------------------------------------------------------
 
 
-class ClusterConfig(_Strict):
+class ClusterConfig(Strict):
     """One Kubernetes cluster of the continuum. Hosts are its nodes (name == node name)."""
 
     name: str = Field(min_length=1)
@@ -290,7 +128,7 @@ class ClusterConfig(_Strict):
         return int(self.ingress.rsplit(":", 1)[1])
 
 
-class ManagedService(_Strict):
+class ManagedService(Strict):
     """A service greenwise-mc may move: its Deployment and Service share the namespace."""
 
     namespace: str = Field(min_length=1)
@@ -314,7 +152,7 @@ class ManagedService(_Strict):
         return self.deployment or self.name
 
 
-class Rfc2136Config(_Strict):
+class Rfc2136Config(Strict):
     provider: Literal["rfc2136"]
     server: str
     port: int = Field(default=53, gt=0, lt=65536)
@@ -324,7 +162,7 @@ class Rfc2136Config(_Strict):
     owner_id: str = Field(default="greenwise-mc", pattern=r"^[\w.-]+$")  # in ownership records
 
 
-class CloudDnsConfig(_Strict):
+class CloudDnsConfig(Strict):
     provider: Literal["google-cloud-dns"]
     project: str
     managed_zone: str
@@ -335,7 +173,7 @@ class CloudDnsConfig(_Strict):
     owner_id: str = Field(default="greenwise-mc", pattern=r"^[\w.-]+$")  # in ownership records
 
 
-class PrometheusConfig(_Strict):
+class PrometheusConfig(Strict):
     url: str  # the global Prometheus that federates every cluster (series carry `cluster`)
     # Kepler's metric names: v0.7 (<= 0.7, joules counters), v0.10 (>= 0.10, watts gauges with
     # `zone`), or auto (per node and pod, whichever is there; v0.10 where both are).
@@ -353,7 +191,7 @@ class PrometheusConfig(_Strict):
         return url
 
 
-class ControllerConfig(_Strict):
+class ControllerConfig(Strict):
     """Policy mode (`greenwise-mc run --config`): leader election and the safety gates."""
 
     # One active controller: a coordination.k8s.io/v1 Lease in this cluster (default: the first
@@ -371,7 +209,7 @@ class ControllerConfig(_Strict):
     min_predicted_gain: float | None = Field(default=0.02, ge=0)
 
 
-class ContinuumConfig(_Strict):
+class ContinuumConfig(Strict):
     state_dir: Path = Path(".greenwise")
     clusters: tuple[ClusterConfig, ...] = Field(min_length=1)
     dns: Rfc2136Config | CloudDnsConfig = Field(discriminator="provider")
@@ -393,6 +231,15 @@ class ContinuumConfig(_Strict):
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:
                 raise ValueError(f"{kind} names must be unique; repeated: {', '.join(dup)}")
+        for c in self.clusters:
+            for h in c.hosts:
+                if h.network_latency_ms is None:
+                    raise ValueError(f"cluster {c.name!r}, host {h.name!r}: give its "
+                                     "network_latency_ms (from its users, in ms)")
+                for field in ("background", "sleep_watts"):
+                    if getattr(h, field) is not None:
+                        raise ValueError(f"cluster {c.name!r}, host {h.name!r}: {field} is for "
+                                         "simulated scenarios (a real host is observed)")
         lease = self.controller.lease_cluster
         if lease is not None and lease not in {c.name for c in self.clusters}:
             raise ValueError(f"controller.lease_cluster {lease!r} is not a cluster of the config")
@@ -430,7 +277,8 @@ class ContinuumConfig(_Strict):
             name="continuum",
             clusters=tuple(ClusterSpec(name=c.name, tier=c.tier, hosts=c.hosts)
                            for c in self.clusters),
-            services=specs)
+            services=specs,
+            migration=Migration(inter_cluster=InterClusterMove(dns_s=self.dns.ttl)))
 
 
 def load_continuum(path: Path) -> ContinuumConfig:

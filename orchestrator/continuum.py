@@ -13,8 +13,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from orchestrator.config import ServiceSpec
 from orchestrator.model import Move, Snapshot
+from orchestrator.move_cost import MoveCost
+from orchestrator.scenario import ServiceSpec
 from orchestrator.topology import MoveKind, Topology
 
 
@@ -56,17 +57,22 @@ class Continuum(Protocol):
 
 @runtime_checkable
 class Clairvoyant(Protocol):
-    """A continuum that knows its future (the simulated one): what the oracle plans over."""
+    """A continuum that knows its future, and the present its snapshots may show late (the
+    simulated one): what the oracle plans over and what evaluation is scored on."""
 
     steps: int
     placement: list[int]  # where each service starts
+    move_cost: MoveCost  # what a move costs in its step, from where it serves on either side
 
     def on_host(self, host: int, members: Sequence[int], t: int
                 ) -> dict[int, tuple[float, float]]:
-        """(service watts, latency ms) of each of `members` sharing `host` at step t."""
+        """(service watts, latency ms) of each of `members` serving on `host` at step t."""
 
-    def move_cost(self, kind: MoveKind | None) -> tuple[float, float]:
-        """(watts, latency ms) a move adds in the step it happens."""
+    def current(self) -> Snapshot:
+        """Every service and host as they truly are now (snapshot() may lag behind)."""
+
+    def could_sleep(self, host: int, t: int) -> bool:
+        """Whether `host` sleeps at step t if no managed service is on it."""
 
     def fits(self, service: int, host: int, beside: Iterable[int]) -> bool:
         """Whether `host` takes `service` beside the services `beside` (requests, memory)."""

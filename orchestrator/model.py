@@ -24,6 +24,7 @@ class HostState:
     cluster: str
     power_w: float
     cpu: float  # utilization in [0, 1]
+    asleep: bool = False  # a move onto it waits for it to wake
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class Observation:
     # (empty: none anywhere). What it would share a host with if it moved there.
     others_cpu: tuple[float, ...] = ()
     others_count: tuple[int, ...] = ()
+    # Per host, the CPU its co-tenants use (Snapshot.background; empty: not known).
+    background: tuple[float, ...] = ()
 
     def neighbours(self, host: int) -> tuple[float, int]:
         """(CPU, count) of the other managed services on `host`."""
@@ -76,10 +79,25 @@ class Snapshot:
     step: int
     services: tuple[ServiceState, ...]
     hosts: tuple[HostState, ...]
+    # Per host, the co-tenants' CPU as measured with the hosts' CPU, where the services are
+    # not where they were measured (observation lag); empty: derived (`background`).
+    measured_background: tuple[float, ...] = ()
 
     def view(self, service: int) -> Observation:
         """Service `service` and all hosts (Eq. 4), with the other services' load per host."""
         return self._load.view(service)
+
+    @cached_property
+    def background(self) -> tuple[float, ...]:
+        """Per host, the CPU of what is not a managed service (co-tenants, the system): its
+        CPU minus the managed services' CPU on it."""
+        if self.measured_background:
+            return self.measured_background
+        cpu = [h.cpu for h in self.hosts]
+        for s in self.services:
+            if s.valid and 0 <= s.host < len(cpu):
+                cpu[s.host] -= s.cpu
+        return tuple(max(0.0, c) for c in cpu)
 
     @cached_property
     def _load(self) -> Load:  # counted once per snapshot, never moved
@@ -112,8 +130,9 @@ class Load:
             count[h] -= 1
         s = self.snapshot
         if not any(count):
-            return Observation(s.step, s.services[service], s.hosts)
-        return Observation(s.step, s.services[service], s.hosts, tuple(cpu), tuple(count))
+            return Observation(s.step, s.services[service], s.hosts, background=s.background)
+        return Observation(s.step, s.services[service], s.hosts, tuple(cpu), tuple(count),
+                           s.background)
 
     def move(self, service: int, host: int) -> None:
         src = self.where[service]

@@ -11,8 +11,8 @@ latency grows with users. Power (Eq. 1-2) = idle + per-host curve of CPU utiliza
 service gets its CPU share of the dynamic part and its process share of the idle part.
 Services on one host share its cores (CFS without CPU limits): the other managed services'
 busy cores (`taken`; the simulated continuum says how much) are load on the same M/M/c queue.
-Outcomes are computed once per host, share taken (in steps of 1 %) and user count, so a
-simulator step is mostly lookups.
+Outcomes are computed once per host, background load and share taken (in steps of 1 %) and
+user count, so a simulator step is mostly lookups.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from orchestrator.config import HostProfile, Scenario, ServiceSpec
+from orchestrator.scenario import HostProfile, Scenario, ServiceSpec
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,12 @@ def curve_fraction(curve: tuple[tuple[float, float], ...], utilization: float) -
     return curve[-1][1]
 
 
-def share_watts(host: HostProfile, cpus: Sequence[float],
+def share_watts(host: HostProfile, background: float, cpus: Sequence[float],
                 processes: Sequence[int]) -> tuple[float, list[float]]:
     """Eq. 1-2: the host's power with services using `cpus` (fractions of its cores) on top of
-    its background load, and each one's share: of the dynamic part by CPU, of the idle part by
-    process count (`processes` each, beside the host's own)."""
-    host_cpu = min(1.0, host.background_utilization + sum(cpus))
+    its `background` load, and each one's share: of the dynamic part by CPU, of the idle part
+    by process count (`processes` each, beside the host's own)."""
+    host_cpu = min(1.0, background + sum(cpus))
     dynamic = (host.max_watts - host.idle_watts) * curve_fraction(host.power_curve, host_cpu)
     everyone = host.base_processes + sum(processes)
     return host.idle_watts + dynamic, [
@@ -70,18 +70,25 @@ def share_watts(host: HostProfile, cpus: Sequence[float],
         for c, p in zip(cpus, processes, strict=True)]
 
 
-SHARE_STEP = 0.01  # the grid of `taken` outcomes are kept on
+SHARE_STEP = 0.01  # the grid of `taken` and background load outcomes are kept on
+
+
+def on_grid(share: float) -> int:
+    """A share of a host's cores as a whole number of grid steps."""
+    return max(0, round(share / SHARE_STEP))
 
 
 class Backend:
     """TorchServe-like backend of one service on one host, with `taken` of the host's cores
     used by other managed services: their busy cores count as load on the same cores, so
     its requests wait more as the host fills up (a shared M/M/c; an approximation, since their
-    batches differ from its own), and it can use only what they leave."""
+    batches differ from its own), and it can use only what they leave. Co-tenants (`background`,
+    default: the host's profile) slow its cores down."""
 
-    def __init__(self, service: ServiceSpec, host: HostProfile, taken: float = 0.0) -> None:
+    def __init__(self, service: ServiceSpec, host: HostProfile, taken: float = 0.0,
+                 background: float | None = None) -> None:
         self.servers = service.workers_on(host)
-        free = 1.0 - host.background_utilization
+        free = 1.0 - (host.background_utilization if background is None else background)
         self.others = self.servers * min(taken / free, 1.0 - SHARE_STEP)  # in workers
         slow = host.speed * free
         self.per_image = service.inference_ms_per_image / 1000.0 / slow
@@ -140,31 +147,37 @@ class PerformanceModel:
         self.service = service or scenario.fleet[0]
         self.hosts = scenario.hosts
         self.processes = [1 + self.service.workers_on(h) for h in self.hosts]  # front end + workers
+        self.network_ms = scenario.network_ms(self.service)  # from its users, per host
         self.p_max = max(h.max_watts for h in self.hosts)  # reward normalization (Eq. 9)
-        self._known: dict[tuple[int, int, int], Outcome] = {}  # (host, taken step, users)
+        # (host, background step, taken step, users)
+        self._known: dict[tuple[int, int, int, int], Outcome] = {}
 
-    def _outcome(self, i: int, step: int, users: int) -> Outcome:
+    def _outcome(self, i: int, background_step: int, step: int, users: int) -> Outcome:
         host = self.hosts[i]
-        taken = step * SHARE_STEP
-        backend = Backend(self.service, host, taken)
+        background, taken = background_step * SHARE_STEP, step * SHARE_STEP
+        backend = Backend(self.service, host, taken, background)
         x, back = backend.solve(users)
-        svc_cpu = backend.busy_workers(x) * (1.0 - host.background_utilization) / host.cores
+        svc_cpu = backend.busy_workers(x) * (1.0 - background) / host.cores
         # The others' CPU counts for the host's utilization; their processes are not known
         # here (the simulated continuum shares the idle power among all of them).
-        host_watts, (watts, _) = share_watts(host, (svc_cpu, taken), (self.processes[i], 0))
+        host_watts, (watts, _) = share_watts(host, background, (svc_cpu, taken),
+                                             (self.processes[i], 0))
         return Outcome(
-            latency_ms=back * 1000.0 + host.network_latency_ms,
+            latency_ms=back * 1000.0 + self.network_ms[i],
             throughput_rps=x,
             service_cpu=svc_cpu,
             service_watts=watts,
-            host_cpu=min(1.0, host.background_utilization + taken + svc_cpu),
+            host_cpu=min(1.0, background + taken + svc_cpu),
             host_watts=host_watts,
         )
 
-    def outcome(self, host: int, users: int, taken: float = 0.0) -> Outcome:
-        """The service on `host` with `users`, `taken` of the host's cores used by others
-        (computed once per host, 1 % of share and user count)."""
-        key = (host, max(0, round(taken / SHARE_STEP)), users)
+    def outcome(self, host: int, users: int, taken: float = 0.0,
+                background: float | None = None) -> Outcome:
+        """The service on `host` with `users`, `taken` of the host's cores used by other
+        managed services and `background` by co-tenants (None: the host's profile); computed
+        once per host, 1 % of share, 1 % of background and user count."""
+        level = self.hosts[host].background_utilization if background is None else background
+        key = (host, on_grid(level), on_grid(taken), users)
         if key not in self._known:
             self._known[key] = self._outcome(*key)
         return self._known[key]

@@ -29,8 +29,9 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from orchestrator.config import HostProfile, describe_validation_error
+from orchestrator.config import describe_validation_error
 from orchestrator.errors import BadInput
+from orchestrator.scenario import HostProfile
 
 COLUMNS = ("host", "cpu_utilization", "watts")
 MIN_ROWS = 20  # per host: enough for a held-out part and k-neighbours (k = 5)

@@ -1,13 +1,15 @@
-"""Host order, Location <-> index and the kind of a move, defined once for every continuum."""
+"""Host order, Location <-> index, each host's tier and the kind of a move, defined once for
+every continuum."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Literal
 
-from orchestrator.config import ClusterConfig, ClusterSpec, HostProfile
+from orchestrator.config import ClusterConfig
 from orchestrator.errors import BadInput
 from orchestrator.model import Location
+from orchestrator.scenario import ClusterSpec, HostProfile, Tier
 
 MoveKind = Literal["intra", "inter"]
 
@@ -22,6 +24,8 @@ class Topology:
         self.locations: tuple[Location, ...] = tuple(
             Location(c.name, h.name) for c in clusters for h in c.hosts)
         self.clusters: tuple[str, ...] = tuple(loc.cluster for loc in self.locations)
+        # each host's tier: its own, else its cluster's
+        self.tiers: tuple[Tier, ...] = tuple(h.tier or c.tier for c in clusters for h in c.hosts)
         self._index = {loc: i for i, loc in enumerate(self.locations)}
         self.p_max = max(h.max_watts for h in self.hosts)  # reward normalization (Eq. 9)
 

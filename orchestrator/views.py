@@ -11,11 +11,11 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.config import ServiceSpec
 from orchestrator.control.loop import Decision, Step
 from orchestrator.migration.steps import DESCRIPTIONS
 from orchestrator.model import Snapshot
 from orchestrator.output import table
+from orchestrator.scenario import ServiceSpec
 from orchestrator.topology import Topology
 
 

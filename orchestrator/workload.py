@@ -82,10 +82,22 @@ def pattern(spec: str, peak: int, base: Path | None = None) -> list[float]:
     return read_trace(path)
 
 
+def shape(spec: str, base: Path | None = None) -> list[float]:
+    """A pattern or trace normalized to its peak (1.0): the shape of a background load."""
+    curve = pattern(spec, 100, base)
+    peak = max(curve, default=0.0)
+    return [u / peak if peak > 0 else 0.0 for u in curve]
+
+
+def looped(curve: list[float], steps: int, rng: np.random.Generator) -> np.ndarray:
+    """`steps` consecutive values from a random offset of the looped curve."""
+    start = int(rng.integers(len(curve)))
+    return np.array([curve[(start + t) % len(curve)] for t in range(steps)])
+
+
 def episode_users(curve: list[float], steps: int, noise: float,
                   rng: np.random.Generator) -> np.ndarray:
     """`steps` consecutive integer user counts from a random offset of the looped curve."""
-    start = int(rng.integers(len(curve)))
-    base = np.array([curve[(start + t) % len(curve)] for t in range(steps)])
+    base = looped(curve, steps, rng)
     noisy = base * (1.0 + noise * rng.standard_normal(steps))
     return np.maximum(np.rint(noisy), 0).astype(np.int64)

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from orchestrator.config import Scenario
+from orchestrator.scenario import Scenario
+from orchestrator.topology import Topology
 
 
 def cloud_hosts(scenario: Scenario) -> list[int]:
-    """The hosts of the cloud tier (all hosts if no cluster is a cloud)."""
-    cloud = {h.name for c in scenario.clusters if c.tier == "cloud" for h in c.hosts}
-    pool = [i for i, h in enumerate(scenario.hosts) if h.name in cloud]
-    return pool or list(range(len(scenario.hosts)))
+    """The hosts of the cloud tier (all hosts if none is)."""
+    tiers = Topology(scenario.clusters).tiers
+    return [i for i, t in enumerate(tiers) if t == "cloud"] or list(range(len(tiers)))
 
 
 class Allocation:

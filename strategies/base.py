@@ -19,10 +19,11 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from orchestrator.config import Scenario, ServiceSpec, describe_validation_error
+from orchestrator.config import describe_validation_error
 from orchestrator.continuum import Continuum
 from orchestrator.errors import BadInput
 from orchestrator.model import STAY, Observation, Snapshot
+from orchestrator.scenario import Scenario, ServiceSpec
 
 
 class NoOptions(BaseModel):

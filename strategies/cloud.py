@@ -1,4 +1,4 @@
-"""Cloud: every service on the cloud tier (all hosts, if no cluster is a cloud), each on the
+"""Cloud: every service on the cloud tier (all hosts, if no host is a cloud one), each on the
 host the default scheduler would pick there (least allocated by requests), the placement an
 operator picks to be safe. An operator baseline, for every service at once."""
 

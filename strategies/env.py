@@ -25,9 +25,10 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from orchestrator.config import Scenario, load_scenario
+from orchestrator.config import load_scenario
 from orchestrator.control.loop import Loop
 from orchestrator.model import Load, Move, Observation, target_host
+from orchestrator.scenario import Scenario
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies.prediction import Predictor
 from strategies.reward import INVALID_ACTION_PENALTY, REWARDS
@@ -101,13 +102,16 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
 
     def _host_reward(self, host: int) -> float:
         """The next step's reward of the services on `host` where the decided moves put them
-        (a service that moved in this tick paying its move's cost)."""
+        (a service that moves in this tick as orchestrator/move_cost.py says: served at its
+        source, beside those there now, until its new copy serves)."""
         members = [s for s, at in enumerate(self.load.where) if at == host]
-        out = 0.0
-        for s, (w, ms) in self.sim.on_host(host, members, self.sim.t + 1).items():
-            cost_w, cost_ms = self.sim.move_cost(
-                self.sim.topology.move_kind(self.sim.placement[s], host))
-            out += self.predictor.reward(w + cost_w, ms + cost_ms, s)
+        sim, t, out = self.sim, self.sim.t + 1, 0.0
+        for s, at_dst in sim.on_host(host, members, t).items():
+            src = sim.placement[s]
+            at_src = at_dst if src == host else sim.on_host(
+                src, [o for o, at in enumerate(sim.placement) if at == src], t)[s]
+            out += self.predictor.reward(*sim.move_cost.step(
+                s, src, host, at_src, at_dst, sim.wake_wait(host)), s)
         return out
 
     def _decision_reward(self, action: int) -> float:
@@ -152,7 +156,7 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
             return self.encoders[self.service](self.observation()), r, False, False, info
         self.loop.act(self.snapshot, self.masks, self.actions)
         self._new_tick()
-        s = self.snapshot.services[i]
+        s = self.sim.current().services[i]  # as it is, whatever the observation's lag
         info.update(host=s.host, power_w=s.power_w, latency_ms=s.latency_ms,
                     moved=self.sim.moved[i], sla_violation=s.latency_ms > self.predictor.sla(i))
         return self.encoders[0](self.observation()), r, False, self.sim.done, info

@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.config import ControllerConfig, Scenario
+from orchestrator.config import ControllerConfig
 from orchestrator.control.gates import Gates
 from orchestrator.control.loop import Loop, step
+from orchestrator.scenario import Scenario
 from orchestrator.sim.continuum import SimulatedContinuum
 from orchestrator.workload import TICK_S
 from strategies.base import Strategy

@@ -4,9 +4,10 @@ Each tick it forecasts each service's users `horizon` steps ahead from what it h
 (a straight line through its last `window` observations; never the future) and gives each
 service the host with the best predicted reward summed over the horizon: its own, plus what
 its being there costs the services it would share the host with (contention), with a move's
-one-step cost counted once. So a move pays when its gain over the horizon outweighs its cost,
-and a service does not crowd a host whose tenants lose more than it gains. Services decided
-before it in the tick count where they go (their load and their requests), as in greedy.
+cost (orchestrator/move_cost.py) counted in its first step. So a move pays when its gain over
+the horizon outweighs its cost, and a service does not crowd a host whose tenants lose more
+than it gains. Services decided before it in the tick count where they go (their load and
+their requests), as in greedy.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from orchestrator.continuum import Continuum
 from orchestrator.model import STAY, Snapshot
 from strategies.allocation import Allocation
 from strategies.base import NoOptions, StrategyContext
-from strategies.prediction import Predictor
+from strategies.prediction import Place, Predictor
 
 
 class LookaheadOptions(NoOptions):
@@ -69,26 +70,39 @@ class LookaheadStrategy:
             valid = [a for a in range(len(masks[i]))
                      if masks[i][a] and (a == STAY or alloc.room(i, a - 1))]
             a = max(valid, key=lambda a: self.value(
-                i, s.host, s.host if a == STAY else a - 1, where, users))
+                i, s.host, s.host if a == STAY else a - 1, where, users, snapshot))
             if a != STAY:
                 actions[i] = alloc.move(i, a - 1)
                 where[i] = a - 1
         return actions
 
     def value(self, i: int, src: int, dst: int, where: Sequence[int],
-              users: Sequence[Sequence[int]]) -> float:
+              users: Sequence[Sequence[int]], now: Snapshot) -> float:
         """Predicted reward over the horizon of service i going from src to dst, and of the
-        services on dst with it there minus without it."""
-        p = self.predictor
+        services on dst with it there minus without it; co-tenants and sleeping hosts as
+        observed `now`."""
+        p, background = self.predictor, now.background
+
+        def alone(o: int, host: int, k: int) -> float:
+            return p.outcome(o, Place(host, background=background[host]), users[o][k]).service_cpu
+
         beside = [o for o, at in enumerate(where) if at == dst and o != i]
         total = 0.0
         for k in range(self.horizon):
-            cpu = {o: p.outcome(o, dst, users[o][k]).service_cpu for o in beside}  # each alone
+            cpu = {o: alone(o, dst, k) for o in beside}
             load = sum(cpu.values())
-            own = p.at(i, src if k == 0 else dst, dst, users[i][k], load, len(beside))
+            there = Place(dst, load, len(beside), background[dst], now.hosts[dst].asleep)
+            here = there
+            if k == 0 and src != dst:  # where it serves until its new copy is ready
+                with_it = [o for o, at in enumerate(where) if at == src and o != i]
+                here = Place(src, sum(alone(o, src, k) for o in with_it), len(with_it),
+                             background[src])
+            own = p.at(i, here, there, users[i][k])
             total += own.reward
             for o in beside:
                 rest = load - cpu[o]
-                total += (p.at(o, dst, dst, users[o][k], rest + own.cpu, len(beside)).reward
-                          - p.at(o, dst, dst, users[o][k], rest, len(beside) - 1).reward)
+                for sign, others, count in ((1, rest + own.cpu, len(beside)),
+                                            (-1, rest, len(beside) - 1)):
+                    place = Place(dst, others, count, background[dst])
+                    total += sign * p.at(o, place, place, users[o][k]).reward
         return total

@@ -3,18 +3,20 @@ minimum-gain gate. Users are assumed to stay as observed (one-step lookahead).""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchestrator.config import Scenario
 from orchestrator.model import Observation, target_host
+from orchestrator.move_cost import MoveCost
 from orchestrator.performance import Outcome, PerformanceModel
+from orchestrator.scenario import HostProfile, Scenario
 from orchestrator.topology import MoveKind, Topology
 from strategies.reward import reward
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """The service in the step of the action: a move's one-step cost is included (as the
+    """The service in the step of the action: a move's cost in that step is included (as the
     simulator's step includes it) and also kept apart, so what it settles at is known."""
 
     host: int
@@ -37,6 +39,25 @@ class Prediction:
                 "latency_ms": self.latency_ms - self.move_cost_ms}
 
 
+def background(obs: Observation, hosts: Sequence[HostProfile], host: int) -> float:
+    """The co-tenants' CPU on `host`: as observed (the host's CPU minus the managed services'
+    on it) where the observation tells, else the host's profile."""
+    return obs.background[host] if obs.background else hosts[host].background_utilization
+
+
+@dataclass(frozen=True)
+class Place:
+    """A host and what else runs on it: `count` other managed services using `cpu` of its
+    cores, and co-tenants using `background` of them (None: the host's profile); whether it
+    sleeps."""
+
+    host: int
+    cpu: float = 0.0
+    count: int = 0
+    background: float | None = None
+    asleep: bool = False  # a move onto it waits for it to wake
+
+
 class Predictor:
     """Predictions for every service of a scenario, each with its own performance and SLA."""
 
@@ -48,6 +69,7 @@ class Predictor:
         self.models = [model if model is not None and i == 0 else
                        PerformanceModel(scenario, service=s)
                        for i, s in enumerate(scenario.fleet)]
+        self.move_cost = MoveCost(scenario, self.models)
         self.reward_kind = reward_kind
         self.p_max = self.topology.p_max
 
@@ -63,37 +85,46 @@ class Predictor:
         """Eq. 9-11 for `service` drawing `power_w` at `latency_ms` (against its own SLA)."""
         return reward(self.reward_kind, power_w, latency_ms, self.p_max, self.sla(service))
 
-    def outcome(self, service: int, host: int, users: int, cpu: float = 0.0,
-                count: int = 0) -> Outcome:
-        """`service` settled on `host` with `users`, beside `count` other managed services
-        using `cpu` of its cores. They leave it all they do not use, but at least an equal
-        share with each (as the simulated continuum gives services with as many processes;
-        an assumption where they differ)."""
-        free = 1.0 - self.hosts[host].background_utilization
-        return self.models[service].outcome(host, users, min(cpu, free - free / (1 + count)))
+    def outcome(self, service: int, place: Place, users: int) -> Outcome:
+        """`service` settled on `place` with `users`. The other services there leave it all
+        they do not use, but at least an equal share with each (as the simulated continuum
+        gives services with as many processes; an assumption where they differ)."""
+        background = place.background
+        if background is None:
+            background = self.hosts[place.host].background_utilization
+        free = 1.0 - background
+        return self.models[service].outcome(
+            place.host, users, min(place.cpu, free - free / (1 + place.count)), background)
+
+    def place(self, obs: Observation, host: int) -> Place:
+        """`host` as `obs` shows it to its service: the others there, the co-tenants."""
+        return Place(host, *obs.neighbours(host), background(obs, self.hosts, host),
+                     obs.hosts[host].asleep)
 
     def predict(self, obs: Observation, action: int, service: int = 0) -> Prediction:
         src, dst = obs.service.host, target_host(action)
-        return self.at(service, src, src if dst is None else dst, obs.service.users,
-                       *obs.neighbours(src if dst is None else dst))
+        return self.at(service, self.place(obs, src),
+                       self.place(obs, src if dst is None else dst), obs.service.users)
 
-    def at(self, service: int, src: int, dst: int, users: int, cpu: float = 0.0,
-           count: int = 0) -> Prediction:
-        """`service` going from `src` to `dst` (staying if the same) with `users`, beside
-        `count` other managed services using `cpu` of dst's cores."""
-        move = self.topology.move_kind(src, dst)
-        o = self.outcome(service, dst, users, cpu, count)
-        cost_w = cost_ms = 0.0
+    def at(self, service: int, src: Place, dst: Place, users: int) -> Prediction:
+        """`service` going from `src` to `dst` (staying if the same host) with `users`: in the
+        step of the move (orchestrator/move_cost.py), and where it settles."""
+        move = self.topology.move_kind(src.host, dst.host)
+        o = self.outcome(service, dst, users)
+        watts, latency = o.service_watts, o.latency_ms
         if move is not None:
-            cost = getattr(self.scenario.migration, f"{move}_cluster")
-            cost_w, cost_ms = cost.watts, cost.latency_ms
-        watts, latency = o.service_watts + cost_w, o.latency_ms + cost_ms
-        return Prediction(dst, watts, latency, self.reward(watts, latency, service), move,
-                          cost_w, cost_ms, o.service_cpu)
+            s = self.outcome(service, src, users)
+            wake_s = (self.hosts[dst.host].wake_s or 0.0) if dst.asleep else 0.0
+            watts, latency = self.move_cost.step(service, src.host, dst.host,
+                                                 (s.service_watts, s.latency_ms),
+                                                 (o.service_watts, o.latency_ms), wake_s)
+        return Prediction(dst.host, watts, latency, self.reward(watts, latency, service), move,
+                          watts - o.service_watts, latency - o.latency_ms, o.service_cpu)
+
 
 def compare(stay: Prediction, chosen: Prediction) -> dict[str, dict[str, float]]:
     """Staying vs the chosen action, per quantity. Power and latency: where the service settles
-    after the move (`change` = settled - staying) and the move's one-step cost apart
+    after the move (`change` = settled - staying) and what the move costs in its step apart
     (`move_cost`); reward: of the step itself, cost included (what the gain gate weighs)."""
     out = {q: {"stay": round(stay.settled[q], 3), "chosen": round(v, 3),
                "change": round(v - stay.settled[q], 3),

@@ -15,10 +15,10 @@ from stable_baselines3 import A2C
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from orchestrator.config import Scenario
 from orchestrator.continuum import Continuum
 from orchestrator.errors import BadInput
 from orchestrator.model import STAY, Load, Move, Snapshot, target_host
+from orchestrator.scenario import Scenario
 from strategies.base import NoOptions, StrategyContext
 from strategies.env import Encoder, GreenWiseEnv
 

@@ -17,6 +17,7 @@ from pydantic import Field
 from orchestrator.continuum import Continuum
 from orchestrator.model import Observation
 from strategies.base import NoOptions, StrategyContext
+from strategies.prediction import background
 
 
 class RulesOptions(NoOptions):
@@ -49,12 +50,12 @@ class RulesStrategy:
         cur = self.hosts[obs.service.host]
         work = obs.service.cpu * cur.cores * cur.speed  # core-seconds/s at unit speed
         host = self.hosts[h]
-        return host.background_utilization + work / (host.cores * host.speed)
+        return background(obs, self.hosts, h) + work / (host.cores * host.speed)
 
     def _power_estimate(self, obs: Observation, h: int) -> float:
         host = self.hosts[h]
         idle_share = host.idle_watts * self.processes[h] / (host.base_processes + self.processes[h])
-        svc_cpu = self._projected_cpu(obs, h) - host.background_utilization
+        svc_cpu = self._projected_cpu(obs, h) - background(obs, self.hosts, h)
         return idle_share + (host.max_watts - host.idle_watts) * svc_cpu
 
     def decide(self, obs: Observation, mask: np.ndarray) -> int:

@@ -1,4 +1,4 @@
-"""Threshold: per service, the host nearest the users (that takes it) while its users stay
+"""Threshold: per service, the host nearest its users (that takes it) while its users stay
 below a threshold, else a cloud host (the scheduler's pick, as strategies/cloud.py). The
 threshold comes from the service's capacity on the nearest host, never from a workload
 pattern: the most users it serves there within `sla_fraction` of the SLA (the queueing model
@@ -43,12 +43,17 @@ class ThresholdStrategy(Stateless):
     def __init__(self, context: StrategyContext, options: ThresholdOptions) -> None:
         self.scenario = sc = context.scenario
         hosts = sc.hosts
-        self.by_distance = sorted(range(len(hosts)), key=lambda h: hosts[h].network_latency_ms)
         self.big = cloud_hosts(sc)
-        near = hosts[self.by_distance[0]]
-        self.thresholds = [capacity_users(Backend(spec, near), near.network_latency_ms,
-                                          options.sla_fraction * spec.sla_latency_ms)
-                           for spec in sc.fleet]
+        # per service, from its users' region: hosts nearest first, and its threshold
+        self.by_distance: list[list[int]] = []
+        self.thresholds: list[int] = []
+        for spec in sc.fleet:
+            network = sc.network_ms(spec)
+            by_distance = sorted(range(len(hosts)), key=lambda h: network[h])
+            near = by_distance[0]
+            self.by_distance.append(by_distance)
+            self.thresholds.append(capacity_users(Backend(spec, hosts[near]), network[near],
+                                                  options.sla_fraction * spec.sla_latency_ms))
         self.hysteresis = options.hysteresis
 
     def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
@@ -58,7 +63,7 @@ class ThresholdStrategy(Stateless):
             if not s.valid:
                 continue
             # the nearest host that takes it (its own counts), then the scheduler's cloud host
-            near = next((h for h in self.by_distance
+            near = next((h for h in self.by_distance[i]
                          if h == s.host or (masks[i][h + 1] and alloc.room(i, h))), None)
             big = s.host if s.host in self.big else alloc.least_allocated(i, self.big, masks[i])
             threshold = self.thresholds[i]

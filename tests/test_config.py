@@ -2,8 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import PAPER, load_scenario
+from orchestrator.config import load_scenario
 from orchestrator.errors import GreenwiseError
+from orchestrator.performance import PerformanceModel
+from orchestrator.scenario import PAPER
+from orchestrator.topology import Topology
 
 DOCS = Path(__file__).parent.parent / "docs" / "scenarios"
 
@@ -13,10 +16,22 @@ def test_paper_scenario_has_the_papers_hosts():
     assert set(hosts) == {"cloud", "edge0", "edge1", "edge2"}
     assert (hosts["cloud"].cores, hosts["cloud"].idle_watts, hosts["cloud"].max_watts) == (
         12, 162.0, 280.0)
-    assert hosts["edge2"].network_latency_ms == 3.0
+    # Table 4: the clients in area-1, at these latencies from each host
+    assert dict(zip(hosts, PAPER.network_ms(PAPER.service), strict=True)) == {
+        "edge0": 14.0, "edge1": 5.0, "edge2": 3.0, "cloud": 30.9}
     assert hosts["edge1"].max_watts == 69.7
-    assert PAPER.cluster_of("edge0") == "edge"
     assert PAPER.episode_steps == 25
+
+
+def test_paper_is_one_cluster_of_four_nodes_with_edge_and_cloud_tiers():
+    """Section 5.1: one Kubernetes cluster (12-core control plane, three 4-core edge nodes);
+    every move there is intra-cluster, and the cloud tier is the control-plane node."""
+    assert len(PAPER.clusters) == 1 and len(PAPER.hosts) == 4
+    topology = Topology(PAPER.clusters)
+    assert topology.tiers == ("edge", "edge", "edge", "cloud")
+    assert {topology.move_kind(a, b) for a in range(4) for b in range(4) if a != b} == {"intra"}
+    assert {h.name: h.memory_gib for h in PAPER.hosts} == {
+        "edge0": 8.0, "edge1": 8.0, "edge2": 8.0, "cloud": 48.0}
 
 
 def test_yaml_scenario_loads_with_defaults(tmp_path):
@@ -82,3 +97,78 @@ def test_trace_path_is_relative_to_the_scenario_file(tmp_path):
 def test_shipped_example_scenario_loads():
     s = load_scenario(DOCS / "edge-fog-cloud.yaml")
     assert len(s.hosts) == 5 and {c.tier for c in s.clusters} == {"edge", "fog", "cloud"}
+
+
+HOSTS = ("clusters:\n  - {name: c, tier: edge, hosts: [{name: a, cores: 2, idle_watts: 5, "
+         "max_watts: 40}, {name: b, cores: 2, idle_watts: 5, max_watts: 40}]}\n")
+
+
+def test_a_services_latency_comes_from_its_regions_row(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text(HOSTS + "regions: {north: {a: 2, b: 20}, south: {a: 30, b: 4}}\n"
+                 "services: [{name: n, region: north}, {name: s, region: south}, {name: x}]\n")
+    s = load_scenario(f)
+    assert [s.network_ms(v) for v in s.fleet] == [(2.0, 20.0), (30.0, 4.0), (2.0, 20.0)]
+    north, south = (PerformanceModel(s, v) for v in s.fleet[:2])
+    for host in (0, 1):  # the same backend; the network differs by the rows' difference
+        assert south.outcome(host, 5).latency_ms - north.outcome(host, 5).latency_ms == \
+            pytest.approx(s.network_ms(s.fleet[1])[host] - s.network_ms(s.fleet[0])[host])
+
+
+@pytest.mark.parametrize("body, message", [
+    ("regions: {north: {a: 2}}\n", "region 'north' must give the latency of every host and "
+     "only hosts: missing: b"),
+    ("regions: {north: {a: 2, b: 3, c: 4}}\n", "unknown: c"),
+    ("regions: {north: {a: 2, b: -3}}\n", "latencies must be >= 0 ms"),
+    ("regions: {north: {a: 2, b: 3}}\nservices: [{name: s, region: south}]\n",
+     "region 'south' is not one of the scenario's regions (north)"),
+    ("services: [{name: s, region: south}]\n", "needs the scenario's regions"),
+    ("", "host 'a': give its network_latency_ms, or declare regions"),
+])
+def test_bad_regions_say_what_is_wrong(tmp_path, body, message):
+    f = tmp_path / "bad.yaml"
+    f.write_text(HOSTS + body)
+    with pytest.raises(GreenwiseError) as e:
+        load_scenario(f)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_regions_and_per_host_latency_do_not_mix(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text(HOSTS.replace("name: a, cores: 2", "name: a, network_latency_ms: 1, cores: 2")
+                 + "regions: {north: {a: 2, b: 3}}\n")
+    with pytest.raises(GreenwiseError, match="host 'a': network_latency_ms is not used when "
+                       "the scenario declares regions"):
+        load_scenario(f)
+
+
+def test_continuum_spreads_its_services_over_three_regions():
+    s = load_scenario("continuum")
+    assert set(s.regions) == {"area-1", "area-2", "area-3"}
+    assert {v.region for v in s.fleet} == set(s.regions)
+    # each area's nearest host differs; area-1 is the paper's clients (Table 4)
+    nearest = {r: min(row, key=row.__getitem__) for r, row in s.regions.items()}
+    assert len(set(nearest.values())) == 3 and nearest["area-1"] == "edge2"
+
+
+DNS = {"provider": "rfc2136", "server": "127.0.0.1", "zone": "z.", "tsig_key_file": "k"}
+
+
+def test_hosts_of_real_clusters_need_their_network_latency():
+    from pydantic import ValidationError
+
+    from orchestrator.config import ContinuumConfig
+    cluster = {"name": "c", "tier": "edge", "ingress": "127.0.0.1:80",
+               "hosts": [{"name": "n", "cores": 2, "idle_watts": 5, "max_watts": 40}]}
+    with pytest.raises(ValidationError, match="host 'n': give its network_latency_ms"):
+        ContinuumConfig.model_validate({"clusters": [cluster], "dns": DNS})
+
+
+def test_real_clusters_predict_dns_convergence_from_their_ttl():
+    from orchestrator.config import ContinuumConfig
+    cluster = {"name": "c", "tier": "edge", "ingress": "127.0.0.1:80", "hosts": [
+        {"name": "n", "cores": 2, "idle_watts": 5, "max_watts": 40, "network_latency_ms": 3}]}
+    cfg = ContinuumConfig.model_validate({"clusters": [cluster], "dns": {**DNS, "ttl": 120}})
+    scenario = cfg.scenario()
+    assert scenario.migration.inter_cluster.dns_s == 120
+    assert scenario.network_ms(scenario.fleet[0]) == (3.0,)

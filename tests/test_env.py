@@ -5,7 +5,8 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import strategies  # noqa: F401  (registers GreenWise-v0)
-from orchestrator.config import PAPER, load_scenario
+from orchestrator.config import load_scenario
+from orchestrator.scenario import PAPER
 from strategies.env import ENV_ID, GreenWiseEnv
 from strategies.reward import reward
 
@@ -47,7 +48,7 @@ def test_masked_action_keeps_the_service_and_costs_minus_one():
     _, r, _, _, info = env.step(1 + HOST["edge1"])
     assert r == -1.0 and info["invalid"] and info["host"] == HOST["edge1"]
     _, r, _, _, info = env.step(1 + HOST["cloud"])
-    assert info["host"] == HOST["cloud"] and info["moved"] == "inter" and r > -1
+    assert info["host"] == HOST["cloud"] and info["moved"] == "intra" and r > -1  # one cluster
 
 
 def test_episodes_are_25_steps():
@@ -102,6 +103,20 @@ def test_a_ticks_decision_rewards_add_up_to_the_fleets_reward():
             assert not info["invalid"]
             total += r
         fleet = sum(env.predictor.reward(s.power_w, s.latency_ms, i)
-                    for i, s in enumerate(env.snapshot.services))
+                    for i, s in enumerate(env.sim.current().services))
         assert total == pytest.approx(fleet, rel=1e-9, abs=1e-9)
     assert moves > 0
+
+
+def test_with_observation_lag_the_agent_sees_the_step_before_and_is_told_the_truth():
+    env = GreenWiseEnv(PAPER.model_copy(update={"observation_lag_steps": 1}), "test")
+    env.reset(seed=2)
+    users = env.sim.episode.users[0]
+    u_max = env.encode.u_max
+    n = len(PAPER.hosts)
+    for t in range(1, 4):
+        obs, _, _, _, info = env.step(0)
+        assert obs[n + 3] * u_max == pytest.approx(users[t - 1])  # seen: a step late
+        truth = env.sim.current().services[0]
+        assert (info["power_w"], info["latency_ms"]) == (truth.power_w, truth.latency_ms)
+        assert truth.users == users[t]

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.config import ContinuumConfig, ServiceSpec
+from orchestrator.config import ContinuumConfig
 from orchestrator.kube.cache import NODES, PODS, deployments
 from orchestrator.kube.clusters import KINDS
 from orchestrator.migration.objects import route_rule, routes
+from orchestrator.scenario import ServiceSpec
 from tests.lab.cluster import KubeError
 from tests.lab.lab import Lab
 

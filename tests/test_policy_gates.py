@@ -33,12 +33,16 @@ from orchestrator.monitoring import (
     Sample,
     ServiceReading,
 )
+from orchestrator.scenario import ClusterSpec
 from orchestrator.topology import Topology
 from strategies.env import Encoder
 from strategies.online import OnlineLearner, ReplayEnv, Transition
 from strategies.prediction import Predictor
 
-SCENARIO = load_scenario("paper")  # edge0, edge1, edge2 (cluster edge), cloud (cluster cloud)
+PAPER = load_scenario("paper")  # as two clusters: edge0, edge1, edge2 (edge), cloud (cloud)
+SCENARIO = PAPER.model_copy(update={"clusters": (
+    ClusterSpec(name="edge", tier="edge", hosts=PAPER.hosts[:3]),
+    ClusterSpec(name="cloud", tier="cloud", hosts=PAPER.hosts[3:]))})
 FRESH = 1.0
 
 

@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from orchestrator import power_model as pm
-from orchestrator.config import HostProfile, load_scenario
+from orchestrator.config import load_scenario
 from orchestrator.errors import GreenwiseError
 from orchestrator.performance import PerformanceModel, curve_fraction
+from orchestrator.scenario import HostProfile
 
 EXAMPLE = Path(__file__).parent.parent / "docs" / "power" / "measurements-example.csv"
 

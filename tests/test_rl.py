@@ -5,10 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.config import PAPER, load_scenario
+from orchestrator.config import load_scenario
 from orchestrator.control.loop import Loop, step
 from orchestrator.errors import GreenwiseError
 from orchestrator.model import Snapshot
+from orchestrator.scenario import PAPER
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies import rl
 from strategies.base import StrategyContext, create

@@ -1,13 +1,16 @@
 """The simulated continuum's models: workload patterns, queueing latency, power sharing."""
 
+import re
+
 import numpy as np
 import pytest
 
-from orchestrator.config import PAPER
-from orchestrator.control.loop import Loop
+from orchestrator.config import load_scenario
+from orchestrator.control.loop import Loop, step
 from orchestrator.errors import GreenwiseError
 from orchestrator.model import Move, Observation, Snapshot
 from orchestrator.performance import Backend, PerformanceModel, curve_fraction, erlang_c
+from orchestrator.scenario import PAPER, ClusterSpec, InterClusterMove, Scenario
 from orchestrator.sim.continuum import SimulatedContinuum
 from orchestrator.workload import day, episode_users, ramp, read_trace
 from strategies.prediction import Predictor
@@ -88,27 +91,78 @@ def test_service_power_shares_idle_by_processes_and_stays_below_host_power():
             assert 0 < o.service_watts < o.host_watts <= PAPER.hosts[i].max_watts
 
 
-def test_moves_cost_more_across_clusters():
-    sim = SimulatedContinuum(PAPER, "test", seed=1)
-    sim.reset(seed=1, start_host=HOST["edge0"])
-    (base_w, base_l), (intra_w, intra_l), (inter_w, inter_l) = (
-        sim.move_cost(kind) for kind in (None, "intra", "inter"))
-    assert base_l < intra_l < inter_l and base_w < intra_w < inter_w
-    alone = sim.on_host(HOST["cloud"], [0], 1)[0]
-    sim.apply([sim.plan(Move(0, HOST["cloud"]))])
-    assert sim.moved == ["inter"] and sim.host == HOST["cloud"] and sim.t == 1
+# `paper`'s hosts as two clusters (edge: edge0-2, cloud), so that moves there are inter-cluster
+TWO_CLUSTERS = PAPER.model_copy(update={"clusters": (
+    ClusterSpec(name="edge", tier="edge", hosts=PAPER.hosts[:3]),
+    ClusterSpec(name="cloud", tier="cloud", hosts=PAPER.hosts[3:]))})
+
+
+def _steady(scenario: Scenario, start: str) -> SimulatedContinuum:
+    """One service at 30 users on `start`, no latency noise."""
+    sim = SimulatedContinuum(scenario, "test", seed=1)
+    sim.reset(seed=1, start_host=HOST[start])
+    sim.episode.users[:] = 30
+    sim.episode.jitter[:] = 1.0
+    return sim
+
+
+@pytest.mark.parametrize("to, source_s, forward_s", [
+    ("cloud", 5.09 + 15, 30.0),  # inter: copy [lab] + cold start [assume], then the DNS TTL
+    ("edge2", 0.73 + 15, 0.0),  # intra: copy [lab] + cold start, no DNS
+])
+def test_a_moves_step_is_the_time_weighted_mix_of_its_phases(to, source_s, forward_s):
+    sim = _steady(TWO_CLUSTERS, "edge0")
+    edge0, dst = HOST["edge0"], HOST[to]
+    src_w, src_ms = sim.on_host(edge0, [0], 1)[0]
+    dst_w, dst_ms = sim.on_host(dst, [0], 1)[0]
+    h = PAPER.hosts[dst]  # the new copy loading: its idle share, one core busy (linear curve)
+    loading_w = h.idle_watts * (1 + h.cores) / (h.base_processes + 1 + h.cores) + (
+        h.max_watts - h.idle_watts) / h.cores
+    sim.apply([sim.plan(Move(0, dst))])
+    assert sim.moved == ["inter" if forward_s else "intra"] and sim.host == dst
     moved = sim.snapshot().services[0]
-    assert (moved.power_w, moved.latency_ms) == pytest.approx(
-        (alone[0] + inter_w, alone[1] + inter_l))
-    sim.apply([])
-    assert sim.moved == [None]
+    target_s = 900 - source_s - forward_s
+    assert moved.power_w == pytest.approx(
+        (source_s * (src_w + loading_w) + (forward_s + target_s) * dst_w) / 900)
+    assert moved.latency_ms == pytest.approx(
+        (source_s * src_ms + forward_s * (dst_ms + 14.0) + target_s * dst_ms) / 900)
+    sim.apply([])  # the step after: settled, nothing left of the move
+    assert sim.moving == {} and sim.moved == [None]
+    assert (sim.snapshot().services[0].power_w, sim.snapshot().services[0].latency_ms) == \
+        pytest.approx(sim.on_host(dst, [0], 2)[0])
+
+
+def test_predictions_and_the_simulator_cost_a_move_alike():
+    """One definition of a move's cost: what the predictor expects of the step is what the
+    simulator reports (users steady, no noise)."""
+    predictor = Predictor(TWO_CLUSTERS)
+    for to in ("cloud", "edge2"):
+        sim = _steady(TWO_CLUSTERS, "edge1")
+        predicted = predictor.predict(sim.snapshot().view(0), 1 + HOST[to])
+        sim.apply([sim.plan(Move(0, HOST[to]))])
+        seen = sim.snapshot().services[0]
+        assert (predicted.power_w, predicted.latency_ms) == pytest.approx(
+            (seen.power_w, seen.latency_ms))
+        assert predicted.settled["latency_ms"] == pytest.approx(sim.on_host(HOST[to], [0], 1)[0][1])
+
+
+def test_old_flat_move_costs_are_refused_with_what_to_write(tmp_path):
+    f = tmp_path / "old.yaml"
+    f.write_text("clusters:\n  - {name: c, tier: edge, hosts: [{name: h, cores: 2, idle_watts: 5, "
+                 "max_watts: 40, network_latency_ms: 1}]}\n"
+                 "migration: {inter_cluster: {latency_ms: 80, watts: 8}}\n")
+    with pytest.raises(GreenwiseError) as e:
+        load_scenario(f)
+    assert "migration.inter_cluster: latency_ms and watts are no longer used" in str(e.value)
+    assert "give copy_s (seconds until the copy is Ready) and dns_s" in str(e.value)
+    assert "\n" not in str(e.value)
 
 
 def test_observation_reflects_the_service_host():
     sim = SimulatedContinuum(PAPER, "test", seed=2)
     sim.reset(seed=2, start_host=HOST["edge2"])
     obs = sim.snapshot().view(0)
-    assert obs.service.host == HOST["edge2"] and str(obs.location) == "edge/edge2"
+    assert obs.service.host == HOST["edge2"] and str(obs.location) == "testbed/edge2"
     busy = obs.hosts[HOST["edge2"]]
     assert busy.cpu == pytest.approx(obs.service.cpu) and busy.power_w > 21.4
     assert obs.hosts[HOST["edge0"]].power_w == 19.0
@@ -197,3 +251,229 @@ def test_moves_in_one_tick_count_each_others_capacity():
     tick = Loop(sim, BothTo(), Predictor(sim.scenario)).tick()
     assert [d.action for d in tick.decisions] == ["move", "refused"]
     assert sim.placement == [edge0, HOST["edge2"]] and tick.masked(1) and not tick.masked(0)
+
+
+def _with_background(**host: object) -> SimulatedContinuum:
+    """`paper` with co-tenants on edge0 (`host` fields), users fixed at 30, no noise."""
+    clusters = tuple(c.model_copy(update={"hosts": tuple(
+        h.model_copy(update=host) if h.name == "edge0" else h for h in c.hosts)})
+        for c in PAPER.clusters)
+    sc = PAPER.model_copy(update={"clusters": clusters, "workload": PAPER.workload.model_copy(
+        update={"noise": 0.0, "latency_jitter": 0.0})})
+    sim = SimulatedContinuum(sc, "test", seed=3)
+    sim.reset(seed=3, start_host=HOST["edge0"])
+    sim.episode.users[:] = 30
+    return sim
+
+
+def test_a_background_pattern_changes_latency_over_the_steps():
+    sim = _with_background(background="ramp", background_utilization=0.5)
+    level = sim.episode.background[HOST["edge0"]]
+    assert len(set(level)) > 5 and level.max() <= 0.5 and level.min() >= 0  # ramp, peak 50 %
+    assert np.allclose(level, np.round(level, 2))  # on the 1 % grid
+    latencies, cpus = [], []
+    for _ in range(sim.steps):
+        snap = sim.snapshot()
+        latencies.append(snap.services[0].latency_ms)
+        cpus.append(snap.hosts[HOST["edge0"]].cpu - snap.services[0].cpu)
+        sim.apply([])
+    assert cpus == pytest.approx(list(level[:sim.steps]))  # the host shows its co-tenants
+    order = np.argsort(level[:sim.steps], kind="stable")
+    assert np.all(np.diff(np.array(latencies)[order]) >= -1e-9)  # busier co-tenants: slower
+    assert max(latencies) > min(latencies) + 10
+    # other hosts stay constant: their profile's level (0)
+    assert not sim.episode.background[HOST["edge1"]].any()
+
+
+def test_without_a_pattern_the_background_is_the_constant_level():
+    sim = _with_background(background_utilization=0.25)
+    assert (sim.episode.background[HOST["edge0"]] == 0.25).all()
+
+
+def test_the_performance_model_keys_on_the_background():
+    busy, quiet = MODEL.outcome(HOST["edge0"], 30, 0.0, 0.4), MODEL.outcome(HOST["edge0"], 30)
+    assert busy.latency_ms > quiet.latency_ms and busy.host_cpu > quiet.host_cpu
+    assert MODEL.outcome(HOST["edge0"], 30, 0.0, 0.401) is busy  # the same 1 % step
+
+
+def test_predictions_use_the_background_observed_now():
+    """Co-tenants at their peak (40 %) but observed at a quiet step: the prediction follows
+    what the snapshot shows (host CPU minus the service's), not the profile's level."""
+    sim = _with_background(background="day", background_utilization=0.4)
+    edge0 = HOST["edge0"]
+    sim.placement = [HOST["cloud"]]
+    t = int(np.argmin(sim.episode.background[edge0]))
+    sim.t = t
+    obs = sim.snapshot().view(0)
+    assert obs.background[edge0] == pytest.approx(sim.episode.background[edge0, t])
+    predicted = Predictor(sim.scenario).predict(obs, 1 + edge0)
+    _, latency = sim.on_host(edge0, [0], t)[0]
+    assert predicted.latency_ms - predicted.move_cost_ms == pytest.approx(latency)
+    profile = Predictor(sim.scenario).predict(
+        Observation(obs.step, obs.service, obs.hosts), 1 + edge0)  # nothing observed
+    assert profile.latency_ms > predicted.latency_ms
+
+
+def test_a_background_needs_its_peak_level(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("clusters:\n  - {name: c, tier: edge, hosts: [{name: h, cores: 2, "
+                 "idle_watts: 5, max_watts: 40, network_latency_ms: 1, background: day}]}\n")
+    with pytest.raises(GreenwiseError, match="background 'day' needs background_utilization"):
+        load_scenario(f)
+    (tmp_path / "cpu.csv").write_text("time,users\n0,1\n60,4\n")
+    f.write_text("clusters:\n  - {name: c, tier: edge, hosts: [{name: h, cores: 2, idle_watts: 5,"
+                 " max_watts: 40, network_latency_ms: 1, background: cpu.csv, "
+                 "background_utilization: 0.2}]}\n")
+    s = load_scenario(f)
+    assert s.hosts[0].background == str(tmp_path / "cpu.csv")
+    sim = SimulatedContinuum(s, "test", seed=0)
+    assert set(np.round(sim.episode.background[0], 2)) == {0.05, 0.2}  # 1/4 and 4/4 of 20 %
+
+
+def test_a_move_longer_than_a_step_completes_later():
+    """A copy that takes 20 minutes: for the first step the source serves, the loading copy
+    draws its part; the service may only stay and its target is reserved; it switches in the
+    next step (and only then is the move done)."""
+    slow = TWO_CLUSTERS.model_copy(update={"migration": TWO_CLUSTERS.migration.model_copy(
+        update={"inter_cluster": InterClusterMove(copy_s=1200.0 - 15.0, dns_s=30.0)})})
+    fleet = slow.model_copy(update={"services": tuple(
+        PAPER.service.model_copy(update={"name": n, "cpu_request": r})
+        for n, r in (("a", 4.0), ("b", 4.0), ("c", 6.0)))})
+    sim = _steady(fleet, "edge0")
+    edge0, cloud = HOST["edge0"], HOST["cloud"]
+    sim.placement = [edge0, HOST["edge1"], cloud]
+    done = []
+    sim.apply([sim.plan(Move(0, cloud))], lambda p, outcome: done.append(outcome))
+    first = sim.snapshot()
+    assert sim.placement[0] == edge0 and done == []  # still served at the source
+    src_w, src_ms = sim.on_host(edge0, [0], 1)[0]  # the copy loads all the step:
+    assert (first.services[0].power_w, first.services[0].latency_ms) == pytest.approx(
+        (src_w + sim.move_cost.loading_w[0][cloud], src_ms))
+    masks = sim.masks(first)
+    assert masks[0].tolist() == [True, False, False, False, False]  # may only stay
+    assert not masks[1][1 + cloud]  # c's 6 cores and a's 4 reserved: 2 left of 12
+    sim.apply([], lambda p, outcome: done.append(outcome))
+    assert sim.placement[0] == cloud and done == ["done"]
+    second = sim.snapshot().services[0]  # 300 s on the source (loading), 30 forwarded
+    dst_w, dst_ms = sim.on_host(cloud, [0, 2], 2)[0]  # beside c
+    src_w, src_ms = sim.on_host(edge0, [0], 2)[0]
+    assert second.latency_ms == pytest.approx(
+        (300 * src_ms + 30 * (dst_ms + 14.0) + 570 * dst_ms) / 900)
+    assert second.power_w == pytest.approx(
+        (300 * (src_w + sim.move_cost.loading_w[0][cloud]) + 600 * dst_w) / 900)
+
+
+def test_decisions_see_the_lagged_metrics_and_rewards_the_true_ones():
+    """Lag 1: a decision sees the users and latency of the step before (measured where the
+    service ran then) but where it runs now; the step's reward is scored on the truth."""
+    sim = _steady(TWO_CLUSTERS.model_copy(update={"observation_lag_steps": 1}), "edge0")
+    sim.episode.users[0, :] = np.arange(sim.steps + 1) + 10  # 10, 11, 12, ...
+    assert sim.snapshot().services[0].users == 10  # nothing older at the start
+
+    class ToCloud:
+        name = "to-cloud"
+
+        def reset(self, continuum: object) -> None: ...
+
+        def decide(self, snapshot: Snapshot, masks: np.ndarray) -> list[int]:
+            return [1 + HOST["cloud"]] if snapshot.step == 0 else [0]
+
+    predictor = Predictor(sim.scenario)
+    loop = Loop(sim, ToCloud(), predictor)
+    first = step(loop)
+    assert first.after.services[0].users == 11 and first.after.services[0].host == HOST["cloud"]
+    truth = sim.current().services[0]
+    assert first.rewards[0] == predictor.reward(truth.power_w, truth.latency_ms)
+    seen = sim.snapshot()
+    assert seen.services[0].users == 10 and seen.step == 1  # measured a step ago ...
+    assert seen.services[0].host == HOST["cloud"]  # ... but it is known to run on cloud now
+    edge0 = sim.on_host(HOST["edge0"], [0], 0)[0]  # ... and its latency is edge0's then
+    assert seen.services[0].latency_ms == pytest.approx(edge0[1])
+    assert seen.hosts[HOST["cloud"]].cpu == 0.0  # the hosts as they were then
+    second = step(loop)  # decided on step 0's users, scored on step 2's
+    assert second.tick.snapshot.services[0].users == 10 and second.after.services[0].users == 12
+    assert sim.snapshot().services[0].users == 11
+
+
+def _sleepy(wake_s: float) -> SimulatedContinuum:
+    """`paper` (intra-cluster moves on edge) with edge1 a host that sleeps at 2 W."""
+    clusters = tuple(c.model_copy(update={"hosts": tuple(
+        h.model_copy(update={"sleep_watts": 2.0, "wake_s": wake_s}) if h.name == "edge1" else h
+        for h in c.hosts)}) for c in TWO_CLUSTERS.clusters)
+    return _steady(TWO_CLUSTERS.model_copy(update={"clusters": clusters}), "edge0")
+
+
+def test_an_empty_host_sleeps_and_one_just_emptied_sleeps_after_the_autoscalers_delay():
+    sim = _sleepy(20.0)
+    edge0, edge1 = HOST["edge0"], HOST["edge1"]
+    host = sim.snapshot().hosts[edge1]
+    assert host.asleep and host.power_w == 2.0  # empty since the start
+    assert not sim.snapshot().hosts[edge0].asleep  # a host without sleep_watts never sleeps
+    sim.placement = [edge1]
+    sim.apply([sim.plan(Move(0, edge0))])  # edge1 empties in this step
+    host = sim.snapshot().hosts[edge1]
+    idle = PAPER.hosts[edge1].idle_watts  # 10 minutes idle (scale-down-unneeded-time), then 2 W
+    assert host.asleep and host.power_w == pytest.approx((600 * idle + 300 * 2.0) / 900)
+    sim.apply([])
+    assert sim.snapshot().hosts[edge1].power_w == 2.0
+
+
+def test_a_move_onto_a_sleeping_host_waits_for_it_to_wake_while_the_source_serves():
+    sim = _sleepy(100.0)
+    edge0, edge1 = HOST["edge0"], HOST["edge1"]
+    src_w, src_ms = sim.on_host(edge0, [0], 1)[0]
+    dst_w, dst_ms = sim.on_host(edge1, [0], 1)[0]
+    loading_w = sim.move_cost.loading_w[0][edge1]
+    sim.apply([sim.plan(Move(0, edge1))])
+    moved = sim.snapshot().services[0]
+    load_s = 0.73 + 15  # intra copy [lab] + cold start, after 100 s of waking
+    assert sim.placement == [edge1]
+    assert moved.latency_ms == pytest.approx(((100 + load_s) * src_ms
+                                              + (800 - load_s) * dst_ms) / 900)
+    assert moved.power_w == pytest.approx(((100 + load_s) * src_w + load_s * loading_w
+                                           + (800 - load_s) * dst_w) / 900)
+    assert not sim.snapshot().hosts[edge1].asleep
+
+
+def test_a_wake_longer_than_a_step_spans_steps():
+    """Waking takes 1000 s: in the first step the source serves and the waking host draws its
+    idle power; the service may only stay and the host is reserved; it moves in the next."""
+    sim = _sleepy(1000.0)
+    edge0, edge1 = HOST["edge0"], HOST["edge1"]
+    done = []
+    sim.apply([sim.plan(Move(0, edge1))], lambda p, outcome: done.append(outcome))
+    snap = sim.snapshot()
+    assert sim.placement == [edge0] and done == []
+    assert (snap.services[0].power_w, snap.services[0].latency_ms) == pytest.approx(
+        sim.on_host(edge0, [0], 1)[0])  # nothing loads yet: the host is waking
+    assert not snap.hosts[edge1].asleep
+    assert snap.hosts[edge1].power_w == PAPER.hosts[edge1].idle_watts
+    assert sim.masks(snap)[0].tolist() == [True, False, False, False, False]
+    assert sim.wake_wait(edge1) == 100.0  # a move onto it now would wait what is left
+    sim.apply([], lambda p, outcome: done.append(outcome))
+    assert sim.placement == [edge1] and done == ["done"]
+    src_ms, dst_ms = sim.on_host(edge0, [0], 2)[0][1], sim.on_host(edge1, [0], 2)[0][1]
+    load_s = 0.73 + 15
+    assert sim.snapshot().services[0].latency_ms == pytest.approx(
+        ((100 + load_s) * src_ms + (800 - load_s) * dst_ms) / 900)
+
+
+def test_predictions_wait_for_a_sleeping_host():
+    sim = _sleepy(300.0)
+    obs = sim.snapshot().view(0)
+    assert obs.hosts[HOST["edge1"]].asleep
+    predicted = Predictor(sim.scenario).predict(obs, 1 + HOST["edge1"])
+    sim.apply([sim.plan(Move(0, HOST["edge1"]))])
+    seen = sim.snapshot().services[0]
+    assert (predicted.power_w, predicted.latency_ms) == pytest.approx(
+        (seen.power_w, seen.latency_ms))
+
+
+def test_sleep_needs_a_wake_time_and_less_than_idle(tmp_path):
+    f = tmp_path / "s.yaml"
+    for extra, message in (("sleep_watts: 2", "give both sleep_watts and wake_s"),
+                           ("sleep_watts: 9, wake_s: 20", "sleep_watts (9.0) is above idle")):
+        f.write_text("clusters:\n  - {name: c, tier: edge, hosts: [{name: h, cores: 2, "
+                     f"idle_watts: 5, max_watts: 40, network_latency_ms: 1, {extra}}}]}}\n")
+        with pytest.raises(GreenwiseError, match=re.escape(message)):
+            load_scenario(f)

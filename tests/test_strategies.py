@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
-from orchestrator.config import PAPER
 from orchestrator.errors import GreenwiseError
 from orchestrator.model import HostState, Observation, ServiceState, Snapshot
+from orchestrator.scenario import PAPER
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies.base import StrategyContext, create, names
 from strategies.env import GreenWiseEnv
 from strategies.evaluation import comparison, improvement, run_episodes
-from strategies.prediction import Predictor
+from strategies.prediction import Place, Predictor
 
 HOST = {h.name: i for i, h in enumerate(PAPER.hosts)}
 OPTS = StrategyContext(PAPER, seed=0)
@@ -108,10 +108,25 @@ def test_threshold_comes_from_capacity_and_does_not_flap():
     assert decide(s, obs_on("edge0", 5), mask_for("edge0")) == 1 + HOST["edge2"]
 
 
+def test_threshold_keeps_each_service_near_its_own_users():
+    """Two regions whose nearest hosts differ: each service's near host is its region's."""
+    from orchestrator.scenario import ClusterSpec, HostProfile, Scenario, ServiceSpec
+    hosts = tuple(HostProfile(name=n, cores=4, idle_watts=10, max_watts=50) for n in "ab")
+    sc = Scenario(clusters=(ClusterSpec(name="e", tier="edge", hosts=hosts),),
+                  regions={"ra": {"a": 2.0, "b": 20.0}, "rb": {"a": 20.0, "b": 2.0}},
+                  services=(ServiceSpec(name="x", region="ra"), ServiceSpec(name="y", region="rb")))
+    s = create("threshold", StrategyContext(sc))
+    assert [d[0] for d in s.by_distance] == [0, 1]
+    states = tuple(ServiceState(n, h, 5.0, 0.1, 100.0, 1, 10.0) for n, h in (("x", 1), ("y", 0)))
+    hs = tuple(HostState(h.name, "e", 10.0, 0.0) for h in hosts)
+    masks = np.array([[True, True, False], [True, False, True]])
+    assert list(s.decide(Snapshot(0, states, hs), masks)) == [1, 2]  # x to a, y to b
+
+
 def test_cloud_and_threshold_spread_services_as_the_scheduler_would():
     """Three services bound for a cloud tier of two 4-core hosts (1 core requested each): the
     least allocated host each, in turn (2 + 1), not all onto one."""
-    from orchestrator.config import ClusterSpec, HostProfile, Scenario, ServiceSpec
+    from orchestrator.scenario import ClusterSpec, HostProfile, Scenario, ServiceSpec
     def host(n: str, lat: float) -> HostProfile:
         return HostProfile(name=n, cores=4, idle_watts=10, max_watts=50, network_latency_ms=lat)
     sc = Scenario(clusters=(ClusterSpec(name="e", tier="edge", hosts=(host("e", 2),)),
@@ -132,7 +147,7 @@ def test_descheduler_evacuates_over_target_and_consolidates_under_threshold():
     limit) to the least allocated host under 20 % (and is not evicted again in that run); a
     service alone on the 12-core host (8 %) goes to the most allocated host that stays under
     50 % with it."""
-    from orchestrator.config import ClusterSpec, HostProfile, Scenario, ServiceSpec
+    from orchestrator.scenario import ClusterSpec, HostProfile, Scenario, ServiceSpec
     hosts = tuple(HostProfile(name=n, cores=c, idle_watts=10, max_watts=50,
                               network_latency_ms=5) for n, c in (("a", 4), ("b", 4), ("c", 12)))
     sc = Scenario(clusters=(ClusterSpec(name="k", tier="cloud", hosts=hosts),),
@@ -204,10 +219,12 @@ def test_lookahead_counts_what_a_service_costs_its_neighbours():
     s = create("lookahead", StrategyContext(fleet), {"horizon": 2})
     edge0, edge2, cloud = HOST["edge0"], HOST["edge2"], HOST["cloud"]
     users = [[30, 30], [20, 20]]  # b from edge0 to edge2, a on cloud or on edge2
-    alone = s.value(1, edge0, edge2, [cloud, edge0], users)
-    beside = s.value(1, edge0, edge2, [edge2, edge0], users)
-    a_cpu = s.predictor.outcome(0, edge2, 30).service_cpu
-    own = sum(s.predictor.at(1, edge0 if k == 0 else edge2, edge2, 20, a_cpu, 1).reward
+    quiet = Snapshot(0, (), tuple(HostState(h.name, "c", 10.0, 0.0) for h in PAPER.hosts))
+    alone = s.value(1, edge0, edge2, [cloud, edge0], users, quiet)
+    beside = s.value(1, edge0, edge2, [edge2, edge0], users, quiet)
+    a_cpu = s.predictor.outcome(0, Place(edge2), 30).service_cpu
+    there = Place(edge2, a_cpu, 1)
+    own = sum(s.predictor.at(1, Place(edge0) if k == 0 else there, there, 20).reward
               for k in range(2))
     assert beside < own < alone
 

@@ -17,9 +17,11 @@ import yaml
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from orchestrator.config import BUILTIN, MAX_USERS, Scenario, load_scenario
+from orchestrator.config import BUILTIN, load_scenario
 from orchestrator.errors import BadInput
 from orchestrator.output import Format, err_console
+from orchestrator.scenario import Scenario
+from orchestrator.workload import MAX_USERS
 from strategies.base import RL
 
 ScenarioOpt = Annotated[str, typer.Option(

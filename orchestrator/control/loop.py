@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from orchestrator.continuum import Continuum, Plan
+from orchestrator.continuum import Clairvoyant, Continuum, Plan
 from orchestrator.control.gates import Gates
 from orchestrator.errors import GreenwiseError
 from orchestrator.model import STAY, Move, Observation, ServiceState, Snapshot, target_host
@@ -217,7 +217,9 @@ class Step:
 
 
 def step(loop: Loop) -> Step:
-    """Tick, then observe what followed (on the simulated continuum: the next step)."""
+    """Tick, then observe what followed (on the simulated continuum: the next step, as it truly
+    is, whatever lag its snapshots have)."""
     tick = loop.tick()
-    after = loop.continuum.snapshot()
+    c = loop.continuum
+    after = c.current() if isinstance(c, Clairvoyant) else c.snapshot()
     return Step(tick, after, rewards(loop.predictor, tick, after))

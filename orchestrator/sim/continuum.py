@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from orchestrator.config import Scenario
 from orchestrator.migration.plan import INTER_STEPS, INTRA_STEPS
 from orchestrator.model import HostState, Move, ServiceState, Snapshot
-from orchestrator.performance import Outcome, PerformanceModel, share_watts
+from orchestrator.move_cost import MoveCost, Timeline
+from orchestrator.performance import SHARE_STEP, Outcome, PerformanceModel, share_watts
+from orchestrator.scenario import Scenario
 from orchestrator.topology import MoveKind, Topology
-from orchestrator.workload import episode_users, pattern
+from orchestrator.workload import TICK_S, episode_users, looped, pattern, shape
+
+# A host that empties sleeps after the cluster autoscaler's scale-down-unneeded-time (its
+# default, 10 minutes: kubernetes/autoscaler FAQ), within the step it empties in.
+SCALE_DOWN_UNNEEDED_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,7 @@ class Episode:
     users: np.ndarray  # users[s, t] of service s for t = 0..steps
     jitter: np.ndarray  # multiplicative latency noise per service and step
     start_hosts: tuple[int, ...]
+    background: np.ndarray  # background[h, t]: co-tenants' CPU on host h (on the 1 % grid)
 
 
 @dataclass(frozen=True)
@@ -33,12 +39,29 @@ class SimulatedPlan:
     steps: tuple[str, ...]
 
 
+@dataclass
+class InFlight:
+    """A move under way: from `src`, decided at step `decided`, along its timeline."""
+
+    plan: SimulatedPlan
+    src: int
+    decided: int
+    timeline: Timeline
+    switched: bool = False  # the new copy serves
+
+    def tick(self, t: int) -> int:
+        """Which tick of the move step t reports (0: the one after its decision)."""
+        return t - 1 - self.decided
+
+
 class SimulatedContinuum:
     """In-process stand-in for real clusters, built from a scenario (the embedded default).
 
-    Time advances only in `apply`: the services are first moved (if asked), then the workload
-    moves on one step and the new state is what `snapshot` reports. Services on one host share
-    its cores and slow each other down (`_on_host`); CPU requests and memory are hard limits.
+    Time advances only in `apply`: the moves asked start, the workload moves on one step, a
+    move whose new copy serves within that step switches the service there, and the new state
+    is what `snapshot` reports (a moving service as orchestrator/move_cost.py says). Services
+    on one host share its cores and slow each other down (`_on_host`); CPU requests and memory
+    are hard limits.
     """
 
     def __init__(self, scenario: Scenario, phase: str = "train",
@@ -50,13 +73,15 @@ class SimulatedContinuum:
                        PerformanceModel(scenario, service=s) for i, s in enumerate(self.specs)]
         self.hosts = scenario.hosts
         self.steps = scenario.episode_steps
+        self.lag = scenario.observation_lag_steps
+        self.sleepy = [i for i, h in enumerate(self.hosts) if h.sleep_watts is not None]
         self.curves = [pattern(w.train if phase == "train" else w.test, w.peak_users)
                        for w in map(scenario.workload_of, range(len(self.specs)))]
+        self.backgrounds = [None if h.background is None else shape(h.background)
+                            for h in self.hosts]
+        self.move_cost = MoveCost(scenario, self.models)
         self.rng = np.random.default_rng(seed)
-        self.episode = self._draw(None)
-        self.t = 0
-        self.placement = list(self.episode.start_hosts)
-        self.moved: list[MoveKind | None] = [None] * len(self.specs)  # in the step of a move
+        self.reset()
 
     @property
     def model(self) -> PerformanceModel:
@@ -84,7 +109,15 @@ class SimulatedContinuum:
             starts.append(start)
             room_mem[start] -= spec.memory_gib
             room_req[start] -= spec.cpu_request
-        return Episode(np.array(users), np.array(jitter), tuple(starts))
+        # Co-tenants: each varying host from its own random point of its shape (drawn after
+        # the services, so their draws do not depend on it)
+        background = np.array([[h.background_utilization] * (self.steps + 1) for h in self.hosts])
+        for i, curve in enumerate(self.backgrounds):
+            if curve is not None:
+                level = looped(curve, self.steps + 1, self.rng)
+                background[i] = np.rint(level * self.hosts[i].background_utilization
+                                        / SHARE_STEP) * SHARE_STEP
+        return Episode(np.array(users), np.array(jitter), tuple(starts), background)
 
     def reset(self, seed: int | None = None, start_host: int | None = None) -> None:
         """A new episode; `start_host` places the first service (None: random)."""
@@ -93,8 +126,17 @@ class SimulatedContinuum:
         starts = [start_host] + [None] * (len(self.specs) - 1)
         self.episode = self._draw(starts)
         self.t = 0
-        self.placement = list(self.episode.start_hosts)
-        self.moved = [None] * len(self.specs)
+        self.background = self.episode.background.T.tolist()  # [t][host], read every step
+        self.placement = list(self.episode.start_hosts)  # where each service serves
+        self.before = list(self.placement)  # where they served when the step's moves began
+        self.moved: list[MoveKind | None] = [None] * len(self.specs)  # decided last step
+        self.moving: dict[int, InFlight] = {}
+        self._truth: tuple[tuple[int, tuple[int, ...]], Snapshot] | None = None
+        self._measured: dict[int, Snapshot] = {}  # the truth of the last `lag` + 1 steps
+        # Which hosts slept in the step before (those empty at the start slept before it),
+        # and when each is awake after a move woke it (seconds since the episode began).
+        self.was_asleep = self._asleep()
+        self.awake_at = [0.0] * len(self.hosts)
 
     @property
     def done(self) -> bool:
@@ -119,6 +161,9 @@ class SimulatedContinuum:
         mem = np.array([s.memory_gib for s in self.specs])
         req = np.array([s.cpu_request for s in self.specs])
         on = placement[:, None] == np.arange(n)  # [service, host]: there once moves are made
+        pending = [(s, f.plan.move.host) for s, f in self.moving.items() if not f.switched]
+        for s, dst in pending:  # its target's capacity is reserved
+            on[s, dst] = True
         others_mem = mem @ on - mem[:, None] * on  # what the others take on each host
         others_req = req @ on - req[:, None] * on
         room_mem = np.array([h.memory_gib for h in self.hosts]) - others_mem
@@ -127,6 +172,8 @@ class SimulatedContinuum:
         out[:, 0] = True
         out[:, 1:] = ((room_mem >= mem[:, None]) & (room_req >= req[:, None])
                       & (np.array(self.placement)[:, None] != np.arange(n)))
+        for s, _ in pending:  # a service whose move is pending may only stay
+            out[s, 1:] = False
         return out
 
     # --- acting -----------------------------------------------------------------------------
@@ -137,20 +184,61 @@ class SimulatedContinuum:
 
     def apply(self, plans: Sequence[SimulatedPlan],
               on_done: Callable[[SimulatedPlan, str], None] | None = None) -> None:
-        """Make the planned moves, then advance one step."""
+        """Start the planned moves, advance one step, and switch the services whose new copy
+        serves within it (`on_done` then: a move spanning steps completes later)."""
+        if self.lag:  # what this step measured, seen later
+            self.current()
         self.moved = [None] * len(self.specs)
-        for p in plans:
-            self.moved[p.move.service] = p.kind
-            self.placement[p.move.service] = p.move.host
-            if on_done:
-                on_done(p, "done")
+        self.before = list(self.placement)
+        self.was_asleep = self._asleep()
+        wait = [self.wake_wait(p.move.host) for p in plans]  # moves onto one host wake it once
+        for p, wake_s in zip(plans, wait, strict=True):
+            s, src, dst = p.move.service, self.placement[p.move.service], p.move.host
+            self.awake_at[dst] = self.t * TICK_S + wake_s
+            self.moved[s] = p.kind
+            self.moving[s] = InFlight(p, src, self.t,
+                                      self.move_cost.timeline(s, src, dst, wake_s))
         self.t += 1
+        for s, f in list(self.moving.items()):
+            start = f.tick(self.t) * TICK_S
+            if f.timeline.end_s <= start:  # nothing of it left in this step
+                del self.moving[s]
+            elif not f.switched and f.timeline.switch_s < start + TICK_S:
+                f.switched, self.placement[s] = True, f.plan.move.host
+                if on_done:
+                    on_done(f.plan, "done")
+
+    def _busy(self) -> set[int]:
+        """The hosts a managed service is on or on its way to."""
+        return set(self.placement) | {f.plan.move.host for f in self.moving.values()
+                                      if not f.switched}
+
+    def _asleep(self) -> list[bool]:
+        """Per host, whether it sleeps now: it may, no managed service is on it or on its way
+        there, and it has no co-tenants."""
+        out = [False] * len(self.hosts)
+        if self.sleepy:
+            busy = self._busy()
+            for i in self.sleepy:
+                out[i] = i not in busy and self.background[self.t][i] == 0
+        return out
+
+    def wake_wait(self, host: int) -> float:
+        """Seconds a move decided now waits for `host` to wake: its wake time if it sleeps,
+        what is left of it if a move woke it earlier, else 0."""
+        if host not in self._busy() and self.could_sleep(host, self.t):
+            return self.hosts[host].wake_s or 0.0
+        return max(0.0, self.awake_at[host] - self.t * TICK_S)
+
+    def could_sleep(self, host: int, t: int) -> bool:
+        """Whether `host` sleeps at step t if no managed service is on it."""
+        return self.hosts[host].sleep_watts is not None and self.background[t][host] == 0
 
     # --- what is observed -------------------------------------------------------------------
     def on_host(self, host: int, members: Sequence[int], t: int
                 ) -> dict[int, tuple[float, float]]:
-        """(service watts, latency ms) of each of `members` sharing `host` at step t, before
-        any move's cost: what the snapshot reports, and what the oracle plans over."""
+        """(service watts, latency ms) of each of `members` serving on `host` at step t, when
+        not moving: what the snapshot reports, and what the oracle plans over."""
         return {s: (w, o.latency_ms * float(self.episode.jitter[s, t]))
                 for s, (w, o) in self._on_host(host, members, t).items()}
 
@@ -162,50 +250,87 @@ class SimulatedContinuum:
         share by process count (CFS with equal weights) when together they want more; their
         CPU use depends on each other's, so it is iterated from each one alone (Gauss-Seidel;
         4 rounds: an assumption, settling within the 1 % grid in the cases tried)."""
+        if not members:
+            return {}
         h, users = self.hosts[host], self.episode.users[:, t]
-        alone = {s: self.models[s].outcome(host, int(users[s])) for s in members}
+        background = self.background[t][host]
+        alone = {s: self.models[s].outcome(host, int(users[s]), 0.0, background)
+                 for s in members}
         outcomes = dict(alone)
         if len(members) > 1:
             procs = {s: self.models[s].processes[host] for s in members}
-            free = 1.0 - h.background_utilization
+            free = 1.0 - background
             for _ in range(4):
                 for s in members:
                     others = sum(outcomes[o].service_cpu for o in members if o != s)
                     fair = free * procs[s] / sum(procs.values())
                     outcomes[s] = self.models[s].outcome(host, int(users[s]),
-                                                         min(others, free - fair))
-        _, watts = share_watts(h, [outcomes[s].service_cpu for s in members],
+                                                         min(others, free - fair), background)
+        _, watts = share_watts(h, background, [outcomes[s].service_cpu for s in members],
                                [self.models[s].processes[host] for s in members])
         return {s: (w, outcomes[s]) for s, w in zip(members, watts, strict=True)}
 
-    def move_cost(self, kind: MoveKind | None) -> tuple[float, float]:
-        """(watts, latency ms) a move adds to the service in the step it happens."""
-        if kind is None:
-            return 0.0, 0.0
-        cost = (self.scenario.migration.intra_cluster if kind == "intra"
-                else self.scenario.migration.inter_cluster)
-        return cost.watts, cost.latency_ms
+    def _moving(self, s: int, f: InFlight, here: tuple[float, float]) -> tuple[float, float]:
+        """(watts, latency ms) of service s in this step of its move, `here` being what it
+        gets where it serves (the target once switched, else the source)."""
+        phases = f.timeline.in_tick(f.tick(self.t))
+        at_src = here
+        if f.switched and phases.source_s > 0:  # served at the source until the switch
+            at_src = self.on_host(f.src, [o for o, h in enumerate(self.before) if h == f.src],
+                                  self.t)[s]
+        return self.move_cost.mix(s, f.src, f.plan.move.host, phases, at_src, here)
 
     def snapshot(self) -> Snapshot:
-        per_service: dict[int, tuple[float, Outcome]] = {}
+        """What decisions see: each service where it runs now, but with the observation lag
+        the services' and hosts' metrics measured that many steps before (where each ran
+        then; at an episode's start, its first step)."""
+        now = self.current()
+        if not self.lag:
+            return now
+        then = self._measured[max(0, self.t - self.lag)]
+        return Snapshot(self.t, tuple(replace(s, host=at) for s, at in
+                                      zip(then.services, self.placement, strict=True)),
+                        then.hosts, then.background)
+
+    def current(self) -> Snapshot:
+        """Every service and host as they truly are now (what rewards are computed on)."""
+        key = (self.t, tuple(self.placement))
+        if self._truth is None or self._truth[0] != key:
+            self._truth = key, self._measure()
+            if self.lag:
+                self._measured[self.t] = self._truth[1]
+                self._measured.pop(self.t - self.lag - 1, None)
+        return self._truth[1]
+
+    def _measure(self) -> Snapshot:
+        """The services and hosts in the current step: settled where each serves, a moving
+        one as its move's phases say, a sleeping host at its sleep power."""
+        served: dict[int, tuple[float, float]] = {}  # (watts, latency ms) where each serves
+        outcome: dict[int, Outcome] = {}
         hosts = []
         members_of: list[list[int]] = [[] for _ in self.hosts]
         for s, at in enumerate(self.placement):
             members_of[at].append(s)
+        asleep = self._asleep()
         for i, h in enumerate(self.hosts):
             members = members_of[i]
-            on = self._on_host(i, members, self.t)
-            per_service.update(on)
-            cpus = [o.service_cpu for _, o in on.values()]
-            power, _ = share_watts(h, cpus, [self.models[s].processes[i] for s in members])
+            for s, (w, o) in self._on_host(i, members, self.t).items():
+                served[s] = (w, o.latency_ms * float(self.episode.jitter[s, self.t]))
+                outcome[s] = o
+            cpus = [outcome[s].service_cpu for s in members]
+            background = self.background[self.t][i]
+            power, _ = share_watts(h, background, cpus,
+                                   [self.models[s].processes[i] for s in members])
+            if asleep[i]:  # idle until removed, if it just emptied; asleep after
+                idle_s = 0.0 if self.was_asleep[i] else SCALE_DOWN_UNNEEDED_S
+                power = (idle_s * power + (TICK_S - idle_s) * (h.sleep_watts or 0.0)) / TICK_S
             hosts.append(HostState(h.name, self.topology.clusters[i], power,
-                                   min(1.0, h.background_utilization + sum(cpus))))
-        services = []
-        for s, spec in enumerate(self.specs):
-            watts, o = per_service[s]
-            cost_w, cost_ms = self.move_cost(self.moved[s])
-            latency = o.latency_ms * float(self.episode.jitter[s, self.t]) + cost_ms
-            services.append(ServiceState(spec.name, self.placement[s], watts + cost_w,
-                                         o.service_cpu, latency,
-                                         int(self.episode.users[s, self.t]), o.throughput_rps))
-        return Snapshot(self.t, tuple(services), tuple(hosts))
+                                   min(1.0, background + sum(cpus)), asleep[i]))
+        for s, f in self.moving.items():
+            served[s] = self._moving(s, f, served[s])
+        services = tuple(
+            ServiceState(spec.name, self.placement[s], served[s][0], outcome[s].service_cpu,
+                         served[s][1], int(self.episode.users[s, self.t]),
+                         outcome[s].throughput_rps)
+            for s, spec in enumerate(self.specs))
+        return Snapshot(self.t, services, tuple(hosts))
