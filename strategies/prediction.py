@@ -97,9 +97,11 @@ class Predictor:
             place.host, users, min(place.cpu, free - free / (1 + place.count)), background)
 
     def place(self, obs: Observation, host: int) -> Place:
-        """`host` as `obs` shows it to its service: the others there, the co-tenants."""
+        """`host` as `obs` shows it to its service: the others there, the co-tenants, whether
+        it sleeps (an observation of the service alone, as `migrate --dry-run` makes, shows no
+        hosts: awake)."""
         return Place(host, *obs.neighbours(host), background(obs, self.hosts, host),
-                     obs.hosts[host].asleep)
+                     bool(obs.hosts) and obs.hosts[host].asleep)
 
     def predict(self, obs: Observation, action: int, service: int = 0) -> Prediction:
         src, dst = obs.service.host, target_host(action)

@@ -457,5 +457,5 @@ def test_load_rises_the_controller_migrates_and_the_observed_change_is_the_predi
         # work: stay predicted 9.50 W, saw 7.52; cloud predicted 7.95 W, saw 4.58).
         slack = calm[q] if q == "latency_ms" else abs(busy[q] - predicted[q]["stay"])
         assert abs(after[q] - chosen) <= 0.25 * chosen + slack, (q, figures)
-        if abs(change) > 0.25 * chosen:
+        if abs(change) > 0.25 * chosen + slack:  # else within what the model can tell
             assert 1 / 3 < (after[q] - busy[q]) / change < 3, (q, figures)

@@ -291,3 +291,14 @@ def test_evaluation_summary_and_comparison():
     rr = next(r for r in rows if r["strategy"] == "round-robin")
     assert rr["vs_random"] == pytest.approx(1.0) and rr["of_oracle"] == pytest.approx(0.5)
     assert improvement(-5.0, -10.0) == pytest.approx(0.5)
+
+
+def test_a_prediction_needs_no_hosts_observed():
+    # migrate --dry-run knows the service's place and the load it asks for, nothing else.
+    p = Predictor(PAPER)
+    obs = Observation(0, ServiceState("s", 0, 0.0, 0.0, 0.0, 30, 0.0), ())
+    alone = p.predict(obs, 4)
+    assert alone.host == 3 and alone.move == "intra"
+    observed = Observation(0, obs.service, tuple(HostState(h.name, "testbed", 0.0, 0.0)
+                                                 for h in PAPER.hosts))
+    assert p.predict(observed, 4) == alone
