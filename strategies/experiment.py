@@ -127,7 +127,7 @@ def run(setup: Setup, track: Track = _untracked) -> tuple[list[Row], list[Traini
     """Create the strategies (their options checked before any training), train the RL
     agents, then evaluate every row on the same test episodes."""
     sc = setup.scenario
-    context = StrategyContext(sc, seed=setup.seed, reward=setup.reward)
+    context = StrategyContext(sc, seed=setup.seed, reward=setup.reward, gates=setup.gates)
     rows = setup.rows()
     fixed = {r.name: create(r.strategy, context, {"model": setup.models[r.strategy]}
                             if r.strategy in setup.models else None)

@@ -252,12 +252,14 @@ def train_with_progress(algorithm: str, scenario: Scenario, reward: str, steps: 
 
 def make_strategy(name: str, scenario: Scenario, model: Path | None, seed: int, reward: str,
                   train_steps: int, work_dir: Path, on_clusters: bool = False,
-                  options: dict[str, Any] | None = None) -> Any:
+                  options: dict[str, Any] | None = None, gates: Any = None) -> Any:
     """Create a strategy for every service, its options checked first; an RL strategy without
-    a model is trained first (into work_dir)."""
+    a model is trained first (into work_dir). `gates`: the controller's settings it runs
+    under (None: none)."""
     from strategies.base import StrategyContext, check, create
 
-    context = StrategyContext(scenario, seed=seed, reward=reward, on_clusters=on_clusters)
+    context = StrategyContext(scenario, seed=seed, reward=reward, on_clusters=on_clusters,
+                              gates=gates)
     given = {**(options or {}), **({"model": model} if model is not None else {})}
     check(name, context, given)  # bad input: one line, before any training
     if name in RL and model is None:
@@ -284,10 +286,8 @@ def sim_setup(scenario: str, strategy_name: str, model: Path | None, seed: int, 
               dry_run: bool = False, options: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """(simulated continuum, control loop) for `run` and `plan` without --config."""
     from orchestrator.config import ControllerConfig
-    from orchestrator.control.gates import Gates
-    from orchestrator.control.loop import Loop
+    from orchestrator.control.loop import simulated
     from orchestrator.sim.continuum import SimulatedContinuum
-    from orchestrator.workload import TICK_S
     from strategies.prediction import Predictor
 
     check_reward(reward)
@@ -295,13 +295,14 @@ def sim_setup(scenario: str, strategy_name: str, model: Path | None, seed: int, 
         raise BadInput(f"--pattern must be train or test, not {phase!r}")
     check_model(strategy_name, model)
     sc = load_scenario(scenario)
+    settings = ControllerConfig() if gates else None
     agent = make_strategy(strategy_name, sc, model, seed, reward, train_steps,
-                          Path(".greenwise"), options=options)
+                          Path(".greenwise"), options=options, gates=settings)
     sim = SimulatedContinuum(sc.model_copy(update={"episode_steps": steps}), phase, seed=seed)
     sim.reset(seed=seed)
     agent.reset(sim)
-    clock = Gates(ControllerConfig(), clock=lambda: sim.t * TICK_S) if gates else None
-    return sim, Loop(sim, agent, Predictor(sc, reward, sim.model), clock, dry_run=dry_run)
+    return sim, simulated(sim, agent, Predictor(sc, reward, sim.model), settings,
+                          dry_run=dry_run, explain=True)
 
 
 def policy_setup(config: Path, strategy_name: str, model: Path | None, seed: int, reward: str,
@@ -320,7 +321,8 @@ def policy_setup(config: Path, strategy_name: str, model: Path | None, seed: int
     continuum = KubernetesContinuum(cfg)
     scenario = continuum.scenario  # the clusters' hosts, in the order the observations use
     agent = make_strategy(strategy_name, scenario, model, seed, reward, train_steps,
-                          cfg.state_dir / "models", on_clusters=True, options=options)
+                          cfg.state_dir / "models", on_clusters=True, options=options,
+                          gates=cfg.controller)
     agent.reset(continuum)
     return cfg, continuum, Loop(continuum, agent, Predictor(scenario, reward),
                                 Gates(cfg.controller), dry_run=dry_run)
