@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from orchestrator.errors import GreenwiseError
-from orchestrator.model import HostState, Observation, ServiceState, Snapshot
+from orchestrator.model import HostState, Move, Observation, ServiceState, Snapshot
 from orchestrator.scenario import PAPER
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies.base import StrategyContext, create, names
@@ -185,6 +185,40 @@ def test_greedy_takes_the_best_predicted_action():
     assert all(p.predict(obs, a).reward >= p.predict(obs, b).reward
                for b in range(len(mask)) if mask[b])
     assert a == 1 + HOST["cloud"]
+
+
+def test_within_gates_greedy_proposes_the_move_that_gains_most_and_none_cooling_down():
+    """One migration a tick (the default gates): greedy proposes the one move predicted to
+    gain most of all services' best moves (not the first service's), at least the minimum
+    gain; the service that moved is not proposed at the next tick (its cooldown)."""
+    from orchestrator.config import ControllerConfig, load_scenario
+    from strategies.allocation import Allocation
+
+    sc, gates = load_scenario("continuum"), ControllerConfig()
+    greedy, p = create("greedy", StrategyContext(sc, gates=gates)), Predictor(sc)
+    sim = SimulatedContinuum(sc, "test")
+    for seed in range(20):
+        sim.reset(seed=seed)
+        greedy.reset(sim)
+        snap, masks = sim.snapshot(), sim.masks(sim.snapshot())
+        alloc = Allocation(sc, [s.host for s in snap.services])
+        gains = {}
+        for i in range(len(sc.fleet)):
+            stay = p.predict(snap.view(i), 0, i).reward
+            gains.update({(i, a): p.predict(snap.view(i), a, i).reward - stay
+                          for a in range(1, len(masks[i]))
+                          if masks[i][a] and alloc.room(i, a - 1)})
+        first = min((i for (i, _), g in gains.items() if g >= 0.02), default=None)
+        if first is not None and max(gains, key=gains.__getitem__)[0] != first:
+            break  # in service order, the first one able to move would take the migration
+    else:
+        pytest.fail("no tick where another service's move gains more than the first's")
+    chosen = [(i, a) for i, a in enumerate(greedy.decide(snap, masks)) if a]
+    assert len(chosen) == 1 and gains[chosen[0]] == pytest.approx(max(gains.values()))
+    mover = chosen[0][0]
+    sim.apply([sim.plan(Move(mover, chosen[0][1] - 1))])
+    snap = sim.snapshot()
+    assert greedy.decide(snap, sim.masks(snap))[mover] == 0
 
 
 def test_lookahead_forecasts_a_line_through_what_it_saw():

@@ -240,13 +240,13 @@ def check_output_file(path: Path, option: str, example: str) -> None:
 
 
 def train_with_progress(algorithm: str, scenario: Scenario, reward: str, steps: int, seed: int,
-                        out: Path | None) -> float:
+                        out: Path | None, gates: Any = None) -> float:
     from strategies import rl
 
     start = time.perf_counter()
     with tracking() as track:
         rl.train(algorithm, scenario, reward, steps, seed, out,
-                 on_step=track(f"training {algorithm} ({steps} steps)", steps))
+                 on_step=track(f"training {algorithm} ({steps} steps)", steps), gates=gates)
     return time.perf_counter() - start
 
 
@@ -266,7 +266,7 @@ def make_strategy(name: str, scenario: Scenario, model: Path | None, seed: int, 
         positive("--train-steps", train_steps)
         check_output_dir(work_dir, "the directory for trained models")
         model = work_dir / f"{name}.zip"
-        train_with_progress(name, scenario, reward, train_steps, seed, model)
+        train_with_progress(name, scenario, reward, train_steps, seed, model, gates)
         given["model"] = model
     return create(name, context, given)
 

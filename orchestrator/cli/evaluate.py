@@ -159,13 +159,17 @@ def tables(data: dict[str, Any]) -> list[Table]:
         for run, t in zip(r["runs"], [t for t in data["training"] if t["row"] == n],
                           strict=False):
             last = t["curve"]["episode_rewards"][-10:]
+            checks = t["curve"].get("check_rewards") or ["-"]
             agents.append([n, run["train_seed"], f"{t['train_seconds']:.0f}",
                            f"{sum(last) / len(last):.2f}" if last else "-",
+                           " -> ".join(f"{c:.2f}" if c != "-" else c
+                                       for c in (checks[0], checks[-1])),
                            f"{run['reward']:.2f}", f"{run['power_w']:.2f}",
                            f"{run['latency_ms']:.1f}"])
     trained = table(
         f"trained agents ({data['train_steps']} steps each): training reward (the agent's "
-        "own, last 10 episodes) and test figures per seed",
-        ["agent", "seed", "train s", "training reward", "test reward", "power W",
+        "own, last 10 episodes), its check (fixed training episodes) before -> after, and "
+        "test figures per seed",
+        ["agent", "seed", "train s", "training reward", "check", "test reward", "power W",
          "latency ms"], agents)
     return [headline, paper, trained]

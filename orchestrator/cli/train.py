@@ -16,6 +16,7 @@ from orchestrator.cli.common import (
     check_output_file,
     check_reward,
     doing,
+    gates_for,
     make_strategy,
     positive,
     train_with_progress,
@@ -33,6 +34,11 @@ def train(
     seed: SeedOpt = 0,
     out: Annotated[Path, typer.Option("--out", help="Where to save the model (.zip).")] = Path(
         "model.zip"),
+    gates: Annotated[bool | None, typer.Option(
+        "--gates/--no-gates", help="Train within the default controller's policy gates (the "
+                                   "agent's masks hide the moves they would hold), as `run` "
+                                   "and `evaluate` decide. Default: as evaluate (off for the "
+                                   "paper's scenario, on otherwise).")] = None,
     output: OutputOpt = Format.table,
 ) -> None:
     """Train an RL agent on the simulated continuum's training pattern (ramp 1..peak users).
@@ -48,11 +54,13 @@ def train(
         raise BadInput(f"--out {out}: a model file ends in .zip (e.g. --out {out.stem}.zip)")
     check_output_file(out, "--out", "model.zip")
     sc = load_scenario(scenario)
-    seconds = train_with_progress(strategy, sc, reward, steps, seed, out)
-    agent = make_strategy(strategy, sc, out, seed, reward, steps, out.parent)
+    settings = gates_for(sc, gates)
+    seconds = train_with_progress(strategy, sc, reward, steps, seed, out, settings)
+    agent = make_strategy(strategy, sc, out, seed, reward, steps, out.parent, gates=settings)
     doing("testing the trained model on 10 episodes (the model is saved)")
-    check = run_episodes(agent, sc, 10, seed, reward).summary()
+    check = run_episodes(agent, sc, 10, seed, reward, gates=settings).summary()
     data = {"strategy": strategy, "reward": reward, "scenario": sc.name, "steps": steps,
-            "seed": seed, "model": str(out), "train_seconds": round(seconds, 2),
+            "seed": seed, "gates": settings is not None, "model": str(out),
+            "train_seconds": round(seconds, 2),
             "test_mean_reward_10_episodes": round(check["mean_reward"], 3)}
     emit(data, output, [table(f"trained {strategy}", ["field", "value"], list(data.items()))])
