@@ -18,7 +18,7 @@ from orchestrator.cli.common import (
     doing,
     gates_for,
     make_strategy,
-    positive,
+    train_steps_for,
     train_with_progress,
 )
 from orchestrator.config import load_scenario
@@ -29,7 +29,9 @@ from orchestrator.output import Format, emit, table
 def train(
     strategy: Annotated[str, typer.Option("--strategy", help="maskppo or a2c.")] = "maskppo",
     reward: RewardOpt = "power-latency",
-    steps: Annotated[int, typer.Option("--steps", help="Environment steps to train for.")] = 5500,
+    steps: Annotated[int | None, typer.Option(
+        "--steps", help="Environment steps to train for. Default: 5500 for one service (the "
+                        "paper's), else 500 training episodes.")] = None,
     scenario: ScenarioOpt = "paper",
     seed: SeedOpt = 0,
     out: Annotated[Path, typer.Option("--out", help="Where to save the model (.zip).")] = Path(
@@ -49,11 +51,11 @@ def train(
     if strategy not in RL:
         raise BadInput(f"cannot train {strategy!r}; trainable strategies: {', '.join(RL)}")
     check_reward(reward)
-    positive("--steps", steps)
     if out.suffix != ".zip":  # the RL library would add .zip to a name without it
         raise BadInput(f"--out {out}: a model file ends in .zip (e.g. --out {out.stem}.zip)")
     check_output_file(out, "--out", "model.zip")
     sc = load_scenario(scenario)
+    steps = train_steps_for(sc, steps, "--steps")
     settings = gates_for(sc, gates)
     seconds = train_with_progress(strategy, sc, reward, steps, seed, out, settings)
     agent = make_strategy(strategy, sc, out, seed, reward, steps, out.parent, gates=settings)
