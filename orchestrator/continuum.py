@@ -56,17 +56,21 @@ class Continuum(Protocol):
 
 
 @runtime_checkable
-class Clairvoyant(Protocol):
+class Clairvoyant(Continuum, Protocol):
     """A continuum that knows its future, and the present its snapshots may show late (the
     simulated one): what the oracle plans over and what evaluation is scored on."""
 
     steps: int
-    placement: list[int]  # where each service starts
+    t: int  # the current step
+    placement: list[int]  # where each service serves now
     move_cost: MoveCost  # what a move costs in its step, from where it serves on either side
 
     def on_host(self, host: int, members: Sequence[int], t: int
                 ) -> dict[int, tuple[float, float]]:
         """(service watts, latency ms) of each of `members` serving on `host` at step t."""
+
+    def fork(self) -> Clairvoyant:
+        """A continuum at the start of this episode (the same future), to replay plans on."""
 
     def current(self) -> Snapshot:
         """Every service and host as they truly are now (snapshot() may lag behind)."""

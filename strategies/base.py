@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from orchestrator.config import describe_validation_error
+from orchestrator.config import ControllerConfig, describe_validation_error
 from orchestrator.continuum import Continuum
 from orchestrator.errors import BadInput
 from orchestrator.model import STAY, Observation, Snapshot
@@ -35,13 +35,15 @@ class NoOptions(BaseModel):
 @dataclass(frozen=True)
 class StrategyContext:
     """What every strategy may know: the hosts and services (a scenario; on clusters, made
-    from the config), the seed, the reward objective, and which service it decides for."""
+    from the config), the seed, the reward objective, the gates its decisions pass (the
+    controller's settings; None: no gates), and which service it decides for."""
 
     scenario: Scenario
     seed: int = 0
     reward: str = "power-latency"
     on_clusters: bool = False
     service: int = 0  # for a single-service strategy: the index of its service
+    gates: ControllerConfig | None = None
 
     @property
     def spec(self) -> ServiceSpec:

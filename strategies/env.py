@@ -2,13 +2,16 @@
 of a continuum, one decision per step.
 
 Observation (Eq. 4-6, all in [0, 1]): the service's host as one-hot, the service's power, CPU,
-latency and users, each host's power and CPU, then the CPU the other managed services take on
-each host (where they will be once the moves decided earlier in the tick are made). Its size
-depends on the hosts only, so one trained model decides for any number of services on them.
+latency and users, each host's power and CPU, the CPU the other managed services take on each
+host (where they will be once the moves decided earlier in the tick are made), and its users'
+network latency to each host (its region's row). Its size depends on the hosts only, so one
+trained model decides for any number of services on them, wherever their users are.
 Action (Eq. 8): Discrete(N + 1), 0 = stay, h = move to host h. `action_masks()` (Eq. 7) hides the
 current host and hosts that cannot take the service beside the others (counting the moves
 decided before it in the tick); choosing a masked action anyway keeps the service where it is
-and earns -1.
+and earns -1. With gates (the controller's settings), the masks also hide what the gates would
+hold (strategies/gated.py: moves past the tick's limit, below the minimum predicted gain, of
+a service cooling down), so the agent learns the decisions that are carried out.
 
 Services decide in order within a tick, one per step; after the last one the tick goes through
 the control loop (orchestrator/control/loop.py, without gates) and time moves on. A decision's
@@ -25,11 +28,12 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from orchestrator.config import load_scenario
+from orchestrator.config import ControllerConfig, load_scenario
 from orchestrator.control.loop import Loop
-from orchestrator.model import Load, Move, Observation, target_host
+from orchestrator.model import STAY, Load, Move, Observation, target_host
 from orchestrator.scenario import Scenario
 from orchestrator.sim.continuum import SimulatedContinuum
+from strategies.gated import Proposals
 from strategies.prediction import Predictor
 from strategies.reward import INVALID_ACTION_PENALTY, REWARDS
 
@@ -44,7 +48,11 @@ class Encoder:
         self.p_max = max(h.max_watts for h in scenario.hosts)
         self.l_max = scenario.fleet[service].sla_latency_ms
         self.u_max = 2.0 * scenario.workload_of(service).peak_users
-        self.size = 2 * self.n + 4 + 2 * self.n
+        # its users' network latency to each host (its region's row), over the scenario's
+        # largest: which hosts are near them
+        farthest = max(max(scenario.network_ms(s)) for s in scenario.fleet) or 1.0
+        self.network = np.array(scenario.network_ms(scenario.fleet[service])) / farthest
+        self.size = 2 * self.n + 4 + 3 * self.n
 
     def __call__(self, obs: Observation) -> np.ndarray:
         v = np.zeros(self.size, dtype=np.float32)
@@ -59,7 +67,8 @@ class Encoder:
             v[n + 4 + 2 * i] = h.power_w / self.p_max
             v[n + 5 + 2 * i] = h.cpu
         if obs.others_cpu:
-            v[3 * n + 4:] = obs.others_cpu
+            v[3 * n + 4:4 * n + 4] = obs.others_cpu
+        v[4 * n + 4:] = self.network
         return np.clip(v, 0.0, 1.0, out=v)
 
 
@@ -67,13 +76,15 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, scenario: Scenario | str = "paper", phase: str = "train",
-                 reward_kind: str = "power-latency", seed: int | None = None) -> None:
+                 reward_kind: str = "power-latency", seed: int | None = None,
+                 gates: ControllerConfig | None = None) -> None:
         if reward_kind not in REWARDS:
             raise ValueError(f"reward must be one of {', '.join(REWARDS)}, not {reward_kind!r}")
         self.scenario = load_scenario(scenario) if isinstance(scenario, str) else scenario
         self.sim = SimulatedContinuum(self.scenario, phase, seed=seed)
         self.predictor = Predictor(self.scenario, reward_kind, self.sim.model)
         self.loop = Loop(self.sim, None, self.predictor, explain=False)
+        self.proposals = Proposals(gates)  # the masks hide what the gates would hold
         self.encoders = [Encoder(self.scenario, i) for i in range(len(self.scenario.fleet))]
         self.encode = self.encoders[0]
         self.reward_kind = reward_kind
@@ -88,12 +99,20 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
         """Observe once (the policy asks several times); no one has decided yet."""
         self.snapshot = self.sim.snapshot()
         self.masks = self.sim.masks(self.snapshot)
-        self.mask = self.masks[0]
         self.actions: list[int] = []
         self.moves: list[Move] = []
+        self.proposals.begin(self.snapshot)
+        self.mask = self._gated(self.masks)
         self.load = Load(self.snapshot, self.scenario.capacity)  # as the decided moves leave it
         self.stay_share = 0.0 if self.sim.done else sum(
             self._host_reward(h) for h in range(len(self.sim.hosts))) / len(self.sim.specs)
+
+    def _gated(self, masks: np.ndarray) -> np.ndarray:
+        """The next service's mask, without what the gates would hold."""
+        i = self.service
+        if i >= len(masks):
+            return masks[0]  # the episode is over
+        return self.proposals.mask(self.snapshot, i, masks[i], len(self.moves), self.predictor)
 
     @property
     def service(self) -> int:
@@ -138,6 +157,7 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
             seed = int(self.np_random.integers(2**31))
         self._seeded = True
         self.sim.reset(seed=seed, start_host=(options or {}).get("start_host"))
+        self.proposals.reset()
         self._new_tick()
         return self.encoders[0](self.observation()), {"host": self.sim.host}
 
@@ -146,13 +166,13 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
         i, a = self.service, int(action)
         masked = not (0 <= a < len(self.mask) and self.mask[a])
         r = INVALID_ACTION_PENALTY if masked else self.stay_share + self._decision_reward(a)
-        self.actions.append(a)
+        self.actions.append(STAY if masked else a)  # a masked action keeps it in place
         to = target_host(a)
         if not masked and to is not None:
             self.moves.append(Move(i, to))
         info: dict[str, Any] = {"service": i, "invalid": masked}
         if self.service < len(self.sim.specs):
-            self.mask = self.sim.masks(self.snapshot, self.moves)[self.service]
+            self.mask = self._gated(self.sim.masks(self.snapshot, self.moves))
             return self.encoders[self.service](self.observation()), r, False, False, info
         self.loop.act(self.snapshot, self.masks, self.actions)
         self._new_tick()

@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.config import ControllerConfig
-from orchestrator.control.gates import Gates
-from orchestrator.control.loop import Loop, step
+from orchestrator.control.loop import simulated, step
 from orchestrator.scenario import Scenario
 from orchestrator.sim.continuum import SimulatedContinuum
 from orchestrator.workload import TICK_S
@@ -113,7 +112,8 @@ def run_episodes(strategy: Strategy, scenario: Scenario, episodes: int, seed: in
                  gates: ControllerConfig | None = None) -> StrategyResult:
     """Episode e uses seed + e, so every strategy meets the same workloads and start hosts.
     Every tick goes through the control loop; `gates` (None: off, the paper's setting) run on
-    the simulated clock. Rewards and power are summed over the services; each tick is scored
+    the simulated clock (the strategy's context should name the same gates: the oracle plans
+    under them). Rewards and power are summed over the services; each tick is scored
     on the snapshot that follows it (as the reward is). `on_episode` gets the episodes done."""
     sim = SimulatedContinuum(scenario, phase)
     predictor = Predictor(scenario, reward_kind, sim.model)
@@ -121,8 +121,7 @@ def run_episodes(strategy: Strategy, scenario: Scenario, episodes: int, seed: in
     for e in range(episodes):
         sim.reset(seed=seed + e)
         strategy.reset(sim)
-        clock = Gates(gates, clock=lambda: sim.t * TICK_S) if gates else None
-        loop = Loop(sim, strategy, predictor, clock, explain=False)
+        loop = simulated(sim, strategy, predictor, gates)
         total, power, latency, fleet_j, late, moves = 0.0, [], [], 0.0, 0, 0
         while not sim.done:
             st = step(loop)

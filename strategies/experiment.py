@@ -55,8 +55,9 @@ class Row:
 
 @dataclass
 class TrainingRun:
-    """One agent's training: what, on which reward and seed, and its curve (the reward of
-    each training episode against the steps done at its end)."""
+    """One agent's training: what, on which reward and seed, and its curves: the reward of
+    each training episode against the steps done at its end, and the policy's checks (its
+    mean reward on fixed training-pattern episodes, strategies.rl.check) against steps."""
 
     row: str
     algorithm: str
@@ -67,12 +68,16 @@ class TrainingRun:
     seconds: float = 0.0
     timesteps: list[int] = field(default_factory=list)
     episode_rewards: list[float] = field(default_factory=list)
+    check_timesteps: list[int] = field(default_factory=list)
+    check_rewards: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"row": self.row, "algorithm": self.algorithm, "reward": self.reward,
                 "seed": self.seed, "steps": self.steps, "model": str(self.model),
                 "train_seconds": round(self.seconds, 2),
-                "curve": {"timesteps": self.timesteps, "episode_rewards": self.episode_rewards}}
+                "curve": {"timesteps": self.timesteps, "episode_rewards": self.episode_rewards,
+                          "check_timesteps": self.check_timesteps,
+                          "check_rewards": self.check_rewards}}
 
 
 @dataclass(frozen=True)
@@ -114,11 +119,15 @@ def train(setup: Setup, row: Row, seed: int, track: Track = _untracked) -> Train
         run.timesteps.append(steps)
         run.episode_rewards.append(reward)
 
+    def checked(steps: int, reward: float) -> None:
+        run.check_timesteps.append(steps)
+        run.check_rewards.append(reward)
+
     update = track(f"training {row.strategy}, {row.variant} reward, seed {seed}",
                    setup.train_steps)
     start = time.perf_counter()
     rl.train(row.strategy, setup.scenario, row.variant, setup.train_steps, seed, model,
-             on_step=update, on_episode=episode)
+             on_step=update, on_episode=episode, gates=setup.gates, on_check=checked)
     run.seconds = time.perf_counter() - start
     return run
 
@@ -127,7 +136,7 @@ def run(setup: Setup, track: Track = _untracked) -> tuple[list[Row], list[Traini
     """Create the strategies (their options checked before any training), train the RL
     agents, then evaluate every row on the same test episodes."""
     sc = setup.scenario
-    context = StrategyContext(sc, seed=setup.seed, reward=setup.reward)
+    context = StrategyContext(sc, seed=setup.seed, reward=setup.reward, gates=setup.gates)
     rows = setup.rows()
     fixed = {r.name: create(r.strategy, context, {"model": setup.models[r.strategy]}
                             if r.strategy in setup.models else None)

@@ -1,8 +1,9 @@
-"""Greedy: one-step lookahead on the performance model, for every service in turn: the action
-with the best predicted reward for that service (move costs included), assuming users stay as
-observed. The services decided before it in the tick count where they go: their load on the
-hosts (contention, strategies/prediction.py) and their requests (no two onto a host that cannot
-take both)."""
+"""Greedy: one-step lookahead on the performance model, for every service: the action with the
+best predicted reward for that service (move costs included), assuming users stay as observed.
+The services decided before it in the tick count where they go: their load on the hosts
+(contention, strategies/prediction.py) and their requests (no two onto a host that cannot take
+both). Within gates it proposes what they let through (strategies/gated.py): while the limit
+on migrations binds, the moves that gain most first."""
 
 from __future__ import annotations
 
@@ -11,32 +12,42 @@ from typing import ClassVar
 
 import numpy as np
 
+from orchestrator.continuum import Continuum
 from orchestrator.model import STAY, Load, Snapshot
 from strategies.allocation import Allocation
-from strategies.base import NoOptions, Stateless, StrategyContext
+from strategies.base import NoOptions, StrategyContext
+from strategies.gated import Proposals
 from strategies.prediction import Predictor
 
 
-class GreedyStrategy(Stateless):
+class GreedyStrategy:
     name: ClassVar[str] = "greedy"
     fleet: ClassVar[bool] = True
+    needs_future: ClassVar[bool] = False
+    Options: ClassVar[type[NoOptions]] = NoOptions
 
     def __init__(self, context: StrategyContext, options: NoOptions) -> None:
         self.scenario = context.scenario
         self.predictor = Predictor(context.scenario, context.reward)
+        self.proposals = Proposals(context.gates)
+
+    def reset(self, continuum: Continuum) -> None:
+        self.proposals.reset()
 
     def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
         alloc = Allocation(self.scenario, [s.host for s in snapshot.services])
         load = Load(snapshot, self.scenario.capacity)
-        actions = [STAY] * len(snapshot.services)
-        for i, s in enumerate(snapshot.services):
-            if not s.valid:
-                continue
+
+        def best(i: int) -> tuple[float, int]:
             obs = load.view(i)
-            valid = [a for a in range(len(masks[i]))
-                     if masks[i][a] and (a == STAY or alloc.room(i, a - 1))]
-            a = max(valid, key=lambda a: self.predictor.predict(obs, a, i).reward)
-            if a != STAY:
-                actions[i] = alloc.move(i, a - 1)
-                load.move(i, a - 1)
+            r = {a: self.predictor.predict(obs, a, i).reward for a in range(len(masks[i]))
+                 if a == STAY or (masks[i][a] and alloc.room(i, a - 1))}
+            a = max((a for a in r if a == STAY or self.proposals.passes(r[a] - r[STAY])),
+                    key=r.__getitem__)
+            return r[a] - r[STAY], a
+
+        actions = [STAY] * len(snapshot.services)
+        for i, a in self.proposals(snapshot, best):
+            actions[i] = alloc.move(i, a - 1)
+            load.move(i, a - 1)
         return actions

@@ -7,7 +7,8 @@ its being there costs the services it would share the host with (contention), wi
 cost (orchestrator/move_cost.py) counted in its first step. So a move pays when its gain over
 the horizon outweighs its cost, and a service does not crowd a host whose tenants lose more
 than it gains. Services decided before it in the tick count where they go (their load and
-their requests), as in greedy.
+their requests), as in greedy; within gates it proposes what they let through
+(strategies/gated.py): while the limit on migrations binds, the moves worth most first.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from orchestrator.continuum import Continuum
 from orchestrator.model import STAY, Snapshot
 from strategies.allocation import Allocation
 from strategies.base import NoOptions, StrategyContext
+from strategies.gated import Proposals
 from strategies.prediction import Place, Predictor
 
 
@@ -42,10 +44,12 @@ class LookaheadStrategy:
         self.scenario = context.scenario
         self.predictor = Predictor(context.scenario, context.reward)
         self.horizon, self.window = options.horizon, options.window
+        self.proposals = Proposals(context.gates)
         self.seen: list[list[int]] = []  # users observed per tick, per service
 
     def reset(self, continuum: Continuum) -> None:
         self.seen = []
+        self.proposals.reset()
 
     def forecast(self, service: int) -> list[int]:
         """Users of `service` in each of the next `horizon` steps: the least-squares line
@@ -63,17 +67,19 @@ class LookaheadStrategy:
         where = [s.host if s.valid else -1 for s in services]
         users = [self.forecast(i) for i in range(len(services))]
         alloc = Allocation(self.scenario, where)
+
+        def best(i: int) -> tuple[float, int]:
+            host = services[i].host
+            mask = self.proposals.mask(snapshot, i, masks[i], 0, self.predictor)
+            v = {a: self.value(i, host, host if a == STAY else a - 1, where, users, snapshot)
+                 for a in range(len(mask)) if a == STAY or (mask[a] and alloc.room(i, a - 1))}
+            a = max(v, key=v.__getitem__)
+            return v[a] - v[STAY], a
+
         actions = [STAY] * len(services)
-        for i, s in enumerate(services):
-            if not s.valid:
-                continue
-            valid = [a for a in range(len(masks[i]))
-                     if masks[i][a] and (a == STAY or alloc.room(i, a - 1))]
-            a = max(valid, key=lambda a: self.value(
-                i, s.host, s.host if a == STAY else a - 1, where, users, snapshot))
-            if a != STAY:
-                actions[i] = alloc.move(i, a - 1)
-                where[i] = a - 1
+        for i, a in self.proposals(snapshot, best):
+            actions[i] = alloc.move(i, a - 1)
+            where[i] = a - 1
         return actions
 
     def value(self, i: int, src: int, dst: int, where: Sequence[int],

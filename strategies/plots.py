@@ -108,31 +108,47 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
     return (c[i] - c[lo]) / (i - lo)
 
 
+def _band(ax: Any, steps: Sequence[int], ys: np.ndarray, label: str,
+          marker: str | None = None) -> None:
+    """The mean over seeds as a line, their range as a band."""
+    line, = ax.plot(steps, ys.mean(axis=0), label=label, marker=marker)
+    if len(ys) > 1:
+        ax.fill_between(steps, ys.min(axis=0), ys.max(axis=0), color=line.get_color(),
+                        alpha=0.15)
+
+
 def training(data: dict[str, Any], out: Path, window: int = 10) -> Path | None:
-    """Per row, the training episodes' reward against steps: the mean over its seeds, and
-    their range as a band; each smoothed over `window` episodes."""
+    """Per row, against steps: the training episodes' reward, smoothed over `window`
+    episodes, and the policy's checks (its mean reward on fixed training-pattern episodes,
+    acting as it will); each the mean over its seeds, their range as a band."""
     curves = _curves(data)
     if not curves:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
     for row, runs in curves.items():
         n = min(len(c["episode_rewards"]) for c in runs)
-        if n == 0:
-            continue
-        steps = np.asarray(runs[0]["timesteps"][:n])
-        ys = np.array([smooth(c["episode_rewards"][:n], window) for c in runs])
-        line, = ax.plot(steps, ys.mean(axis=0), label=f"{row} ({len(runs)} seeds)")
-        if len(runs) > 1:
-            ax.fill_between(steps, ys.min(axis=0), ys.max(axis=0), color=line.get_color(),
-                            alpha=0.15)
-    ax.set_xlabel("training steps")
-    ax.set_ylabel(f"episode reward (mean of last {window} episodes)")
-    ax.set_title(f"{data['scenario']}: training, each agent on its own reward "
-                 "(line: mean over seeds; band: min-max)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    return _save(fig, out / "training.png")
+        if n:
+            _band(left, runs[0]["timesteps"][:n],
+                  np.array([smooth(c["episode_rewards"][:n], window) for c in runs]),
+                  f"{row} ({len(runs)} seeds)")
+        k = min(len(c.get("check_rewards", [])) for c in runs)
+        if k:
+            _band(right, runs[0]["check_timesteps"][:k],
+                  np.array([c["check_rewards"][:k] for c in runs]),
+                  f"{row} ({len(runs)} seeds)", marker="o")
+    left.set_ylabel(f"episode reward (mean of last {window} training episodes)")
+    left.set_title("training episodes (exploring)")
+    right.set_ylabel("mean reward on the fixed check episodes")
+    right.set_title("the policy, checked on fixed training-pattern episodes")
+    for ax in (left, right):
+        ax.set_xlabel("training steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(f"{data['scenario']}: training, each agent on its own reward (line: mean over "
+                 "seeds; band: min-max)", x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    return _save(fig, out / "training.png", layout=False)
 
 
 def training_cdf(data: dict[str, Any], out: Path) -> Path | None:

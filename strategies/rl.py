@@ -15,12 +15,15 @@ from stable_baselines3 import A2C
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
+from orchestrator.config import ControllerConfig
 from orchestrator.continuum import Continuum
 from orchestrator.errors import BadInput
 from orchestrator.model import STAY, Load, Move, Snapshot, target_host
 from orchestrator.scenario import Scenario
 from strategies.base import NoOptions, StrategyContext
 from strategies.env import Encoder, GreenWiseEnv
+from strategies.gated import Proposals
+from strategies.prediction import Predictor
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"maskppo": MaskablePPO, "a2c": A2C}
 # Tuned for the paper's small budget (5500 steps = 220 episodes of 25 steps): short rollouts so
@@ -44,16 +47,73 @@ def hyperparameters(algorithm: str, services: int) -> dict[str, Any]:
     return hp
 
 
+def _most_probable(model: BaseAlgorithm, vec: np.ndarray, mask: np.ndarray) -> int:
+    """MaskablePPO's deterministic action within the mask."""
+    action, _ = model.predict(vec, action_masks=mask, deterministic=True)
+    return int(action)
+
+
+def _most_probable_valid(model: BaseAlgorithm, vec: np.ndarray, mask: np.ndarray) -> int:
+    """A2C learns without masks (the -1 penalty teaches it); a controller still never commands
+    a masked action, so take the most probable valid one."""
+    obs, _ = model.policy.obs_to_tensor(vec)
+    with torch.no_grad():
+        probs = model.policy.get_distribution(obs).distribution.probs.numpy()[0]
+    return int(np.argmax(np.where(mask, probs, -1.0)))
+
+
+# How a trained model decides: its most probable action that the mask allows.
+CHOOSE: dict[str, Callable[[BaseAlgorithm, np.ndarray, np.ndarray], int]] = {
+    "maskppo": _most_probable, "a2c": _most_probable_valid}
+
+# The fixed training-pattern episodes a policy is checked on while it trains (their seeds):
+# a training curve without the noise of each training episode's own draw and exploration.
+CHECK_SEEDS = tuple(range(10**6, 10**6 + 5))
+CHECKS = 10  # checks over a training run
+
+
+def check(algorithm: str, model: BaseAlgorithm, env: GreenWiseEnv) -> float:
+    """The policy's mean episode reward (as the env sums it: the fleet's) on CHECK_SEEDS'
+    training-pattern episodes, deciding as it would in a strategy."""
+    total = 0.0
+    for seed in CHECK_SEEDS:
+        vec, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            vec, r, _, done, _ = env.step(CHOOSE[algorithm](model, vec, env.action_masks()))
+            total += float(r)
+    return total / len(CHECK_SEEDS)
+
+
 class _Report(BaseCallback):
     """Reports the steps done and each finished training episode (the steps at its end, its
     reward): the Monitor stable-baselines3 wraps the env in sums an episode's rewards over its
     steps (with N services a tick is N steps), as Fig. 4 counts an episode's reward."""
 
     def __init__(self, on_step: Callable[[int], None] | None,
-                 on_episode: Callable[[int, float], None] | None) -> None:
+                 on_episode: Callable[[int, float], None] | None,
+                 on_check: Callable[[int, float], None] | None, every: int,
+                 checker: Callable[[BaseAlgorithm], float]) -> None:
         super().__init__()
         self.step_done = on_step  # (BaseCallback's own on_step must not be shadowed)
         self.episode_done = on_episode
+        self.check_done, self.every, self.checker = on_check, every, checker
+
+        self.checked: int | None = None  # the steps done at the last check
+
+    def _check(self) -> None:
+        if self.check_done and self.checked != self.num_timesteps:
+            self.checked = self.num_timesteps
+            self.check_done(self.num_timesteps, self.checker(self.model))
+
+    # Checked between updates (a rollout starts after the policy was trained on the last one),
+    # so each check is of a policy as it was saved or could be.
+    def _on_rollout_start(self) -> None:
+        if self.checked is None or self.num_timesteps >= self.checked + self.every:
+            self._check()
+
+    def _on_training_end(self) -> None:
+        self._check()
 
     def _on_step(self) -> bool:
         if self.step_done:
@@ -67,16 +127,24 @@ class _Report(BaseCallback):
 
 def train(algorithm: str, scenario: Scenario, reward_kind: str, steps: int, seed: int,
           out: Path | None = None, on_step: Callable[[int], None] | None = None,
-          on_episode: Callable[[int, float], None] | None = None) -> BaseAlgorithm:
-    """Train on the training pattern; save to `out` if given. `on_step` gets the steps done,
-    `on_episode` (steps done, reward) at the end of each training episode."""
+          on_episode: Callable[[int, float], None] | None = None,
+          gates: ControllerConfig | None = None,
+          on_check: Callable[[int, float], None] | None = None) -> BaseAlgorithm:
+    """Train on the training pattern, within `gates` (the controller's settings it will
+    decide under; None: none); save to `out` if given. `on_step` gets the steps done,
+    `on_episode` (steps done, reward) at the end of each training episode, `on_check` (steps
+    done, reward) the policy's `check` before training, about CHECKS times during it (at the
+    first rollout boundary a tenth of the steps on) and at its end."""
     if algorithm not in ALGORITHMS:
         raise BadInput(f"cannot train {algorithm!r}; trainable: {', '.join(ALGORITHMS)}")
     torch.set_num_threads(1)  # tiny networks: threads cost more than they give
-    env = GreenWiseEnv(scenario, "train", reward_kind, seed=seed)
+    env = GreenWiseEnv(scenario, "train", reward_kind, seed=seed, gates=gates)
+    checks = GreenWiseEnv(scenario, "train", reward_kind, gates=gates) if on_check else env
     model = ALGORITHMS[algorithm]("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
                                   **hyperparameters(algorithm, len(scenario.fleet)))
-    model.learn(total_timesteps=steps, callback=_Report(on_step, on_episode))
+    report = _Report(on_step, on_episode, on_check, max(1, steps // CHECKS),
+                     lambda m: check(algorithm, m, checks))
+    model.learn(total_timesteps=steps, callback=report)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         model.save(out)
@@ -108,9 +176,9 @@ def load(algorithm: str, path: Path, scenario: Scenario) -> BaseAlgorithm:
     expected = Encoder(scenario).size
     if model.observation_space.shape != (expected,):
         raise BadInput(
-            f"{path} was trained for a continuum with a different number of hosts "
-            f"(observation size {model.observation_space.shape} vs {expected}); retrain it "
-            "on this scenario")
+            f"{path} was trained for a continuum with a different number of hosts, or by "
+            f"an older greenwise-mc (observation size {model.observation_space.shape} vs "
+            f"{expected}); retrain it on this scenario")
     return model
 
 
@@ -120,7 +188,8 @@ class RLOptions(NoOptions):
 
 class _RLStrategy:
     """One trained model decides for every service in turn, each seeing the moves decided
-    before it in the tick (in its observation and its mask), as it was trained."""
+    before it in the tick (in its observation and its mask), as it was trained; its mask
+    hides what the gates would hold (strategies/gated.py)."""
 
     name: ClassVar[str]
     fleet: ClassVar[bool] = True
@@ -137,21 +206,26 @@ class _RLStrategy:
         torch.set_num_threads(1)
         self.model = _loaded(self.name, options.model, sc)
         self.continuum: Continuum | None = None
+        self.proposals = Proposals(context.gates)
+        self.predictor = Predictor(sc, context.reward)
 
     def reset(self, continuum: Continuum) -> None:
         self.continuum = continuum
+        self.proposals.reset()
 
     def decide(self, snapshot: Snapshot, masks: np.ndarray) -> list[int]:
         actions: list[int] = []
         moves: list[Move] = []
         load = Load(snapshot, self.capacity)
+        self.proposals.begin(snapshot)
         for i, s in enumerate(snapshot.services):
             if not s.valid:
                 actions.append(STAY)
                 continue
             if moves and self.continuum is not None:
                 masks = self.continuum.masks(snapshot, moves)
-            a = self.choose(self.encoders[i](load.view(i)), masks[i])
+            mask = self.proposals.mask(snapshot, i, masks[i], len(moves), self.predictor)
+            a = self.choose(self.encoders[i](load.view(i)), mask)
             to = target_host(a)
             if to is not None:
                 moves.append(Move(i, to))
@@ -160,24 +234,12 @@ class _RLStrategy:
         return actions
 
     def choose(self, vec: np.ndarray, mask: np.ndarray) -> int:
-        raise NotImplementedError
+        return CHOOSE[self.name](self.model, vec, mask)
 
 
 class MaskPPOStrategy(_RLStrategy):
     name: ClassVar[str] = "maskppo"
 
-    def choose(self, vec: np.ndarray, mask: np.ndarray) -> int:
-        action, _ = self.model.predict(vec, action_masks=mask, deterministic=True)
-        return int(action)
-
 
 class A2CStrategy(_RLStrategy):
     name: ClassVar[str] = "a2c"
-
-    def choose(self, vec: np.ndarray, mask: np.ndarray) -> int:
-        # A2C learns without masks (the -1 penalty teaches it); a controller still never
-        # commands a masked action, so take the most probable valid one.
-        obs, _ = self.model.policy.obs_to_tensor(vec)
-        with torch.no_grad():
-            probs = self.model.policy.get_distribution(obs).distribution.probs.numpy()[0]
-        return int(np.argmax(np.where(mask, probs, -1.0)))

@@ -171,3 +171,16 @@ def test_bad_scenario_file_exit_2(tmp_path):
     r = cli("evaluate", "--scenario", str(f), "--output-dir", str(tmp_path / "out"))
     assert r.returncode == 2 and "max_watts" in r.stderr and len(r.stderr.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_the_training_budget_is_the_papers_for_one_service_else_500_episodes():
+    from orchestrator.cli.common import train_steps_for
+    from orchestrator.config import load_scenario
+    from orchestrator.errors import BadInput
+    from orchestrator.scenario import PAPER
+
+    assert train_steps_for(PAPER, None) == 5500
+    assert train_steps_for(load_scenario("continuum"), None) == 500 * 12 * 25
+    assert train_steps_for(load_scenario("bursty"), 300) == 300
+    with pytest.raises(BadInput, match="--train-steps must be"):
+        train_steps_for(PAPER, 0)

@@ -24,8 +24,55 @@ def test_observation_is_normalized_and_encodes_the_host():
     env = GreenWiseEnv()
     obs, _ = env.reset(seed=0, options={"start_host": HOST["cloud"]})
     n = len(PAPER.hosts)
-    assert obs.shape == (4 * n + 4,) and obs.min() >= 0 and obs.max() <= 1
+    assert obs.shape == (5 * n + 4,) and obs.min() >= 0 and obs.max() <= 1
     assert obs[:n].tolist() == [0, 0, 0, 1]
+    # last: its users' network latency to each host (Table 4), over the farthest (30.9 ms)
+    assert obs[-n:] == pytest.approx(np.array([14.0, 5.0, 3.0, 30.9]) / 30.9)
+
+
+def test_services_in_different_regions_see_which_hosts_are_near():
+    sc = load_scenario("continuum")
+    env = GreenWiseEnv(sc)
+    env.reset(seed=0)
+    n, near = len(sc.hosts), {}
+    for i, spec in enumerate(sc.fleet):
+        vec = env.encoders[i](env.load.view(i))
+        near[spec.region] = int(np.argmin(vec[-n:]))
+    assert [sc.hosts[near[r]].name for r in ("area-1", "area-2", "area-3")] == \
+        ["edge2", "edge0", "edge1"]
+
+
+def test_with_gates_the_masks_hide_what_the_gates_would_hold():
+    """bursty (3 services) within the default gates: one migration a tick (later services may
+    only stay once one moved), none below the minimum predicted gain, and a service that just
+    moved stays in the next tick (cooldown)."""
+    from orchestrator.config import ControllerConfig
+    from strategies.prediction import Predictor
+
+    sc, gates = load_scenario("bursty"), ControllerConfig()
+    env = GreenWiseEnv(sc, "test", gates=gates)
+    predictor = Predictor(sc)
+    for seed in range(20):
+        env.reset(seed=seed)
+        free = GreenWiseEnv(sc, "test")  # the same episode without gates
+        free.reset(seed=seed)
+        obs = env.snapshot.view(0)
+        stay = predictor.predict(obs, 0, 0).reward
+        allowed = [a for a in range(1, len(env.mask)) if free.action_masks()[a]
+                   and round(predictor.predict(obs, a, 0).reward - stay, 4) >= 0.02]
+        assert np.flatnonzero(env.action_masks()[1:]).tolist() == [a - 1 for a in allowed]
+        if allowed:
+            break
+    else:
+        pytest.fail("no episode whose first service may move")
+    mover = allowed[0]
+    env.step(mover)  # service 0 moves: the one migration of the tick
+    assert env.action_masks()[1:].sum() == 0
+    env.step(0)
+    assert env.action_masks()[1:].sum() == 0
+    env.step(0)  # the tick is carried out
+    assert env.sim.placement[0] == mover - 1
+    assert env.action_masks()[1:].sum() == 0  # service 0 cools down for one tick
 
 
 def test_mask_hides_the_current_host_only():

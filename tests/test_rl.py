@@ -105,3 +105,24 @@ def test_a_model_trained_on_some_services_decides_for_more_within_their_masks(tm
         assert not any(tick.masked(i) for i in range(len(full.services)))
         moved += len(tick.plans)
     assert sim.t > 0
+
+
+@pytest.mark.parametrize("algorithm", ["maskppo", "a2c"])
+def test_training_checks_the_policy_as_the_strategy_decides(tmp_path, algorithm):
+    """The checks come before training, between its updates and at its end; the last one is
+    the saved model's mean reward, as evaluation scores it, on the fixed training-pattern
+    episodes (bursty, within the gates)."""
+    from orchestrator.config import ControllerConfig
+
+    sc, gates, out = load_scenario("bursty"), ControllerConfig(), tmp_path / "m.zip"
+    checks: list[tuple[int, float]] = []
+    rl.train(algorithm, sc, "power-latency", 750, seed=0, out=out, gates=gates,
+             on_check=lambda steps, r: checks.append((steps, r)))
+    steps = [s for s, _ in checks]
+    assert steps[0] == 0 and steps[-1] == 750 and steps == sorted(set(steps))
+    if algorithm == "a2c":  # rollouts of 25 ticks x 3 services: a check after each
+        assert steps == list(range(0, 751, 75))
+    agent = create(algorithm, StrategyContext(sc, gates=gates), {"model": out})
+    scored = run_episodes(agent, sc, len(rl.CHECK_SEEDS), rl.CHECK_SEEDS[0], phase="train",
+                          gates=gates)
+    assert checks[-1][1] == pytest.approx(scored.summary()["mean_reward"])

@@ -477,3 +477,15 @@ def test_sleep_needs_a_wake_time_and_less_than_idle(tmp_path):
                      f"idle_watts: 5, max_watts: 40, network_latency_ms: 1, {extra}}}]}}\n")
         with pytest.raises(GreenwiseError, match=re.escape(message)):
             load_scenario(f)
+
+
+def test_a_fork_replays_the_same_episode_and_leaves_the_original_alone():
+    sc = load_scenario("bursty")
+    sim = SimulatedContinuum(sc, "test", seed=3)
+    sim.reset(seed=3)
+    first = sim.snapshot()
+    sim.apply([sim.plan(Move(0, (sim.placement[0] + 1) % len(sc.hosts)))])
+    twin = sim.fork()
+    assert twin.t == 0 and twin.snapshot() == first and sim.t == 1
+    twin.apply([twin.plan(Move(0, (twin.placement[0] + 1) % len(sc.hosts)))])
+    assert twin.snapshot() == sim.snapshot()

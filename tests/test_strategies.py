@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from orchestrator.errors import GreenwiseError
-from orchestrator.model import HostState, Observation, ServiceState, Snapshot
+from orchestrator.model import HostState, Move, Observation, ServiceState, Snapshot
 from orchestrator.scenario import PAPER
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies.base import StrategyContext, create, names
@@ -187,6 +187,40 @@ def test_greedy_takes_the_best_predicted_action():
     assert a == 1 + HOST["cloud"]
 
 
+def test_within_gates_greedy_proposes_the_move_that_gains_most_and_none_cooling_down():
+    """One migration a tick (the default gates): greedy proposes the one move predicted to
+    gain most of all services' best moves (not the first service's), at least the minimum
+    gain; the service that moved is not proposed at the next tick (its cooldown)."""
+    from orchestrator.config import ControllerConfig, load_scenario
+    from strategies.allocation import Allocation
+
+    sc, gates = load_scenario("continuum"), ControllerConfig()
+    greedy, p = create("greedy", StrategyContext(sc, gates=gates)), Predictor(sc)
+    sim = SimulatedContinuum(sc, "test")
+    for seed in range(20):
+        sim.reset(seed=seed)
+        greedy.reset(sim)
+        snap, masks = sim.snapshot(), sim.masks(sim.snapshot())
+        alloc = Allocation(sc, [s.host for s in snap.services])
+        gains = {}
+        for i in range(len(sc.fleet)):
+            stay = p.predict(snap.view(i), 0, i).reward
+            gains.update({(i, a): p.predict(snap.view(i), a, i).reward - stay
+                          for a in range(1, len(masks[i]))
+                          if masks[i][a] and alloc.room(i, a - 1)})
+        first = min((i for (i, _), g in gains.items() if g >= 0.02), default=None)
+        if first is not None and max(gains, key=gains.__getitem__)[0] != first:
+            break  # in service order, the first one able to move would take the migration
+    else:
+        pytest.fail("no tick where another service's move gains more than the first's")
+    chosen = [(i, a) for i, a in enumerate(greedy.decide(snap, masks)) if a]
+    assert len(chosen) == 1 and gains[chosen[0]] == pytest.approx(max(gains.values()))
+    mover = chosen[0][0]
+    sim.apply([sim.plan(Move(mover, chosen[0][1] - 1))])
+    snap = sim.snapshot()
+    assert greedy.decide(snap, sim.masks(snap))[mover] == 0
+
+
 def test_lookahead_forecasts_a_line_through_what_it_saw():
     s = create("lookahead", OPTS, {"horizon": 3, "window": 4})
     s.seen = [[10], [20], [30], [40]]
@@ -236,6 +270,40 @@ def test_oracle_is_an_upper_bound_on_every_episode():
         other = run_episodes(create(name, OPTS), PAPER, 8, seed=5)
         for o, r in zip(oracle.episode_rewards, other.episode_rewards, strict=True):
             assert o >= r - 1e-9, name
+
+
+def test_oracle_under_gates_beats_its_starts_and_follows_what_its_replay_scored():
+    """With the gates on (bursty: 3 services), the oracle scores per episode at least what
+    each start strategy scores, exactly what its replay of the plan scored, and its plan
+    passes the gates: no move held (by the minimum gain, the cooldown or the one migration at
+    a time)."""
+    from orchestrator.config import ControllerConfig, load_scenario
+    from orchestrator.control.loop import simulated, step
+
+    sc, gates = load_scenario("bursty"), ControllerConfig()
+    context = StrategyContext(sc, gates=gates)
+    oracle = create("oracle", context, {"rounds": 2})
+    sim = SimulatedContinuum(sc, "test")
+    for seed in range(3):
+        sim.reset(seed=seed)
+        oracle.reset(sim)
+        loop, total = simulated(sim, oracle, Predictor(sc), gates), 0.0
+        while not sim.done:
+            st = step(loop)
+            total += sum(st.rewards)
+            assert not any(d.action in ("held", "refused") for d in st.tick.decisions)
+        assert total == pytest.approx(oracle.score)
+        for name in ("greedy", "lookahead"):
+            other = run_episodes(create(name, context), sc, 1, seed=seed, gates=gates)
+            assert total >= other.episode_rewards[0] - 1e-9, name
+
+
+def test_oracle_starts_are_strategies_that_need_neither_model_nor_future():
+    for bad in ("maskppo", "oracle"):
+        with pytest.raises(GreenwiseError, match="cannot be a start"):
+            create("oracle", OPTS, {"starts": [bad]})
+    with pytest.raises(GreenwiseError, match="unknown strategy"):
+        create("oracle", OPTS, {"starts": ["nope"]})
 
 
 def test_oracle_needs_the_simulator():

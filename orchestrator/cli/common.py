@@ -31,8 +31,9 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (workload nois
 RewardOpt = Annotated[str, typer.Option(
     "--reward", help="Objective: power-latency (alpha = beta = 0.5), power, or latency.")]
 OutputOpt = Annotated[Format, typer.Option("--output", "-o", help="How to print results.")]
-TrainStepsOpt = Annotated[int, typer.Option(
-    "--train-steps", help="Training steps for RL strategies given without a model.")]
+TrainStepsOpt = Annotated[int | None, typer.Option(
+    "--train-steps", help="Training steps for RL strategies given without a model. Default: "
+                          "5500 for one service (the paper's), else 500 training episodes.")]
 StrategyOpt = Annotated[str, typer.Option("--strategy", help="Strategy that decides.")]
 ModelOpt = Annotated[Path | None, typer.Option(
     "--model", help="Trained model for maskppo/a2c (else one is trained first).")]
@@ -240,31 +241,51 @@ def check_output_file(path: Path, option: str, example: str) -> None:
 
 
 def train_with_progress(algorithm: str, scenario: Scenario, reward: str, steps: int, seed: int,
-                        out: Path | None) -> float:
+                        out: Path | None, gates: Any = None) -> float:
     from strategies import rl
 
     start = time.perf_counter()
     with tracking() as track:
         rl.train(algorithm, scenario, reward, steps, seed, out,
-                 on_step=track(f"training {algorithm} ({steps} steps)", steps))
+                 on_step=track(f"training {algorithm} ({steps} steps)", steps), gates=gates)
     return time.perf_counter() - start
 
 
+# [paper] The training budget for one service: 5500 steps (220 episodes of 25 steps).
+PAPER_TRAIN_STEPS = 5500
+# Several services: 500 training episodes (each services x episode_steps decisions): on
+# `continuum` the policy's checks rise slowly until about 400 episodes (120,000 steps) and stay
+# within 0.5 after that, over three seeds (README, "Strategies").
+TRAIN_EPISODES = 500
+
+
+def train_steps_for(scenario: Scenario, given: int | None, flag: str = "--train-steps") -> int:
+    """The RL training budget: `given` (checked), else the default for the scenario."""
+    if given is not None:
+        positive(flag, given)
+        return given
+    if len(scenario.fleet) == 1:
+        return PAPER_TRAIN_STEPS
+    return TRAIN_EPISODES * len(scenario.fleet) * scenario.episode_steps
+
+
 def make_strategy(name: str, scenario: Scenario, model: Path | None, seed: int, reward: str,
-                  train_steps: int, work_dir: Path, on_clusters: bool = False,
-                  options: dict[str, Any] | None = None) -> Any:
+                  train_steps: int | None, work_dir: Path, on_clusters: bool = False,
+                  options: dict[str, Any] | None = None, gates: Any = None) -> Any:
     """Create a strategy for every service, its options checked first; an RL strategy without
-    a model is trained first (into work_dir)."""
+    a model is trained first (into work_dir). `gates`: the controller's settings it runs
+    under (None: none)."""
     from strategies.base import StrategyContext, check, create
 
-    context = StrategyContext(scenario, seed=seed, reward=reward, on_clusters=on_clusters)
+    context = StrategyContext(scenario, seed=seed, reward=reward, on_clusters=on_clusters,
+                              gates=gates)
     given = {**(options or {}), **({"model": model} if model is not None else {})}
     check(name, context, given)  # bad input: one line, before any training
     if name in RL and model is None:
-        positive("--train-steps", train_steps)
+        steps = train_steps_for(scenario, train_steps)
         check_output_dir(work_dir, "the directory for trained models")
         model = work_dir / f"{name}.zip"
-        train_with_progress(name, scenario, reward, train_steps, seed, model)
+        train_with_progress(name, scenario, reward, steps, seed, model, gates)
         given["model"] = model
     return create(name, context, given)
 
@@ -280,14 +301,12 @@ def gates_for(scenario: Scenario, gates: bool | None) -> Any:
 
 
 def sim_setup(scenario: str, strategy_name: str, model: Path | None, seed: int, reward: str,
-              train_steps: int, steps: int, phase: str, gates: bool = True,
+              train_steps: int | None, steps: int, phase: str, gates: bool = True,
               dry_run: bool = False, options: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """(simulated continuum, control loop) for `run` and `plan` without --config."""
     from orchestrator.config import ControllerConfig
-    from orchestrator.control.gates import Gates
-    from orchestrator.control.loop import Loop
+    from orchestrator.control.loop import simulated
     from orchestrator.sim.continuum import SimulatedContinuum
-    from orchestrator.workload import TICK_S
     from strategies.prediction import Predictor
 
     check_reward(reward)
@@ -295,17 +314,18 @@ def sim_setup(scenario: str, strategy_name: str, model: Path | None, seed: int, 
         raise BadInput(f"--pattern must be train or test, not {phase!r}")
     check_model(strategy_name, model)
     sc = load_scenario(scenario)
+    settings = ControllerConfig() if gates else None
     agent = make_strategy(strategy_name, sc, model, seed, reward, train_steps,
-                          Path(".greenwise"), options=options)
+                          Path(".greenwise"), options=options, gates=settings)
     sim = SimulatedContinuum(sc.model_copy(update={"episode_steps": steps}), phase, seed=seed)
     sim.reset(seed=seed)
     agent.reset(sim)
-    clock = Gates(ControllerConfig(), clock=lambda: sim.t * TICK_S) if gates else None
-    return sim, Loop(sim, agent, Predictor(sc, reward, sim.model), clock, dry_run=dry_run)
+    return sim, simulated(sim, agent, Predictor(sc, reward, sim.model), settings,
+                          dry_run=dry_run, explain=True)
 
 
 def policy_setup(config: Path, strategy_name: str, model: Path | None, seed: int, reward: str,
-                 train_steps: int, dry_run: bool = False,
+                 train_steps: int | None, dry_run: bool = False,
                  options: dict[str, Any] | None = None) -> tuple[Any, Any, Any]:
     """(config, Kubernetes continuum, control loop) for policy mode on real clusters."""
     from orchestrator.config import load_continuum
@@ -320,7 +340,8 @@ def policy_setup(config: Path, strategy_name: str, model: Path | None, seed: int
     continuum = KubernetesContinuum(cfg)
     scenario = continuum.scenario  # the clusters' hosts, in the order the observations use
     agent = make_strategy(strategy_name, scenario, model, seed, reward, train_steps,
-                          cfg.state_dir / "models", on_clusters=True, options=options)
+                          cfg.state_dir / "models", on_clusters=True, options=options,
+                          gates=cfg.controller)
     agent.reset(continuum)
     return cfg, continuum, Loop(continuum, agent, Predictor(scenario, reward),
                                 Gates(cfg.controller), dry_run=dry_run)

@@ -25,6 +25,7 @@ from orchestrator.cli.common import (
     positive,
     say,
     tracking,
+    train_steps_for,
 )
 from orchestrator.config import load_scenario
 from orchestrator.errors import BadInput
@@ -41,7 +42,7 @@ def evaluate(
     output_dir: Annotated[Path, typer.Option(
         "--output-dir", help="Where results.json, the plots and trained models go.")] =
         Path("results"),
-    train_steps: TrainStepsOpt = 5500,
+    train_steps: TrainStepsOpt = None,
     model: Annotated[list[str], typer.Option(
         "--model", help="NAME=PATH: use a trained model instead of training (repeatable).")] = [],  # noqa: B006
     reward: RewardOpt = "power-latency",
@@ -77,7 +78,6 @@ def evaluate(
 
     check_reward(reward)
     positive("--episodes", episodes)
-    positive("--train-steps", train_steps)
     chosen = [s.strip() for s in strategies.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in names()]
     if unknown or not chosen:
@@ -100,7 +100,8 @@ def evaluate(
     sc = load_scenario(scenario)
     setup = experiment.Setup(sc, tuple(chosen), output_dir, reward=reward, variants=variants,
                              train_seeds=seeds, seed=seed, episodes=episodes,
-                             train_steps=train_steps, gates=gates_for(sc, gates), models=models)
+                             train_steps=train_steps_for(sc, train_steps),
+                             gates=gates_for(sc, gates), models=models)
     if not setup.to_train() and (rewards is not None or train_seeds is not None):
         given = " and ".join(o for o, v in (("--rewards", rewards), ("--train-seeds",
                                                                      train_seeds)) if v)
@@ -159,13 +160,17 @@ def tables(data: dict[str, Any]) -> list[Table]:
         for run, t in zip(r["runs"], [t for t in data["training"] if t["row"] == n],
                           strict=False):
             last = t["curve"]["episode_rewards"][-10:]
+            checks = t["curve"].get("check_rewards") or ["-"]
             agents.append([n, run["train_seed"], f"{t['train_seconds']:.0f}",
                            f"{sum(last) / len(last):.2f}" if last else "-",
+                           " -> ".join(f"{c:.2f}" if c != "-" else c
+                                       for c in (checks[0], checks[-1])),
                            f"{run['reward']:.2f}", f"{run['power_w']:.2f}",
                            f"{run['latency_ms']:.1f}"])
     trained = table(
         f"trained agents ({data['train_steps']} steps each): training reward (the agent's "
-        "own, last 10 episodes) and test figures per seed",
-        ["agent", "seed", "train s", "training reward", "test reward", "power W",
+        "own, last 10 episodes), its check (fixed training episodes) before -> after, and "
+        "test figures per seed",
+        ["agent", "seed", "train s", "training reward", "check", "test reward", "power W",
          "latency ms"], agents)
     return [headline, paper, trained]

@@ -37,7 +37,7 @@ def plan(
     pattern: PatternOpt = "test",
     seed: SeedOpt = 0,
     reward: RewardOpt = "power-latency",
-    train_steps: TrainStepsOpt = 5500,
+    train_steps: TrainStepsOpt = None,
     output: OutputOpt = Format.table,
 ) -> None:
     """Show the current state, what the strategy would do, the predicted change in power,
@@ -74,7 +74,7 @@ def plan_data(strategy: str, loop: Any, decisions: Any,
 
 
 def _policy_plan(config: Path, strategy: str, model: Path | None, seed: int, reward: str,
-                 train_steps: int, output: Format, options: dict[str, Any]) -> None:
+                 train_steps: int | None, output: Format, options: dict[str, Any]) -> None:
     from orchestrator.kube.continuum import finite
     from orchestrator.views import plan_tables
 

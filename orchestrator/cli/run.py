@@ -49,7 +49,7 @@ def run(
     pattern: PatternOpt = "test",
     seed: SeedOpt = 0,
     reward: RewardOpt = "power-latency",
-    train_steps: TrainStepsOpt = 5500,
+    train_steps: TrainStepsOpt = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Real clusters: observe and decide every tick, migrate nothing.")] =
         False,
@@ -128,7 +128,7 @@ def run(
 
 
 def _policy_run(config: Path, strategy: str, model: Path | None, seed: int, reward: str,
-                train_steps: int, ticks: int | None, interval: float, dry_run: bool,
+                train_steps: int | None, ticks: int | None, interval: float, dry_run: bool,
                 online_training: bool, address: str, output: Format,
                 options: dict[str, Any]) -> None:
     from orchestrator.control.controller import Controller, EventLog, Metrics, identity, serve

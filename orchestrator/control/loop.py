@@ -21,10 +21,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from orchestrator.config import ControllerConfig
 from orchestrator.continuum import Clairvoyant, Continuum, Plan
 from orchestrator.control.gates import Gates
 from orchestrator.errors import GreenwiseError
 from orchestrator.model import STAY, Move, Observation, ServiceState, Snapshot, target_host
+from orchestrator.workload import TICK_S
 from strategies.base import Strategy
 from strategies.prediction import Predictor, compare
 from strategies.reward import INVALID_ACTION_PENALTY
@@ -223,3 +225,12 @@ def step(loop: Loop) -> Step:
     c = loop.continuum
     after = c.current() if isinstance(c, Clairvoyant) else c.snapshot()
     return Step(tick, after, rewards(loop.predictor, tick, after))
+
+
+def simulated(continuum: Clairvoyant, strategy: Strategy | None, predictor: Predictor,
+              gates: ControllerConfig | None, dry_run: bool = False,
+              explain: bool = False) -> Loop:
+    """The loop on a simulated continuum, with `gates` (None: off) on its clock (TICK_S a
+    step): how `run`, `evaluate` and the oracle's replays tick."""
+    clock = Gates(gates, clock=lambda: continuum.t * TICK_S) if gates else None
+    return Loop(continuum, strategy, predictor, clock, dry_run=dry_run, explain=explain)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -124,7 +125,19 @@ class SimulatedContinuum:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         starts = [start_host] + [None] * (len(self.specs) - 1)
-        self.episode = self._draw(starts)
+        self._begin(self._draw(starts))
+
+    def fork(self) -> SimulatedContinuum:
+        """A continuum at the start of this episode (the same draws), to replay plans on: the
+        oracle's. It shares the performance models (and their caches)."""
+        twin = copy.copy(self)
+        twin.rng = copy.deepcopy(self.rng)  # its draws leave this one's alone
+        twin._begin(self.episode)
+        return twin
+
+    def _begin(self, episode: Episode) -> None:
+        """Start `episode` from its first step."""
+        self.episode = episode
         self.t = 0
         self.background = self.episode.background.T.tolist()  # [t][host], read every step
         self.placement = list(self.episode.start_hosts)  # where each service serves

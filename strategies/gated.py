@@ -1,0 +1,93 @@
+"""Deciding within the gates the decisions pass (StrategyContext.gates): greedy, lookahead and
+the RL strategies (and the RL environment that trains them) know what the gates let through.
+
+The loop lets at most max_concurrent_migrations moves start at once, holds a move whose
+one-step predicted gain is below min_predicted_gain and a service within cooldown_s of its last
+move, and meets the services in their order. A strategy proposing a move for every service in
+that order spends the limit on whichever services come first, and moves the gates hold are
+decisions that never happen. So, with gates:
+- a move the gates would hold is not proposed: none once the limit is reached in the tick,
+  none below the minimum gain, none for a service seen on a new host since the last tick (its
+  cooldown holds it at the next tick; on clusters, whose ticks are shorter than a cooldown,
+  the gate still holds it later);
+- a planner (greedy, lookahead) proposes, while the limit binds, its most valuable moves
+  first, up to the limit, instead of those of the first services.
+Without gates, or with a limit that does not bind, every service in turn, each seeing the moves
+chosen before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from orchestrator.config import ControllerConfig
+from orchestrator.model import STAY, Snapshot
+from strategies.prediction import Predictor
+
+Best = Callable[[int], tuple[float, int]]
+"""A service's best action given the moves chosen so far, and what it gains over staying."""
+
+
+class Proposals:
+    def __init__(self, gates: ControllerConfig | None) -> None:
+        self.gates = gates
+        self.last: tuple[int, ...] = ()  # where each service was at the last tick
+        self.free: set[int] = set()  # the services the cooldown does not hold this tick
+
+    def reset(self) -> None:
+        self.last = ()
+
+    def begin(self, snapshot: Snapshot) -> list[int]:
+        """A tick starts: the services that may move in it (valid, not cooling down)."""
+        now = tuple(s.host for s in snapshot.services)
+        cooling = self.gates is not None and self.gates.cooldown_s > 0
+        moved = {i for i, (a, b) in enumerate(zip(self.last, now, strict=False)) if a != b}
+        self.last = now
+        free = [i for i, s in enumerate(snapshot.services)
+                if s.valid and not (cooling and i in moved)]
+        self.free = set(free)
+        return free
+
+    def passes(self, gain: float) -> bool:
+        """Whether the minimum-gain gate lets a move predicted to gain `gain` through (the
+        loop's prediction, rounded as it rounds it)."""
+        g = self.gates
+        return g is None or g.min_predicted_gain is None or \
+            round(gain, 4) >= g.min_predicted_gain
+
+    def mask(self, snapshot: Snapshot, i: int, mask: np.ndarray, chosen: int,
+             predictor: Predictor) -> np.ndarray:
+        """Service i's `mask` without the moves the gates would hold, `chosen` moves being
+        decided before it in the tick (after `begin`)."""
+        if self.gates is None:
+            return mask
+        out = mask.copy()
+        if i not in self.free or chosen >= self.gates.max_concurrent_migrations:
+            out[1:] = False
+        elif self.gates.min_predicted_gain is not None:
+            obs = snapshot.view(i)
+            stay = predictor.predict(obs, STAY, i).reward
+            for a in np.flatnonzero(out[1:]) + 1:
+                out[a] = self.passes(predictor.predict(obs, int(a), i).reward - stay)
+        return out
+
+    def __call__(self, snapshot: Snapshot, best: Best) -> Iterator[tuple[int, int]]:
+        """(service, action) of each move a planner proposes; the caller counts each one
+        (where it goes, what it requests) before the next is chosen. `best` must leave out
+        the moves `passes` refuses."""
+        pending = self.begin(snapshot)
+        limit = len(pending) if self.gates is None else self.gates.max_concurrent_migrations
+        if limit >= len(pending):  # in turn
+            for i in pending:
+                _, a = best(i)
+                if a != STAY:
+                    yield i, a
+            return
+        for _ in range(limit):  # best first
+            (_, a), i = max(((best(i), i) for i in pending), default=((0.0, STAY), -1))
+            if a == STAY:
+                return
+            yield i, a
+            pending.remove(i)
