@@ -11,8 +11,8 @@ latency grows with users. Power (Eq. 1-2) = idle + per-host curve of CPU utiliza
 service gets its CPU share of the dynamic part and its process share of the idle part.
 Services on one host share its cores (CFS without CPU limits): the other managed services'
 busy cores (`taken`; the simulated continuum says how much) are load on the same M/M/c queue.
-Outcomes are computed once per host, background load and share taken (in steps of 1 %) and
-user count, so a simulator step is mostly lookups.
+Outcomes are computed once per kind of host, background load and share taken (in steps of 1 %)
+and user count, in blocks solved together (vectorized), so a simulator step is mostly lookups.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+
+import numpy as np
+from numpy.typing import ArrayLike
 
 from orchestrator.scenario import HostProfile, Scenario, ServiceSpec
 
@@ -36,20 +39,46 @@ class Outcome:
     host_watts: float
 
 
-def erlang_c(servers: int, load: float) -> float:
-    """Probability that an arrival waits in an M/M/c queue with offered load `load` < servers."""
-    if load <= 0:
-        return 0.0
-    term, total = 1.0, 1.0
+def erlang_c(servers: int, load: ArrayLike) -> np.ndarray:
+    """Probability that an arrival waits in an M/M/c queue with offered load `load` < servers
+    (elementwise over `load`)."""
+    load = np.asarray(load, dtype=float)
+    term, total = np.ones_like(load), np.ones_like(load)
     for k in range(1, servers):
-        term *= load / k
-        total += term
-    last = term * load / servers * servers / (servers - load)
-    return last / (total + last)
+        term = term * (load / k)
+        total = total + term
+    with np.errstate(divide="ignore", invalid="ignore"):
+        last = term * load / servers * servers / (servers - load)
+        return np.where(load <= 0, 0.0, last / (total + last))
+
+
+def curve_points(curves: Sequence[tuple[tuple[float, float], ...]]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Power curves as arrays of their points' utilizations and fractions, [curves, points]
+    (a shorter curve is padded with points at utilization inf)."""
+    n = max(len(c) for c in curves)
+    pad = [(np.inf, c[-1][1]) for c in curves]
+    points = np.array([list(c) + [p] * (n - len(c)) for c, p in zip(curves, pad, strict=True)])
+    return points[..., 0], points[..., 1]
+
+
+def curve_fractions(xs: np.ndarray, ys: np.ndarray, utilization: ArrayLike) -> np.ndarray:
+    """Piecewise-linear dynamic-power fractions at CPU utilizations in [0, 1], elementwise,
+    each on its curve's points (`curve_points`, broadcast against the utilizations)."""
+    u = np.minimum(np.maximum(utilization, 0.0), 1.0)
+    xs, ys = (np.broadcast_to(a, np.shape(u) + a.shape[-1:]) for a in (xs, ys))
+    j = np.argmax(u[..., None] <= xs[..., 1:], axis=-1)[..., None]  # the first segment
+
+    def at(a: np.ndarray, k: int) -> np.ndarray:
+        return np.take_along_axis(a, j + k, axis=-1)[..., 0]
+
+    x0, y0, x1, y1 = at(xs, 0), at(ys, 0), at(xs, 1), at(ys, 1)
+    return y0 + (y1 - y0) * (u - x0) / (x1 - x0)
 
 
 def curve_fraction(curve: tuple[tuple[float, float], ...], utilization: float) -> float:
-    """Piecewise-linear dynamic-power fraction at a CPU utilization in [0, 1]."""
+    """Piecewise-linear dynamic-power fraction at a CPU utilization in [0, 1] (one value;
+    `curve_fractions` for arrays)."""
     u = min(max(utilization, 0.0), 1.0)
     for (x0, y0), (x1, y1) in pairwise(curve):
         if u <= x1:
@@ -83,13 +112,16 @@ class Backend:
     used by other managed services: their busy cores count as load on the same cores, so
     its requests wait more as the host fills up (a shared M/M/c; an approximation, since their
     batches differ from its own), and it can use only what they leave. Co-tenants (`background`,
-    default: the host's profile) slow its cores down."""
+    default: the host's profile) slow its cores down. Elementwise over arrays of `taken`,
+    `background` and (in `solve`) users, broadcast together."""
 
-    def __init__(self, service: ServiceSpec, host: HostProfile, taken: float = 0.0,
-                 background: float | None = None) -> None:
+    def __init__(self, service: ServiceSpec, host: HostProfile, taken: ArrayLike = 0.0,
+                 background: ArrayLike | None = None) -> None:
         self.servers = service.workers_on(host)
-        free = 1.0 - (host.background_utilization if background is None else background)
-        self.others = self.servers * min(taken / free, 1.0 - SHARE_STEP)  # in workers
+        free = 1.0 - np.asarray(host.background_utilization if background is None
+                                else background, dtype=float)
+        self.others = self.servers * np.minimum(np.asarray(taken) / free,
+                                                1.0 - SHARE_STEP)  # in workers
         slow = host.speed * free
         self.per_image = service.inference_ms_per_image / 1000.0 / slow
         self.overhead = service.batch_overhead_ms / 1000.0 / slow
@@ -97,45 +129,140 @@ class Backend:
         self.delay = service.max_batch_delay_ms / 1000.0
         self.think = sum(service.think_time_s) / 2.0
 
-    def _batch(self, x: float) -> tuple[float, float]:
-        k = min(float(self.batch), max(1.0, x * self.delay))
+    def _batch(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = np.minimum(float(self.batch), np.maximum(1.0, x * self.delay))
         return k, self.overhead + k * self.per_image
 
-    def busy_workers(self, x: float) -> float:
-        k, t = self._batch(x)
+    def busy_workers(self, x: ArrayLike) -> np.ndarray:
+        k, t = self._batch(np.asarray(x, dtype=float))
         return x / k * t
 
-    def latency(self, x: float) -> float:
+    def latency(self, x: np.ndarray) -> np.ndarray:
         """Mean backend latency in seconds at throughput x (x below capacity)."""
         k, t = self._batch(x)
         load = x / k * t + self.others
         p_wait = erlang_c(self.servers, load)
-        fill = self.delay if x <= 0 else min(self.delay, (self.batch - 1) / x)
+        with np.errstate(divide="ignore"):
+            fill = np.where(x <= 0, self.delay, np.minimum(self.delay, (self.batch - 1) / x))
         batch_wait = fill * (1.0 + 1.0 / k) / 2.0
         queue_wait = p_wait * t / (self.servers - load)
         return batch_wait * (1.0 - p_wait) + queue_wait + t
 
-    def solve(self, users: int) -> tuple[float, float]:
-        """(throughput, backend latency) for a closed population of `users`."""
-        if users <= 0:
-            return 0.0, self.latency(0.0)
-        lo, hi = 0.0, users / self.think
-        cap_lo, cap_hi = 0.0, hi  # largest x with busy workers below what the others leave
+    def solve(self, users: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """(throughput, backend latency) for closed populations of `users`: bisections, 60
+        steps each, done for all at once."""
+        users = np.asarray(users, dtype=float)
+        shape = np.broadcast_shapes(users.shape, np.shape(self.others), np.shape(self.per_image))
+        users = np.broadcast_to(users, shape)
+        lo, hi = np.zeros(shape), users / self.think
+        # the largest x with busy workers below what the others leave
         room = self.servers - self.others
-        if self.busy_workers(hi) >= room:
+        capped = self.busy_workers(hi) >= room
+        if capped.any():
+            cap_lo, cap_hi = np.zeros(shape), hi
             for _ in range(60):
                 mid = (cap_lo + cap_hi) / 2
-                cap_lo, cap_hi = (mid, cap_hi) if self.busy_workers(mid) < room else (
-                    cap_lo, mid)
-            hi = cap_lo
-        for _ in range(60):  # x * (think + R(x)) grows with x: bisect for = users
-            mid = (lo + hi) / 2
-            if mid * (self.think + self.latency(mid)) < users:
-                lo = mid
-            else:
-                hi = mid
-        x = (lo + hi) / 2
-        return x, users / x - self.think
+                below = self.busy_workers(mid) < room
+                cap_lo, cap_hi = np.where(below, mid, cap_lo), np.where(below, cap_hi, mid)
+            hi = np.where(capped, cap_lo, hi)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for _ in range(60):  # x * (think + R(x)) grows with x: bisect for = users
+                mid = (lo + hi) / 2
+                short = mid * (self.think + self.latency(mid)) < users
+                lo, hi = np.where(short, mid, lo), np.where(short, hi, mid)
+            x = (lo + hi) / 2
+            idle = users <= 0
+            return (np.where(idle, 0.0, x),
+                    np.where(idle, self.latency(np.zeros(shape)), users / x - self.think))
+
+
+# Outcome tables hold (backend ms, throughput, service CPU, service watts) per background step,
+# taken step and user count, in blocks of 16 taken steps x 32 user counts solved together when
+# one of their points is first asked for (a vectorized solve of 512 points costs about what one
+# point does).
+FIELDS = 4
+TAKEN_BLOCK, USERS_BLOCK = 16, 32
+GRID = round(1 / SHARE_STEP) + 1  # 0 .. 100 % in steps of 1 %
+
+
+class OutcomeTables:
+    """Outcomes of each served model on each kind of host (one table per pair), every point
+    solved once; a lookup reads many points of many tables at once."""
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[ServiceSpec, HostProfile]] = []
+        self._ids: dict[tuple[object, ...], int] = {}
+        # block number per (table, background step, taken block, users block); -1: unsolved
+        self.index = np.full((0, GRID, -(-GRID // TAKEN_BLOCK), 1), -1, dtype=np.int64)
+        self.blocks = np.empty((8, TAKEN_BLOCK, USERS_BLOCK, FIELDS))  # grown by doubling
+        self.solved = 0  # blocks in use
+
+    def id(self, service: ServiceSpec, host: HostProfile) -> int:
+        """The table of `service` on `host` (what names and places do not change: its users'
+        network latency is added per service)."""
+        key = (service.inference_ms_per_image, service.batch_overhead_ms, service.batch_size,
+               service.max_batch_delay_ms, service.workers, service.think_time_s, host.cores,
+               host.speed, host.idle_watts, host.max_watts, host.power_curve,
+               host.base_processes)
+        if key not in self._ids:
+            self._ids[key] = len(self.pairs)
+            self.pairs.append((service, host))
+            self.index = np.concatenate([self.index, np.full((1, *self.index.shape[1:]), -1,
+                                                             dtype=np.int64)])
+        return self._ids[key]
+
+    def lookup(self, table: np.ndarray, background: np.ndarray, taken: np.ndarray,
+               users: np.ndarray) -> np.ndarray:
+        """[points, FIELDS] of the given tables at the given background steps, taken steps
+        and user counts (integer arrays of one shape)."""
+        tb, ub = taken // TAKEN_BLOCK, users // USERS_BLOCK
+        if ub.size and ub.max() >= self.index.shape[3]:
+            grown = np.full((*self.index.shape[:3], int(ub.max()) + 1), -1, dtype=np.int64)
+            grown[..., :self.index.shape[3]] = self.index
+            self.index = grown
+        block = self.index[table, background, tb, ub]
+        if (block < 0).any():
+            new = block < 0
+            self._solve(sorted(set(zip(table[new].tolist(), background[new].tolist(),
+                                       tb[new].tolist(), ub[new].tolist(), strict=True))))
+            block = self.index[table, background, tb, ub]
+        return self.blocks[block, taken % TAKEN_BLOCK, users % USERS_BLOCK]
+
+    def _solve(self, keys: list[tuple[int, int, int, int]]) -> None:
+        """Solve the blocks `keys` (table, background step, taken block, users block)."""
+        for t in sorted({k[0] for k in keys}):
+            mine = [k for k in keys if k[0] == t]
+            first, self.solved = self.solved, self.solved + len(mine)
+            if self.solved > len(self.blocks):
+                more = np.empty((max(len(self.blocks), len(mine)), *self.blocks.shape[1:]))
+                self.blocks = np.concatenate([self.blocks, more])
+            self.blocks[first:self.solved] = self._outcomes(t, np.array(mine)[:, 1:])
+            for j, key in enumerate(mine):
+                self.index[key] = first + j
+
+    def _outcomes(self, t: int, keys: np.ndarray) -> np.ndarray:
+        """[blocks, TAKEN_BLOCK, USERS_BLOCK, FIELDS] of table t."""
+        service, host = self.pairs[t]
+        k = keys[:, :, None, None]
+        taken_step = k[:, 1] * TAKEN_BLOCK + np.arange(TAKEN_BLOCK)[:, None]
+        users = k[:, 2] * USERS_BLOCK + np.arange(USERS_BLOCK)
+        background, taken = k[:, 0] * SHARE_STEP, taken_step * SHARE_STEP
+        backend = Backend(service, host, taken, background)
+        x, back = backend.solve(users)
+        svc_cpu = backend.busy_workers(x) * (1.0 - background) / host.cores
+        # The others' CPU counts for the host's utilization; their processes are not known
+        # here (the simulated continuum shares the idle power among all of them).
+        host_cpu = np.minimum(1.0, background + (svc_cpu + taken))
+        xs, ys = curve_points([host.power_curve])
+        dynamic = (host.max_watts - host.idle_watts) * curve_fractions(xs[0], ys[0], host_cpu)
+        processes = 1 + service.workers_on(host)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            watts = (np.where(host_cpu > 0, dynamic * svc_cpu / host_cpu, 0.0)
+                     + host.idle_watts * processes / (host.base_processes + processes))
+        return np.stack([back * 1000.0, x, svc_cpu, watts], axis=-1)
+
+
+TABLES = OutcomeTables()  # one per process: every model of the same service and host shares
 
 
 class PerformanceModel:
@@ -146,30 +273,12 @@ class PerformanceModel:
         self.scenario = scenario
         self.service = service or scenario.fleet[0]
         self.hosts = scenario.hosts
+        self.tables = [TABLES.id(self.service, h) for h in self.hosts]
         self.processes = [1 + self.service.workers_on(h) for h in self.hosts]  # front end + workers
         self.network_ms = scenario.network_ms(self.service)  # from its users, per host
         self.p_max = max(h.max_watts for h in self.hosts)  # reward normalization (Eq. 9)
         # (host, background step, taken step, users)
         self._known: dict[tuple[int, int, int, int], Outcome] = {}
-
-    def _outcome(self, i: int, background_step: int, step: int, users: int) -> Outcome:
-        host = self.hosts[i]
-        background, taken = background_step * SHARE_STEP, step * SHARE_STEP
-        backend = Backend(self.service, host, taken, background)
-        x, back = backend.solve(users)
-        svc_cpu = backend.busy_workers(x) * (1.0 - background) / host.cores
-        # The others' CPU counts for the host's utilization; their processes are not known
-        # here (the simulated continuum shares the idle power among all of them).
-        host_watts, (watts, _) = share_watts(host, background, (svc_cpu, taken),
-                                             (self.processes[i], 0))
-        return Outcome(
-            latency_ms=back * 1000.0 + self.network_ms[i],
-            throughput_rps=x,
-            service_cpu=svc_cpu,
-            service_watts=watts,
-            host_cpu=min(1.0, background + taken + svc_cpu),
-            host_watts=host_watts,
-        )
 
     def outcome(self, host: int, users: int, taken: float = 0.0,
                 background: float | None = None) -> Outcome:
@@ -181,3 +290,13 @@ class PerformanceModel:
         if key not in self._known:
             self._known[key] = self._outcome(*key)
         return self._known[key]
+
+    def _outcome(self, i: int, background_step: int, step: int, users: int) -> Outcome:
+        back_ms, x, svc_cpu, watts = TABLES.lookup(
+            *(np.array([v]) for v in (self.tables[i], background_step, step, users)))[0].tolist()
+        background, taken = background_step * SHARE_STEP, step * SHARE_STEP
+        host_watts, _ = share_watts(self.hosts[i], background, (svc_cpu, taken),
+                                    (self.processes[i], 0))
+        return Outcome(latency_ms=back_ms + self.network_ms[i], throughput_rps=x,
+                       service_cpu=svc_cpu, service_watts=watts,
+                       host_cpu=min(1.0, background + taken + svc_cpu), host_watts=host_watts)

@@ -92,7 +92,7 @@ def shape(spec: str, base: Path | None = None) -> list[float]:
 def looped(curve: list[float], steps: int, rng: np.random.Generator) -> np.ndarray:
     """`steps` consecutive values from a random offset of the looped curve."""
     start = int(rng.integers(len(curve)))
-    return np.array([curve[(start + t) % len(curve)] for t in range(steps)])
+    return np.take(np.array(curve, dtype=float), np.arange(start, start + steps) % len(curve))
 
 
 def episode_users(curve: list[float], steps: int, noise: float,
