@@ -20,6 +20,7 @@ is the paper's r_t.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -27,7 +28,7 @@ import numpy as np
 
 from orchestrator.config import load_scenario
 from orchestrator.control.loop import Loop
-from orchestrator.model import Load, Move, Observation, target_host
+from orchestrator.model import HostState, Load, Move, Observation, ServiceState, target_host
 from orchestrator.scenario import Scenario
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies.prediction import Predictor
@@ -47,20 +48,28 @@ class Encoder:
         self.size = 2 * self.n + 4 + 2 * self.n
 
     def __call__(self, obs: Observation) -> np.ndarray:
-        v = np.zeros(self.size, dtype=np.float32)
-        s = obs.service
-        v[s.host] = 1.0
-        n = self.n
-        v[n] = s.power_w / self.p_max
-        v[n + 1] = s.cpu
-        v[n + 2] = 0.5 * s.latency_ms / self.l_max  # 1.0 = twice the SLA
-        v[n + 3] = s.users / self.u_max
-        for i, h in enumerate(obs.hosts):
-            v[n + 4 + 2 * i] = h.power_w / self.p_max
-            v[n + 5 + 2 * i] = h.cpu
-        if obs.others_cpu:
-            v[3 * n + 4:] = obs.others_cpu
-        return np.clip(v, 0.0, 1.0, out=v)
+        others = np.asarray(obs.others_cpu)[None] if len(obs.others_cpu) else None
+        return encode([self], [obs.service], obs.hosts, others)[0]
+
+
+def encode(encoders: Sequence[Encoder], services: Sequence[ServiceState],
+           hosts: Sequence[HostState], others: np.ndarray | None) -> np.ndarray:
+    """[k, size]: the vectors of k services (each with its service's encoder) seeing the same
+    hosts, and the others' CPU per host [k, hosts] (None: no other managed service)."""
+    first = encoders[0]
+    n, k = first.n, len(services)
+    v = np.zeros((k, first.size), dtype=np.float32)
+    rows = np.arange(k)
+    v[rows, [s.host for s in services]] = 1.0
+    v[:, n] = np.array([s.power_w for s in services]) / first.p_max
+    v[:, n + 1] = [s.cpu for s in services]
+    v[:, n + 2] = 0.5 * np.array([s.latency_ms for s in services]) / [e.l_max for e in encoders]
+    v[:, n + 3] = np.array([s.users for s in services]) / [e.u_max for e in encoders]
+    v[:, n + 4:3 * n + 4:2] = np.array([h.power_w for h in hosts]) / first.p_max
+    v[:, n + 5:3 * n + 4:2] = [h.cpu for h in hosts]
+    if others is not None:
+        v[:, 3 * n + 4:] = others
+    return np.clip(v, 0.0, 1.0, out=v)
 
 
 class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
@@ -90,7 +99,7 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
         self.masks = self.sim.masks(self.snapshot)
         self.mask = self.masks[0]
         self.actions: list[int] = []
-        self.moves: list[Move] = []
+        self.claims = self.sim.claims(self.snapshot)  # what the moves decided so far take
         self.load = Load(self.snapshot, self.scenario.capacity)  # as the decided moves leave it
         self.stay_share = 0.0 if self.sim.done else sum(
             self._host_reward(h) for h in range(len(self.sim.hosts))) / len(self.sim.specs)
@@ -149,10 +158,10 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
         self.actions.append(a)
         to = target_host(a)
         if not masked and to is not None:
-            self.moves.append(Move(i, to))
+            self.claims.add(Move(i, to))
         info: dict[str, Any] = {"service": i, "invalid": masked}
         if self.service < len(self.sim.specs):
-            self.mask = self.sim.masks(self.snapshot, self.moves)[self.service]
+            self.mask = self.claims.mask(self.service)
             return self.encoders[self.service](self.observation()), r, False, False, info
         self.loop.act(self.snapshot, self.masks, self.actions)
         self._new_tick()

@@ -35,6 +35,7 @@ class GreedyStrategy(Stateless):
             obs = load.view(i)
             valid = [a for a in range(len(masks[i]))
                      if masks[i][a] and (a == STAY or alloc.room(i, a - 1))]
+            self.predictor.prefetch((i, obs, a) for a in valid)  # what is new, at once
             a = max(valid, key=lambda a: self.predictor.predict(obs, a, i).reward)
             if a != STAY:
                 actions[i] = alloc.move(i, a - 1)

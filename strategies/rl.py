@@ -20,7 +20,8 @@ from orchestrator.errors import BadInput
 from orchestrator.model import STAY, Load, Move, Snapshot, target_host
 from orchestrator.scenario import Scenario
 from strategies.base import NoOptions, StrategyContext
-from strategies.env import Encoder, GreenWiseEnv
+from strategies.env import Encoder, GreenWiseEnv, encode
+from strategies.policy_net import PolicyNet
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"maskppo": MaskablePPO, "a2c": A2C}
 # Tuned for the paper's small budget (5500 steps = 220 episodes of 25 steps): short rollouts so
@@ -120,7 +121,9 @@ class RLOptions(NoOptions):
 
 class _RLStrategy:
     """One trained model decides for every service in turn, each seeing the moves decided
-    before it in the tick (in its observation and its mask), as it was trained."""
+    before it in the tick (in its observation and its mask), as it was trained. The tick's
+    observations are encoded at once; a move changes what the next ones see on two hosts only,
+    and the network's first layer follows those entries (strategies/policy_net.py)."""
 
     name: ClassVar[str]
     fleet: ClassVar[bool] = True
@@ -136,48 +139,70 @@ class _RLStrategy:
                            "PATH (from `greenwise-mc train`)")
         torch.set_num_threads(1)
         self.model = _loaded(self.name, options.model, sc)
+        self.net = PolicyNet(self.model)
         self.continuum: Continuum | None = None
 
     def reset(self, continuum: Continuum) -> None:
         self.continuum = continuum
 
     def decide(self, snapshot: Snapshot, masks: np.ndarray) -> list[int]:
-        actions: list[int] = []
-        moves: list[Move] = []
-        load = Load(snapshot, self.capacity)
-        for i, s in enumerate(snapshot.services):
-            if not s.valid:
-                actions.append(STAY)
-                continue
-            if moves and self.continuum is not None:
-                masks = self.continuum.masks(snapshot, moves)
-            a = self.choose(self.encoders[i](load.view(i)), masks[i])
-            to = target_host(a)
-            if to is not None:
-                moves.append(Move(i, to))
-                load.move(i, to)
-            actions.append(a)
-        return actions
+        actions = [STAY] * len(snapshot.services)
+        valid = [i for i, s in enumerate(snapshot.services) if s.valid]
+        if not valid:
+            return actions
+        net, load = self.net, Load(snapshot, self.capacity)
+        net.refresh()  # online training updates the model between ticks
+        claims = self.continuum.claims(snapshot) if self.continuum is not None else None
+        n = len(snapshot.hosts)
+        at = 3 * n + 4  # where the others' CPU per host starts in an observation
+        x = encode([self.encoders[i] for i in valid], [snapshot.services[i] for i in valid],
+                   snapshot.hosts, np.array([np.zeros(n) if load.alone(i) else load.others(i)
+                                             for i in valid]))
+        first = net.first(x)  # as encoded now: only what the moves change is added below
 
-    def choose(self, vec: np.ndarray, mask: np.ndarray) -> int:
-        raise NotImplementedError
+        def seen(cpu: float) -> np.float32:  # an observation's entry, as `encode` makes it
+            return np.float32(min(max(np.float32(cpu), 0.0), 1.0))
+
+        # What the observations see of each host's managed CPU: at the tick's start, and now
+        # (the first layer's change since, over the hosts, is `shift`)
+        start = np.clip(load.cpu.astype(np.float32), 0.0, 1.0)
+        now, shift, moved = start.copy(), np.zeros(first.shape[1]), False
+        for r, i in enumerate(valid):
+            pre = first[r]
+            if not load.alone(i):  # its own host shows the others' CPU, not all of it
+                h = load.where[i]
+                pre = pre + shift + net.columns[at + h] * (
+                    (seen(load.own(i)) - x[r, at + h]) - (now[h] - start[h]))
+            # the most probable action the mask allows (the mask only if the first is not)
+            logits = net.logits(pre)
+            a = int(np.argmax(logits))
+            changed = moved and claims is not None
+            if not (claims.allows(i, a) if changed else masks[i][a]):
+                mask = claims.mask(i) if changed else masks[i]
+                a = int(np.argmax(np.where(mask, logits, -np.inf)))
+            actions[i] = a
+            to = target_host(a)
+            if to is None:
+                continue
+            if claims is not None:
+                claims.add(Move(i, to))
+            src, moved = load.where[i], True
+            load.move(i, to)
+            for h in (src, to):
+                now_h = seen(load.cpu[h])
+                shift += net.columns[at + h] * (now_h - now[h])
+                now[h] = now_h
+        return actions
 
 
 class MaskPPOStrategy(_RLStrategy):
-    name: ClassVar[str] = "maskppo"
+    """MaskablePPO: the most probable action the mask allows."""
 
-    def choose(self, vec: np.ndarray, mask: np.ndarray) -> int:
-        action, _ = self.model.predict(vec, action_masks=mask, deterministic=True)
-        return int(action)
+    name: ClassVar[str] = "maskppo"
 
 
 class A2CStrategy(_RLStrategy):
-    name: ClassVar[str] = "a2c"
+    """A2C learns without masks (the -1 penalty teaches it); a controller still never commands
+    a masked action, so it takes the most probable valid one."""
 
-    def choose(self, vec: np.ndarray, mask: np.ndarray) -> int:
-        # A2C learns without masks (the -1 penalty teaches it); a controller still never
-        # commands a masked action, so take the most probable valid one.
-        obs, _ = self.model.policy.obs_to_tensor(vec)
-        with torch.no_grad():
-            probs = self.model.policy.get_distribution(obs).distribution.probs.numpy()[0]
-        return int(np.argmax(np.where(mask, probs, -1.0)))
+    name: ClassVar[str] = "a2c"

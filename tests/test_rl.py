@@ -105,3 +105,36 @@ def test_a_model_trained_on_some_services_decides_for_more_within_their_masks(tm
         assert not any(tick.masked(i) for i in range(len(full.services)))
         moved += len(tick.plans)
     assert sim.t > 0
+
+
+@pytest.mark.parametrize("algorithm", ["maskppo", "a2c"])
+@pytest.mark.parametrize("trained", [True, False])
+def test_decisions_of_a_tick_are_the_models_one_service_at_a_time(tmp_path, algorithm,
+                                                                   trained):
+    """The fast path (a tick's observations encoded at once, the network's first layer
+    following the moves) decides as asking the model for each service in turn does: a model
+    trained briefly on `continuum`, and an untrained one (most services move, each move
+    changing what the next ones see) on `continuum` three times over, from a crowded start."""
+    from bench.sim_bench import repeated
+    from tests import reference
+
+    sc = load_scenario("continuum")
+    out = tmp_path / "m.zip"
+    if trained:
+        rl.train(algorithm, sc, "power-latency", 1200, seed=0, out=out)
+    else:
+        sc = repeated(sc, 3)
+        rl.ALGORITHMS[algorithm]("MlpPolicy", GreenWiseEnv(sc), seed=0).save(out)
+    agent = create(algorithm, StrategyContext(sc), {"model": out})
+    sim = SimulatedContinuum(sc.model_copy(update={"episode_steps": 6}), "test", seed=1)
+    sim.placement = [s % 3 for s in range(len(sc.fleet))]  # crowded: hosts full, then not
+    agent.reset(sim)
+    moves = 0
+    while not sim.done:
+        snap = sim.snapshot()
+        masks = sim.masks(snap)
+        actions = agent.decide(snap, masks)
+        assert actions == reference.rl_actions(agent, snap, masks)
+        moves += sum(a != 0 for a in actions)
+        Loop(sim, None, Predictor(sc), explain=False).act(snap, masks, actions)
+    assert moves > (0 if trained else 3 * len(sc.fleet))

@@ -59,6 +59,83 @@ class InFlight:
         return t - 1 - self.decided
 
 
+class SimulatedClaims:
+    """What the services request of each host as the moves accepted in a tick are added (a
+    pending move's target reserved), and the masks that leave (Eq. 7): stay always; not its
+    current host; hosts it fits beside the others. The same test as `fits`, vectorized; a move
+    changes two hosts' totals."""
+
+    def __init__(self, sim: SimulatedContinuum) -> None:
+        n = len(sim.hosts)
+        self.mem = np.array([s.memory_gib for s in sim.specs])
+        self.req = np.array([s.cpu_request for s in sim.specs])
+        self.host_mem = np.array([h.memory_gib for h in sim.hosts])
+        self.host_req = np.array([float(h.cores) for h in sim.hosts])
+        self.now = np.array(sim.placement)  # where each serves (its own host is masked)
+        self.where = self.now.copy()  # once the moves are made
+        self.pending = {s: f.plan.move.host for s, f in sim.moving.items() if not f.switched}
+        self.mem_on = np.bincount(self.where, self.mem, n)  # requested on each host
+        self.req_on = np.bincount(self.where, self.req, n)
+        for s, dst in self.pending.items():  # its target's capacity is reserved
+            self.mem_on[dst] += self.mem[s]
+            self.req_on[dst] += self.req[s]
+        # Per kind of request (memory, CPU), the hosts it fits beside everyone there
+        kinds, self.kind = np.unique(np.stack([self.mem, self.req], axis=1), axis=0,
+                                     return_inverse=True)
+        self.kind = self.kind.ravel()
+        self.kind_mem, self.kind_req = kinds[:, :1], kinds[:, 1:]
+        self.fit = self._fit(slice(None))
+
+    def _fit(self, hosts: slice | list[int]) -> np.ndarray:
+        return ((self.host_mem[hosts] - self.mem_on[hosts] >= self.kind_mem)
+                & (self.host_req[hosts] - self.req_on[hosts] >= self.kind_req))
+
+    def add(self, move: Move) -> None:
+        s, src = move.service, self.where[move.service]
+        self.mem_on[src] -= self.mem[s]
+        self.req_on[src] -= self.req[s]
+        self.mem_on[move.host] += self.mem[s]
+        self.req_on[move.host] += self.req[s]
+        self.where[s] = move.host
+        self.fit[:, [src, move.host]] = self._fit([src, move.host])
+
+    def _fits(self, service: int, host: int) -> bool:
+        """Whether `service` fits `host` beside the others there (not counting itself)."""
+        on = 1.0 if host == self.where[service] else 0.0
+        mem, req = self.mem[service], self.req[service]
+        return bool(self.host_mem[host] - (self.mem_on[host] - mem * on) >= mem
+                    and self.host_req[host] - (self.req_on[host] - req * on) >= req)
+
+    def allows(self, service: int, action: int) -> bool:
+        host = action - 1
+        if action == 0:
+            return True
+        if service in self.pending or host == self.now[service] or \
+                not 0 <= host < len(self.host_mem):
+            return False
+        return self._fits(service, host)
+
+    def mask(self, service: int) -> np.ndarray:
+        out = np.zeros(len(self.host_mem) + 1, dtype=bool)
+        out[0] = True
+        if service in self.pending:  # a pending move: it may only stay
+            return out
+        out[1:] = self.fit[self.kind[service]]
+        out[1 + self.where[service]] = self._fits(service, self.where[service])
+        out[1 + self.now[service]] = False
+        return out
+
+    def masks(self) -> np.ndarray:
+        """bool[services, hosts + 1] of every service."""
+        rows = np.arange(len(self.mem))
+        out = np.ones((len(self.mem), len(self.host_mem) + 1), dtype=bool)
+        out[:, 1:] = self.fit[self.kind]
+        out[rows, 1 + self.where] = [self._fits(s, h) for s, h in enumerate(self.where)]
+        out[rows, 1 + self.now] = False
+        out[list(self.pending), 1:] = False  # a pending move: it may only stay
+        return out
+
+
 class SimulatedContinuum:
     """In-process stand-in for real clusters, built from a scenario (the embedded default).
 
@@ -158,29 +235,14 @@ class SimulatedContinuum:
 
     def masks(self, snapshot: Snapshot, moves: Sequence[Move] = ()) -> np.ndarray:
         """Eq. 7 per service: stay always; not its current host; hosts it fits beside the
-        others (where they are once `moves` are made). Vectorized over services x hosts (the
-        same test as `fits`), so a tick of many services stays cheap."""
-        n = len(self.hosts)
-        placement = np.array(self.placement)
+        others (where they are once `moves` are made)."""
+        claims = self.claims(snapshot)
         for m in moves:
-            placement[m.service] = m.host
-        mem = np.array([s.memory_gib for s in self.specs])
-        req = np.array([s.cpu_request for s in self.specs])
-        on = placement[:, None] == np.arange(n)  # [service, host]: there once moves are made
-        pending = [(s, f.plan.move.host) for s, f in self.moving.items() if not f.switched]
-        for s, dst in pending:  # its target's capacity is reserved
-            on[s, dst] = True
-        others_mem = mem @ on - mem[:, None] * on  # what the others take on each host
-        others_req = req @ on - req[:, None] * on
-        room_mem = np.array([h.memory_gib for h in self.hosts]) - others_mem
-        room_req = np.array([h.cores for h in self.hosts]) - others_req
-        out = np.zeros((len(self.specs), n + 1), dtype=bool)
-        out[:, 0] = True
-        out[:, 1:] = ((room_mem >= mem[:, None]) & (room_req >= req[:, None])
-                      & (np.array(self.placement)[:, None] != np.arange(n)))
-        for s, _ in pending:  # a service whose move is pending may only stay
-            out[s, 1:] = False
-        return out
+            claims.add(m)
+        return claims.masks()
+
+    def claims(self, snapshot: Snapshot) -> SimulatedClaims:
+        return SimulatedClaims(self)
 
     # --- acting -----------------------------------------------------------------------------
     def plan(self, move: Move) -> SimulatedPlan:

@@ -88,3 +88,33 @@ def test_many_episodes_measured_at_once_as_each_alone(name):
             to = np.flatnonzero(sim.masks(snap)[s][1:])
             sim.apply([sim.plan(Move(s, int(rng.choice(to))))] if to.size else [])
     assert moving and (asleep or name != "continuum")
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_masks_as_moves_are_claimed_match_masks_computed_whole(name):
+    """Masks kept as a tick's moves are added (a move changes two hosts), one service or all
+    at a time, against masks computed whole; with moves under way (a target that wakes longer
+    than a tick is reserved)."""
+    sc = load_scenario(name)
+    slow_wake = tuple(c.model_copy(update={"hosts": tuple(
+        h.model_copy(update={"sleep_watts": 0.0, "wake_s": 2000.0}) if i % 2 else h
+        for i, h in enumerate(c.hosts))}) for c in sc.clusters)
+    sim = SimulatedContinuum(sc.model_copy(update={"clusters": slow_wake}), "train", seed=0)
+    rng = np.random.default_rng(4)
+    pending = 0
+    for _ in range(3 * sc.episode_steps):
+        snap = sim.snapshot()
+        claims, moves = sim.claims(snap), []
+        for s in range(len(sim.specs)):
+            row = claims.mask(s)
+            assert row.tolist() == reference.masks(sim, moves)[s].tolist()
+            assert [claims.allows(s, a) for a in range(len(row))] == row.tolist()
+            if rng.random() < 0.4 and row[1:].any():
+                moves.append(Move(s, int(rng.choice(np.flatnonzero(row[1:])))))
+                claims.add(moves[-1])
+        assert np.array_equal(sim.masks(snap, moves), reference.masks(sim, moves))
+        sim.apply([sim.plan(m) for m in moves])
+        pending += sum(not f.switched for f in sim.moving.values())
+        if sim.done:
+            sim.reset()
+    assert pending
