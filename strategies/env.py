@@ -49,24 +49,30 @@ class Encoder:
 
     def __call__(self, obs: Observation) -> np.ndarray:
         others = np.asarray(obs.others_cpu)[None] if len(obs.others_cpu) else None
-        return encode([self], [obs.service], obs.hosts, others)[0]
+        return encode([self], [obs.service], *host_state(obs.hosts), others)[0]
+
+
+def host_state(hosts: Sequence[HostState]) -> tuple[np.ndarray, np.ndarray]:
+    """(power W, CPU) of each host, as arrays."""
+    return np.array([h.power_w for h in hosts]), np.array([h.cpu for h in hosts])
 
 
 def encode(encoders: Sequence[Encoder], services: Sequence[ServiceState],
-           hosts: Sequence[HostState], others: np.ndarray | None) -> np.ndarray:
-    """[k, size]: the vectors of k services (each with its service's encoder) seeing the same
-    hosts, and the others' CPU per host [k, hosts] (None: no other managed service)."""
+           host_power: np.ndarray, host_cpu: np.ndarray, others: np.ndarray | None
+           ) -> np.ndarray:
+    """[k, size]: the vectors of k services (each with its service's encoder), the hosts'
+    power and CPU ([hosts], or [k, hosts]: each its own) and the others' CPU per host
+    [k, hosts] (None: no other managed service)."""
     first = encoders[0]
     n, k = first.n, len(services)
     v = np.zeros((k, first.size), dtype=np.float32)
-    rows = np.arange(k)
-    v[rows, [s.host for s in services]] = 1.0
+    v[np.arange(k), [s.host for s in services]] = 1.0
     v[:, n] = np.array([s.power_w for s in services]) / first.p_max
     v[:, n + 1] = [s.cpu for s in services]
     v[:, n + 2] = 0.5 * np.array([s.latency_ms for s in services]) / [e.l_max for e in encoders]
     v[:, n + 3] = np.array([s.users for s in services]) / [e.u_max for e in encoders]
-    v[:, n + 4:3 * n + 4:2] = np.array([h.power_w for h in hosts]) / first.p_max
-    v[:, n + 5:3 * n + 4:2] = [h.cpu for h in hosts]
+    v[:, n + 4:3 * n + 4:2] = host_power / first.p_max
+    v[:, n + 5:3 * n + 4:2] = host_cpu
     if others is not None:
         v[:, 3 * n + 4:] = others
     return np.clip(v, 0.0, 1.0, out=v)
@@ -101,8 +107,16 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
         self.actions: list[int] = []
         self.claims = self.sim.claims(self.snapshot)  # what the moves decided so far take
         self.load = Load(self.snapshot, self.scenario.capacity)  # as the decided moves leave it
-        self.stay_share = 0.0 if self.sim.done else sum(
-            self._host_reward(h) for h in range(len(self.sim.hosts))) / len(self.sim.specs)
+        self._stay_share: float | None = None
+
+    @property
+    def stay_share(self) -> float:
+        """Each service's share of the fleet's next reward had no one moved (computed when
+        first asked, before any move of the tick)."""
+        if self._stay_share is None:
+            self._stay_share = 0.0 if self.sim.done else sum(
+                self._host_reward(h) for h in range(len(self.sim.hosts))) / len(self.sim.specs)
+        return self._stay_share
 
     @property
     def service(self) -> int:
@@ -155,20 +169,34 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
         i, a = self.service, int(action)
         masked = not (0 <= a < len(self.mask) and self.mask[a])
         r = INVALID_ACTION_PENALTY if masked else self.stay_share + self._decision_reward(a)
+        ended = self.decided(a, masked)
+        if ended:
+            self._new_tick()
+        return (self.encoders[self.service](self.observation()), r, False,
+                ended and self.sim.done, self.info(i, masked, ended))
+
+    def decided(self, a: int, masked: bool) -> bool:
+        """Record the current service's action `a` (judged already: its reward, its move in
+        the load); after the last service's, carry the tick out through the loop (True)."""
+        i = self.service
         self.actions.append(a)
         to = target_host(a)
         if not masked and to is not None:
             self.claims.add(Move(i, to))
-        info: dict[str, Any] = {"service": i, "invalid": masked}
         if self.service < len(self.sim.specs):
             self.mask = self.claims.mask(self.service)
-            return self.encoders[self.service](self.observation()), r, False, False, info
+            return False
         self.loop.act(self.snapshot, self.masks, self.actions)
-        self._new_tick()
-        s = self.sim.current().services[i]  # as it is, whatever the observation's lag
-        info.update(host=s.host, power_w=s.power_w, latency_ms=s.latency_ms,
-                    moved=self.sim.moved[i], sla_violation=s.latency_ms > self.predictor.sla(i))
-        return self.encoders[0](self.observation()), r, False, self.sim.done, info
+        return True
+
+    def info(self, i: int, masked: bool, ended: bool) -> dict[str, Any]:
+        """What `step` tells of service i's decision; after a tick, how it is now."""
+        info: dict[str, Any] = {"service": i, "invalid": masked}
+        if ended:
+            s = self.sim.current().services[i]  # as it is, whatever the observation's lag
+            info.update(host=s.host, power_w=s.power_w, latency_ms=s.latency_ms,
+                        moved=self.sim.moved[i], sla_violation=s.latency_ms > self.predictor.sla(i))
+        return info
 
 
 def register() -> None:

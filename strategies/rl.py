@@ -20,8 +20,9 @@ from orchestrator.errors import BadInput
 from orchestrator.model import STAY, Load, Move, Snapshot, target_host
 from orchestrator.scenario import Scenario
 from strategies.base import NoOptions, StrategyContext
-from strategies.env import Encoder, GreenWiseEnv, encode
+from strategies.env import Encoder, GreenWiseEnv, encode, host_state
 from strategies.policy_net import PolicyNet
+from strategies.vec_env import GreenWiseVecEnv
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"maskppo": MaskablePPO, "a2c": A2C}
 # Tuned for the paper's small budget (5500 steps = 220 episodes of 25 steps): short rollouts so
@@ -34,11 +35,12 @@ HYPERPARAMETERS: dict[str, dict[str, Any]] = {
 }
 
 
-def hyperparameters(algorithm: str, services: int) -> dict[str, Any]:
+def hyperparameters(algorithm: str, services: int, envs: int = 1) -> dict[str, Any]:
     """The paper's settings, per tick: with N services a tick is N decisions (steps), so a
-    rollout holds N times the steps and gamma discounts one tick as much as on the paper."""
+    rollout holds N times the steps and gamma discounts one tick as much as on the paper.
+    With several episodes stepped at once (`envs`), each gives its share of a rollout."""
     hp = dict(HYPERPARAMETERS[algorithm])
-    hp["n_steps"] *= services
+    hp["n_steps"] = max(1, round(hp["n_steps"] * services / envs))
     hp["gamma"] **= 1.0 / services
     if "batch_size" in hp:
         hp["batch_size"] *= services
@@ -68,20 +70,30 @@ class _Report(BaseCallback):
 
 def train(algorithm: str, scenario: Scenario, reward_kind: str, steps: int, seed: int,
           out: Path | None = None, on_step: Callable[[int], None] | None = None,
-          on_episode: Callable[[int, float], None] | None = None) -> BaseAlgorithm:
+          on_episode: Callable[[int, float], None] | None = None,
+          envs: int = 1) -> BaseAlgorithm:
     """Train on the training pattern; save to `out` if given. `on_step` gets the steps done,
-    `on_episode` (steps done, reward) at the end of each training episode."""
-    if algorithm not in ALGORITHMS:
-        raise BadInput(f"cannot train {algorithm!r}; trainable: {', '.join(ALGORITHMS)}")
-    torch.set_num_threads(1)  # tiny networks: threads cost more than they give
-    env = GreenWiseEnv(scenario, "train", reward_kind, seed=seed)
-    model = ALGORITHMS[algorithm]("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
-                                  **hyperparameters(algorithm, len(scenario.fleet)))
+    `on_episode` (steps done, reward) at the end of each training episode. `envs` episodes
+    are stepped at once (strategies/vec_env.py; 1: one GreenWiseEnv, as the paper)."""
+    model = agent(algorithm, scenario, reward_kind, seed, envs)
     model.learn(total_timesteps=steps, callback=_Report(on_step, on_episode))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         model.save(out)
     return model
+
+
+def agent(algorithm: str, scenario: Scenario, reward_kind: str, seed: int, envs: int = 1
+          ) -> BaseAlgorithm:
+    """An untrained agent on the training pattern, as `train` trains it."""
+    if algorithm not in ALGORITHMS:
+        raise BadInput(f"cannot train {algorithm!r}; trainable: {', '.join(ALGORITHMS)}")
+    torch.set_num_threads(1)  # tiny networks: threads cost more than they give
+    env: GreenWiseEnv | GreenWiseVecEnv = (
+        GreenWiseEnv(scenario, "train", reward_kind, seed=seed) if envs == 1 else
+        GreenWiseVecEnv(scenario, envs, "train", reward_kind, seed=seed))
+    return ALGORITHMS[algorithm]("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
+                                 **hyperparameters(algorithm, len(scenario.fleet), envs))
 
 
 _LOADED: dict[tuple[str, Path, int], BaseAlgorithm] = {}
@@ -156,8 +168,8 @@ class _RLStrategy:
         n = len(snapshot.hosts)
         at = 3 * n + 4  # where the others' CPU per host starts in an observation
         x = encode([self.encoders[i] for i in valid], [snapshot.services[i] for i in valid],
-                   snapshot.hosts, np.array([np.zeros(n) if load.alone(i) else load.others(i)
-                                             for i in valid]))
+                   *host_state(snapshot.hosts),
+                   np.array([np.zeros(n) if load.alone(i) else load.others(i) for i in valid]))
         first = net.first(x)  # as encoded now: only what the moves change is added below
 
         def seen(cpu: float) -> np.float32:  # an observation's entry, as `encode` makes it

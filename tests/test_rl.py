@@ -138,3 +138,14 @@ def test_decisions_of_a_tick_are_the_models_one_service_at_a_time(tmp_path, algo
         moves += sum(a != 0 for a in actions)
         Loop(sim, None, Predictor(sc), explain=False).act(snap, masks, actions)
     assert moves > (0 if trained else 3 * len(sc.fleet))
+
+
+def test_training_on_episodes_stepped_together_keeps_the_rollout():
+    """With 6 episodes at once on `bursty` (3 services), a rollout still holds 250 ticks'
+    decisions (125 steps of each episode), and each episode is reported at its end."""
+    sc = load_scenario("bursty")
+    episodes: list[tuple[int, float]] = []
+    model = rl.train("maskppo", sc, "power-latency", 900, seed=0, envs=6,
+                     on_episode=lambda steps, r: episodes.append((steps, r)))
+    assert model.n_envs == 6 and model.n_steps * model.n_envs == 250 * 3
+    assert [s for s, _ in episodes][:6] == [75 * 6] * 6  # all six end at their 75th step

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from orchestrator.cli.common import (
     RL,
+    EnvsOpt,
     OutputOpt,
     RewardOpt,
     ScenarioOpt,
@@ -42,6 +43,7 @@ def evaluate(
         "--output-dir", help="Where results.json, the plots and trained models go.")] =
         Path("results"),
     train_steps: TrainStepsOpt = 5500,
+    envs: EnvsOpt = 1,
     model: Annotated[list[str], typer.Option(
         "--model", help="NAME=PATH: use a trained model instead of training (repeatable).")] = [],  # noqa: B006
     reward: RewardOpt = "power-latency",
@@ -78,6 +80,7 @@ def evaluate(
     check_reward(reward)
     positive("--episodes", episodes)
     positive("--train-steps", train_steps)
+    positive("--envs", envs)
     chosen = [s.strip() for s in strategies.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in names()]
     if unknown or not chosen:
@@ -100,7 +103,8 @@ def evaluate(
     sc = load_scenario(scenario)
     setup = experiment.Setup(sc, tuple(chosen), output_dir, reward=reward, variants=variants,
                              train_seeds=seeds, seed=seed, episodes=episodes,
-                             train_steps=train_steps, gates=gates_for(sc, gates), models=models)
+                             train_steps=train_steps, train_envs=envs, gates=gates_for(sc, gates),
+                             models=models)
     if not setup.to_train() and (rewards is not None or train_seeds is not None):
         given = " and ".join(o for o, v in (("--rewards", rewards), ("--train-seeds",
                                                                      train_seeds)) if v)
