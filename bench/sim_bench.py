@@ -1,40 +1,72 @@
-"""Speed of the simulated continuum: raw simulator steps/s, Gymnasium env steps/s, the control
-tick (the loop: observe + decide + gate + plan + apply) on 4 hosts, and MaskablePPO training
-time for the paper's 5500 steps; on `continuum`, simulator service-steps/s and the policy tick
-for about 1,000 services (continuum's clusters and services repeated, names numbered).
+"""Speed of the simulated continuum, printed figure by figure (asserts nothing).
 
-    python bench/sim_bench.py            # all figures
-Goals (issue 2): raw simulator >= 50,000 steps/s; 5500 MaskablePPO steps <= 10 s on 2 cores;
-control tick <= 5 ms for 4 hosts. Issue 13: >= 200,000 service-steps/s on `continuum`; a policy
-tick for 1,000 services <= 50 ms.
+    python -m bench.sim_bench                       # every part (about 15 minutes)
+    python -m bench.sim_bench --parts sim,tick      # some: tick, paper, sim, env, train
+    python -m bench.sim_bench --parts train --train-seconds 300 --out bench-out
+
+- paper (issue 2): raw simulator steps/s (goal >= 50,000), GreenWise-v0 env steps/s, 5500
+  training steps of MaskablePPO (goal <= 10 s) and A2C, the control tick on 4 hosts (<= 5 ms).
+- sim (issue 13): `continuum` service-steps/s, one episode (SimulatedContinuum) and many at
+  once (orchestrator.sim.continuum.measure), in one process and in two (goal >= 200,000 on 2
+  cores); from empty outcome tables (the first steps solve them) and once they hold what the
+  workload asks.
+- tick (issue 13): the policy tick (observe, masks, decide, gates, explain, plan, apply) for
+  1008 services on 924 hosts (`continuum` 84 times over), per strategy (goal <= 50 ms): the
+  first tick of all (tables empty), then each strategy's median tick once a simulated day
+  has filled the tables. maskppo's network is untrained: every service moves each tick.
+- env: GreenWise-v0 steps/s on `continuum`, one episode and 24 at once (strategies/vec_env.py).
+- train (issue 13): MaskablePPO on `continuum`, 24 episodes at once, for --train-seconds of
+  wall clock, checkpointed every tenth of it; each checkpoint's test reward (the test pattern,
+  gates on, as `evaluate`) beside the operator baselines' on the same episodes; the training
+  curve against wall-clock seconds and steps in OUT/training.png (goal: its final quality
+  within 5 minutes on 2 cores).
+Wall-clock figures depend on what else runs on the machine: each also says the CPU time.
 """
 
 from __future__ import annotations
 
+import argparse
+import multiprocessing
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from sb3_contrib import MaskablePPO
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
 
 from orchestrator.config import ControllerConfig, load_scenario
 from orchestrator.control.gates import Gates
 from orchestrator.control.loop import Loop
 from orchestrator.model import Move
+from orchestrator.performance import TABLES
 from orchestrator.scenario import PAPER, Scenario
-from orchestrator.sim.continuum import SimulatedContinuum
+from orchestrator.sim.continuum import SimulatedContinuum, measure
 from strategies import rl
 from strategies.base import StrategyContext, create
 from strategies.env import GreenWiseEnv
+from strategies.evaluation import OPERATOR_BASELINES, run_episodes
 from strategies.prediction import Predictor
+from strategies.vec_env import GreenWiseVecEnv
+
+CONTINUUM = "continuum"
+EPISODES = 64  # episodes measured at once
+ENVS = 24  # training episodes stepped at once
 
 
-def rate(fn, n: int) -> float:
-    start = time.perf_counter()
+def rate(fn: Callable[[int], Any], n: int) -> tuple[float, float]:
+    """(per wall-clock second, per CPU second) of fn(n)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn(n)
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - wall), n / (time.process_time() - cpu)
 
 
+def show(what: str, per_s: tuple[float, float], unit: str, goal: str = "") -> None:
+    print(f"{what:34s} {per_s[0]:10,.0f} {unit} (CPU: {per_s[1]:,.0f}) {goal}")
+
+
+# --- paper ------------------------------------------------------------------------------------
 def raw_sim(n: int) -> None:
     sim = SimulatedContinuum(PAPER, "train", seed=0)
     for i in range(n):
@@ -45,17 +77,59 @@ def raw_sim(n: int) -> None:
             sim.reset()
 
 
-def env_steps(n: int) -> None:
-    env = GreenWiseEnv(PAPER)
+def env_steps(scenario: Scenario, n: int) -> None:
+    env = GreenWiseEnv(scenario)
     env.reset(seed=0)
     for i in range(n):
         if env.step(i % 5)[3]:
             env.reset()
 
 
-def service_steps(n: int) -> None:
-    """n service-steps of `continuum` (every service observed each step; staying)."""
-    sim = SimulatedContinuum(load_scenario("continuum"), "train", seed=0)
+def tick_ms(strategy: str, model_path: Path | None = None, n: int = 500,
+            scenario: Scenario = PAPER, warm: int = 0) -> tuple[float, float]:
+    """Median (wall, CPU) ms of n policy ticks after `warm` ones, as `run` ticks."""
+    sim = SimulatedContinuum(scenario.model_copy(update={"episode_steps": warm + n + 1}),
+                             "test", seed=0)
+    agent = create(strategy, StrategyContext(scenario),
+                   {"model": model_path} if model_path else None)
+    agent.reset(sim)
+    loop = Loop(sim, agent, Predictor(scenario, model=sim.model),
+                Gates(ControllerConfig(), clock=lambda: sim.t * 900.0))
+    for _ in range(warm):
+        loop.tick()
+    wall, cpu = [], []
+    for _ in range(n):
+        w, c = time.perf_counter(), time.process_time()
+        loop.tick()  # observe, decide, gate, plan, apply (the simulator advances)
+        wall.append((time.perf_counter() - w) * 1000)
+        cpu.append((time.process_time() - c) * 1000)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def model(name: str) -> Path:
+    return Path(f"/tmp/greenwise-bench-{name}.zip")
+
+
+def paper() -> None:
+    show("raw simulator (paper)", rate(raw_sim, 200_000), "steps/s", "(goal >= 50,000)")
+    show("GreenWise-v0 env (paper)", rate(lambda n: env_steps(PAPER, n), 50_000), "steps/s")
+    for algo in ("maskppo", "a2c"):
+        start = time.perf_counter()
+        rl.train(algo, PAPER, "power-latency", 5500, seed=0, out=model(algo))
+        print(f"train {algo:8s} 5500 steps (paper)      {time.perf_counter() - start:10.2f} s "
+              f"{'(goal <= 10 s)' if algo == 'maskppo' else ''}")
+    for name in ("greedy", "rules", "maskppo", "a2c"):
+        path = model(name) if name in rl.ALGORITHMS else None
+        wall, cpu = tick_ms(name, path)
+        print(f"control tick {name:8s} (paper)       {wall:10.3f} ms median (CPU: {cpu:.3f}) "
+              "(goal <= 5 ms)")
+
+
+# --- sim --------------------------------------------------------------------------------------
+def one_episode(n: int) -> None:
+    """n service-steps of one `continuum` episode after another (every service observed each
+    step; staying)."""
+    sim = SimulatedContinuum(load_scenario(CONTINUUM), "train", seed=0)
     for _ in range(n // len(sim.specs)):
         sim.apply([])
         sim.snapshot()
@@ -63,6 +137,45 @@ def service_steps(n: int) -> None:
             sim.reset()
 
 
+def many_episodes(n: int, seed: int = 0) -> None:
+    """n service-steps of EPISODES `continuum` episodes measured at once."""
+    sc = load_scenario(CONTINUUM)
+    sims = [SimulatedContinuum(sc, "train", seed=seed + b) for b in range(EPISODES)]
+    for _ in range(n // (EPISODES * len(sc.fleet))):
+        for sim in sims:
+            sim.apply([])
+        measure(sims)
+        if sims[0].done:
+            for sim in sims:
+                sim.reset()
+
+
+def _worker(args: tuple[int, int]) -> tuple[float, float]:
+    n, seed = args
+    cpu = time.process_time()
+    many_episodes(n, seed)
+    return time.perf_counter(), time.process_time() - cpu
+
+
+def two_processes(n: int) -> tuple[float, float]:
+    """n service-steps in each of two processes (forked: the tables as filled here)."""
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        start = time.perf_counter()
+        done = pool.map(_worker, [(n, 0), (n, 1000)])
+    return 2 * n / (max(end for end, _ in done) - start), 2 * n / max(c for _, c in done)
+
+
+def sim() -> None:
+    show("continuum, one episode, from empty", rate(one_episode, 120_000), "service-steps/s")
+    many_episodes(2_000_000)  # the tables as the workload fills them
+    show("continuum, one episode", rate(one_episode, 120_000), "service-steps/s")
+    show(f"continuum, {EPISODES} episodes at once", rate(many_episodes, 1_000_000),
+         "service-steps/s")
+    show(f"continuum, {EPISODES} x 2 processes", two_processes(1_000_000), "service-steps/s",
+         "(goal >= 200,000)")
+
+
+# --- tick -------------------------------------------------------------------------------------
 def repeated(scenario: Scenario, k: int) -> Scenario:
     """`scenario`'s clusters and services k times over, names numbered."""
     clusters = tuple(c.model_copy(update={
@@ -78,48 +191,137 @@ def repeated(scenario: Scenario, k: int) -> Scenario:
                                        "regions": regions})
 
 
-def tick_ms(strategy: str, model_path: Path | None = None, n: int = 500,
-            scenario: Scenario = PAPER) -> float:
-    sim = SimulatedContinuum(scenario.model_copy(update={"episode_steps": n + 1}), "test", seed=0)
-    agent = create(strategy, StrategyContext(scenario),
-                   {"model": model_path} if model_path else None)
-    agent.reset(sim)
-    loop = Loop(sim, agent, Predictor(scenario, model=sim.model),
-                Gates(ControllerConfig(), clock=lambda: sim.t * 900.0))
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        loop.tick()  # observe, decide, gate, plan, apply (the simulator advances)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def tick() -> None:
+    big = repeated(load_scenario(CONTINUUM), 84)
+    print(f"{len(big.fleet)} services on {len(big.hosts)} hosts, the policy tick "
+          "(goal <= 50 ms):")
+    # An untrained network of the right shape
+    solved = TABLES.solved
+    wall, cpu = tick_ms("stay", n=1, scenario=big)
+    print(f"  first tick (stay; {solved} blocks of the tables solved before) {wall:.1f} ms "
+          f"(CPU: {cpu:.1f})")
+    rl.ALGORITHMS["maskppo"]("MlpPolicy", GreenWiseEnv(big), seed=0).save(model("big"))
+    start = time.perf_counter()
+    tick_ms("stay", n=1, scenario=big, warm=96)
+    print(f"  a simulated day of stay fills the tables: {time.perf_counter() - start:.0f} s")
+    for name in ("stay", "descheduler", "threshold", "maskppo"):
+        wall, cpu = tick_ms(name, model("big") if name == "maskppo" else None, 5, big, warm=3)
+        print(f"  {name:12s} {wall:10.1f} ms median (CPU: {cpu:.1f})")
 
 
-def model(algorithm: str) -> Path:
-    return Path(f"/tmp/greenwise-bench-{algorithm}.zip")
+# --- env --------------------------------------------------------------------------------------
+def vec_env_steps(scenario: Scenario, n: int) -> None:
+    venv = GreenWiseVecEnv(scenario, ENVS)
+    venv.seed(0)
+    venv.reset()
+    actions = np.zeros(ENVS, dtype=np.int64)
+    for i in range(n // ENVS):
+        actions[:] = i % 5
+        venv.step(actions)
+
+
+def env() -> None:
+    sc = load_scenario(CONTINUUM)
+    show("GreenWise-v0 env (continuum)", rate(lambda n: env_steps(sc, n), 50_000), "steps/s")
+    show(f"  {ENVS} episodes at once", rate(lambda n: vec_env_steps(sc, n), 200_000),
+         "steps/s")
+
+
+# --- train ------------------------------------------------------------------------------------
+class Checkpoints(BaseCallback):
+    """Episodes' rewards, a checkpoint every `every` seconds, a stop after `seconds`."""
+
+    def __init__(self, seconds: float, every: float, out: Path) -> None:
+        super().__init__()
+        self.seconds, self.every, self.out = seconds, every, out
+        self.start = time.perf_counter()
+        self.episodes: list[tuple[float, int, float]] = []  # (seconds, steps, reward)
+        self.saved: list[tuple[float, int, Path]] = []
+
+    def _on_step(self) -> bool:
+        now = time.perf_counter() - self.start
+        for info in self.locals.get("infos", ()):
+            if "episode" in info:
+                self.episodes.append((now, self.num_timesteps, float(info["episode"]["r"])))
+        if now >= self.every * (len(self.saved) + 1):
+            path = self.out / f"maskppo-{len(self.saved) + 1}.zip"
+            self.model.save(path)
+            self.saved.append((now, self.num_timesteps, path))
+        return now < self.seconds
+
+
+def test_reward(strategy: str, scenario: Scenario, path: Path | None, episodes: int) -> float:
+    agent = create(strategy, StrategyContext(scenario), {"model": path} if path else None)
+    return run_episodes(agent, scenario, episodes, seed=0,
+                        gates=ControllerConfig()).summary()["mean_reward"]
+
+
+def train(seconds: float, out: Path, episodes: int = 10) -> None:
+    sc = load_scenario(CONTINUUM)
+    out.mkdir(parents=True, exist_ok=True)
+    agent = rl.agent("maskppo", sc, "power-latency", seed=0, envs=ENVS)
+    run = Checkpoints(seconds, seconds / 10, out)
+    cpu = time.process_time()
+    agent.learn(total_timesteps=10**9, callback=run)
+    wall, cpu = time.perf_counter() - run.start, time.process_time() - cpu
+    print(f"MaskablePPO on continuum, {ENVS} episodes at once: {agent.num_timesteps:,} steps "
+          f"in {wall:.0f} s ({agent.num_timesteps / wall:,.0f} steps/s; CPU {cpu:.0f} s)")
+    baselines = {b: test_reward(b, sc, None, episodes) for b in OPERATOR_BASELINES}
+    print(f"  test reward ({episodes} episodes, gates on): " + ", ".join(
+        f"{b} {r:.2f}" for b, r in baselines.items()))
+    tests = []
+    for s, steps, path in run.saved:
+        tests.append((s, steps, test_reward("maskppo", sc, path, episodes)))
+        print(f"  after {s:5.0f} s ({steps:9,} steps): maskppo {tests[-1][2]:.2f}")
+    print(f"  wrote {plot(run.episodes, tests, baselines, out / 'training.png')}")
+
+
+def plot(episodes: list[tuple[float, int, float]], tests: list[tuple[float, int, float]],
+         baselines: dict[str, float], path: Path) -> Path:
+    """Training reward per episode (and its moving mean) and the checkpoints' test reward,
+    against wall-clock seconds and against steps; the baselines' test reward."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    reward = np.array([r for *_, r in episodes])
+    mean = np.convolve(reward, np.ones(50) / 50, mode="valid") if len(reward) >= 50 else reward
+    for ax, k, label in ((axes[0], 0, "wall-clock seconds of training"),
+                         (axes[1], 1, "training steps (decisions)")):
+        x = np.array([e[k] for e in episodes])
+        ax.plot(x, reward, ".", ms=2, alpha=0.3, color="tab:blue",
+                label="training episode reward")
+        ax.plot(x[len(x) - len(mean):], mean, color="tab:blue", label="moving mean (50)")
+        ax.plot([t[k] for t in tests], [t[2] for t in tests], "o-", color="tab:red",
+                label="maskppo test reward")
+        for (name, r), style in zip(baselines.items(), ("--", ":", "-.", "--", ":"),
+                                    strict=True):
+            ax.axhline(r, ls=style, lw=1, color="gray")
+            ax.annotate(name, (ax.get_xlim()[0], r), fontsize=7, va="bottom", color="gray")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("episode reward (12 services x 25 ticks)")
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"MaskablePPO on continuum, {ENVS} episodes at once; test reward on the test "
+                 "pattern (gates on) vs the operator baselines")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def main() -> None:
-    print(f"raw simulator:        {rate(raw_sim, 200_000):10,.0f} steps/s   (goal >= 50,000)")
-    print(f"GreenWise-v0 env:     {rate(env_steps, 50_000):10,.0f} steps/s")
-    for algo in ("maskppo", "a2c"):
-        start = time.perf_counter()
-        rl.train(algo, PAPER, "power-latency", 5500, seed=0, out=model(algo))
-        print(f"train {algo:8s} 5500:  {time.perf_counter() - start:10.2f} s       "
-              f"{'(goal <= 10 s)' if algo == 'maskppo' else ''}")
-    for name in ("greedy", "rules", "maskppo", "a2c"):
-        path = model(name) if name in ("maskppo", "a2c") else None
-        print(f"control tick {name:8s} {tick_ms(name, path):8.3f} ms median  (goal <= 5 ms)")
-    print(f"continuum simulator:  {rate(service_steps, 120_000):10,.0f} service-steps/s "
-          "(goal >= 200,000)")
-    big = repeated(load_scenario("continuum"), 84)
-    print(f"{len(big.fleet)} services on {len(big.hosts)} hosts: the policy tick, median of 3")
-    # An untrained network of the right shape: the tick's cost does not depend on the weights.
-    MaskablePPO("MlpPolicy", GreenWiseEnv(big), seed=0).save(model("big"))
-    # Not greedy or lookahead: they predict every host for every service (about a million
-    # predictions a tick here, minutes).
-    for name in ("stay", "descheduler", "threshold", "maskppo"):
-        path = model("big") if name == "maskppo" else None
-        print(f"  {name:12s} {tick_ms(name, path, 3, big):10.1f} ms  (goal <= 50 ms)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parts", default="tick,paper,sim,env,train")
+    parser.add_argument("--train-seconds", type=float, default=300.0)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/greenwise-bench"))
+    args = parser.parse_args()
+    parts = {"paper": paper, "sim": sim, "tick": tick, "env": env,
+             "train": lambda: train(args.train_seconds, args.out)}
+    for name in args.parts.split(","):
+        parts[name]()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 A continuum is hosts (in the order of its `topology`) and the managed services placed on them.
 `snapshot()` observes all of them at one instant; `masks()` says, per service, which actions
-are feasible (Eq. 7: stay always; hosts that can take it, counting the other services);
+are feasible (Eq. 7: stay always; hosts that can take it, counting the other services), and
+`claims()` the same as the moves of a tick are accepted one by one;
 `plan()` says what a move would do, reading only; `apply()` carries out planned moves.
 """
 
@@ -35,6 +36,19 @@ class Plan(Protocol):
 Done = Callable[[Plan, str], None]
 
 
+class Claims(Protocol):
+    """The capacity the moves accepted so far in a tick claim, and the masks that leave: what
+    `Continuum.masks(snapshot, moves)` says, one service at a time as moves are added."""
+
+    def add(self, move: Move) -> None: ...
+
+    def mask(self, service: int) -> np.ndarray:
+        """bool[hosts + 1]: the feasible actions of `service` once the moves added are made."""
+
+    def allows(self, service: int, action: int) -> bool:
+        """Whether `mask(service)[action]` (one action: cheaper)."""
+
+
 class Continuum(Protocol):
     topology: Topology
     specs: tuple[ServiceSpec, ...]  # per service, in snapshot order: its SLA and performance
@@ -45,6 +59,9 @@ class Continuum(Protocol):
     def masks(self, snapshot: Snapshot, moves: Sequence[Move] = ()) -> np.ndarray:
         """bool[services, hosts + 1]: the feasible actions of each service (Eq. 7), as if
         `moves` (accepted earlier in the tick) were made."""
+
+    def claims(self, snapshot: Snapshot) -> Claims:
+        """No moves yet; each move added changes the masks of two hosts only."""
 
     def plan(self, move: Move) -> Plan:
         """What `move` would do (reads only); raises GreenwiseError if it cannot be done."""

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Location:
@@ -55,16 +57,16 @@ class Observation:
     hosts: tuple[HostState, ...]
     # Per host, the other managed services on it: their CPU (fraction of its cores) and count
     # (empty: none anywhere). What it would share a host with if it moved there.
-    others_cpu: tuple[float, ...] = ()
-    others_count: tuple[int, ...] = ()
+    others_cpu: np.ndarray | tuple[float, ...] = ()
+    others_count: np.ndarray | tuple[int, ...] = ()
     # Per host, the CPU its co-tenants use (Snapshot.background; empty: not known).
     background: tuple[float, ...] = ()
 
     def neighbours(self, host: int) -> tuple[float, int]:
         """(CPU, count) of the other managed services on `host`."""
-        if not self.others_cpu:
+        if not len(self.others_cpu):
             return 0.0, 0
-        return self.others_cpu[host], self.others_count[host]
+        return float(self.others_cpu[host]), int(self.others_count[host])
 
     @property
     def location(self) -> Location:
@@ -114,25 +116,41 @@ class Load:
         self.snapshot = snapshot
         n = len(snapshot.hosts)
         self.capacity = list(capacity) or [1.0] * n
-        self.cpu, self.count = [0.0] * n, [0] * n
+        self.cpu, self.count = np.zeros(n), np.zeros(n, dtype=np.int64)
         self.where = [s.host if s.valid and 0 <= s.host < n else -1 for s in snapshot.services]
         self.busy = [s.cpu for s in snapshot.services]
-        for i, h in enumerate(self.where):
+        for i, h in enumerate(self.where):  # in service order, as each one's CPU adds up
             if h >= 0:
                 self.cpu[h] += self.busy[i]
                 self.count[h] += 1
+        self.placed = sum(h >= 0 for h in self.where)
 
     def view(self, service: int) -> Observation:
         """`service` as observed, the others where the moves decided so far put them."""
-        cpu, count, h = list(self.cpu), list(self.count), self.where[service]
-        if h >= 0:
-            cpu[h] = max(0.0, cpu[h] - self.busy[service])  # no rounding below zero
-            count[h] -= 1
-        s = self.snapshot
-        if not any(count):
+        s, h = self.snapshot, self.where[service]
+        if self.alone(service):
             return Observation(s.step, s.services[service], s.hosts, background=s.background)
-        return Observation(s.step, s.services[service], s.hosts, tuple(cpu), tuple(count),
+        count = self.count.copy()
+        if h >= 0:
+            count[h] -= 1
+        return Observation(s.step, s.services[service], s.hosts, self.others(service), count,
                            s.background)
+
+    def alone(self, service: int) -> bool:
+        """Whether no other managed service is anywhere."""
+        return self.placed - (self.where[service] >= 0) == 0
+
+    def others(self, service: int) -> np.ndarray:
+        """The others' CPU on each host, as `service` sees it."""
+        cpu, h = self.cpu.copy(), self.where[service]
+        if h >= 0:
+            cpu[h] = self.own(service)
+        return cpu
+
+    def own(self, service: int) -> float:
+        """The others' CPU on the host of `service` (it must be on one)."""
+        h = self.where[service]
+        return max(0.0, self.cpu[h] - self.busy[service])  # no rounding below zero
 
     def move(self, service: int, host: int) -> None:
         src = self.where[service]

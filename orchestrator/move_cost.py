@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from orchestrator.performance import PerformanceModel, share_watts
 from orchestrator.scenario import Scenario
 from orchestrator.topology import Topology
@@ -87,6 +89,10 @@ class MoveCost:
         self.loading_w = [[share_watts(h, 0.0, [COLD_START_CORES / h.cores],
                                        [m.processes[i]])[1][0]
                            for i, h in enumerate(self.hosts)] for m in models]
+        # the same, as arrays [service, host] (for `steps`)
+        self.cluster = np.unique(self.topology.clusters, return_inverse=True)[1].ravel()
+        self.cold_start = np.array(self.cold_start_s)
+        self.loading, self.network = np.array(self.loading_w), np.array(self.network_ms)
 
     def timeline(self, service: int, src: int, dst: int, wake_s: float = 0.0) -> Timeline:
         kind = self.topology.move_kind(src, dst)
@@ -114,3 +120,25 @@ class MoveCost:
             return at_dst
         phases = self.timeline(service, src, dst, wake_s).in_tick(0)
         return self.mix(service, src, dst, phases, at_src, at_dst)
+
+    def steps(self, service: np.ndarray, src: np.ndarray, dst: np.ndarray,
+              at_src: tuple[np.ndarray, np.ndarray], at_dst: tuple[np.ndarray, np.ndarray],
+              wake_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`step` elementwise over arrays (the same arithmetic)."""
+        inter = self.cluster[src] != self.cluster[dst]
+        copy_s = np.where(inter, self.migration.inter_cluster.copy_s,
+                          self.migration.intra_cluster.copy_s)
+        switch = wake_s + (copy_s + self.cold_start[service])
+        end = switch + np.where(inter, self.migration.inter_cluster.dns_s, 0.0)
+
+        def part(start: np.ndarray | float, stop: np.ndarray | float) -> np.ndarray:
+            return np.maximum(0.0, np.minimum(stop, TICK_S) - np.maximum(start, 0.0))
+
+        source, loading, forward, target = (part(0.0, switch), part(wake_s, switch),
+                                            part(switch, end), part(end, np.inf))
+        watts = (source * at_src[0] + loading * self.loading[service, dst]
+                 + (forward + target) * at_dst[0]) / TICK_S
+        latency = (source * at_src[1] + target * at_dst[1]
+                   + forward * (at_dst[1] + self.network[service, src])) / TICK_S
+        moved = src != dst
+        return np.where(moved, watts, at_dst[0]), np.where(moved, latency, at_dst[1])

@@ -17,9 +17,10 @@ and user count, in blocks solved together (vectorized), so a simulator step is m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -39,15 +40,16 @@ class Outcome:
     host_watts: float
 
 
-def erlang_c(servers: int, load: ArrayLike) -> np.ndarray:
+def erlang_c(servers: ArrayLike, load: ArrayLike) -> np.ndarray:
     """Probability that an arrival waits in an M/M/c queue with offered load `load` < servers
-    (elementwise over `load`)."""
+    (elementwise over `load` and `servers`)."""
     load = np.asarray(load, dtype=float)
     term, total = np.ones_like(load), np.ones_like(load)
-    for k in range(1, servers):
-        term = term * (load / k)
-        total = total + term
-    with np.errstate(divide="ignore", invalid="ignore"):
+    for k in range(1, int(np.max(servers))):
+        more = k < servers  # this server is one of its own
+        term = np.where(more, term * (load / k), term)
+        total = np.where(more, total + term, total)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         last = term * load / servers * servers / (servers - load)
         return np.where(load <= 0, 0.0, last / (total + last))
 
@@ -113,24 +115,38 @@ class Backend:
     its requests wait more as the host fills up (a shared M/M/c; an approximation, since their
     batches differ from its own), and it can use only what they leave. Co-tenants (`background`,
     default: the host's profile) slow its cores down. Elementwise over arrays of `taken`,
-    `background` and (in `solve`) users, broadcast together."""
+    `background` and (in `solve`) users, broadcast together; `service` and `host` may also be
+    sequences, one pair per entry of those arrays' first axis."""
 
-    def __init__(self, service: ServiceSpec, host: HostProfile, taken: ArrayLike = 0.0,
+    def __init__(self, service: ServiceSpec | Sequence[ServiceSpec],
+                 host: HostProfile | Sequence[HostProfile], taken: ArrayLike = 0.0,
                  background: ArrayLike | None = None) -> None:
-        self.servers = service.workers_on(host)
-        free = 1.0 - np.asarray(host.background_utilization if background is None
-                                else background, dtype=float)
+        if isinstance(service, ServiceSpec) and isinstance(host, HostProfile):
+            pairs, shape = [(service, host)], None
+        else:
+            assert not isinstance(service, ServiceSpec) and not isinstance(host, HostProfile)
+            pairs, shape = list(zip(service, host, strict=True)), (-1,) + (1,) * (
+                np.ndim(taken) - 1)
+
+        def per_pair(value: Callable[[ServiceSpec, HostProfile], float]) -> Any:
+            v = np.array([value(s, h) for s, h in pairs])
+            return v[0] if shape is None else v.reshape(shape)
+
+        self.servers = per_pair(lambda s, h: s.workers_on(h))
+        self.cores = per_pair(lambda s, h: h.cores)
+        free = 1.0 - (per_pair(lambda s, h: h.background_utilization) if background is None
+                      else np.asarray(background, dtype=float))
         self.others = self.servers * np.minimum(np.asarray(taken) / free,
                                                 1.0 - SHARE_STEP)  # in workers
-        slow = host.speed * free
-        self.per_image = service.inference_ms_per_image / 1000.0 / slow
-        self.overhead = service.batch_overhead_ms / 1000.0 / slow
-        self.batch = service.batch_size
-        self.delay = service.max_batch_delay_ms / 1000.0
-        self.think = sum(service.think_time_s) / 2.0
+        slow = per_pair(lambda s, h: h.speed) * free
+        self.per_image = per_pair(lambda s, h: s.inference_ms_per_image) / 1000.0 / slow
+        self.overhead = per_pair(lambda s, h: s.batch_overhead_ms) / 1000.0 / slow
+        self.batch = per_pair(lambda s, h: s.batch_size)
+        self.delay = per_pair(lambda s, h: s.max_batch_delay_ms) / 1000.0
+        self.think = per_pair(lambda s, h: sum(s.think_time_s) / 2.0)
 
     def _batch(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        k = np.minimum(float(self.batch), np.maximum(1.0, x * self.delay))
+        k = np.minimum(np.asarray(self.batch, dtype=float), np.maximum(1.0, x * self.delay))
         return k, self.overhead + k * self.per_image
 
     def busy_workers(self, x: ArrayLike) -> np.ndarray:
@@ -228,41 +244,55 @@ class OutcomeTables:
             block = self.index[table, background, tb, ub]
         return self.blocks[block, taken % TAKEN_BLOCK, users % USERS_BLOCK]
 
-    def _solve(self, keys: list[tuple[int, int, int, int]]) -> None:
-        """Solve the blocks `keys` (table, background step, taken block, users block)."""
-        for t in sorted({k[0] for k in keys}):
-            mine = [k for k in keys if k[0] == t]
-            first, self.solved = self.solved, self.solved + len(mine)
-            if self.solved > len(self.blocks):
-                more = np.empty((max(len(self.blocks), len(mine)), *self.blocks.shape[1:]))
-                self.blocks = np.concatenate([self.blocks, more])
-            self.blocks[first:self.solved] = self._outcomes(t, np.array(mine)[:, 1:])
-            for j, key in enumerate(mine):
-                self.index[key] = first + j
+    def point(self, table: int, background: int, taken: int, users: int) -> list[float]:
+        """`lookup` of one point (without arrays, where its block is solved)."""
+        tb, ub = taken // TAKEN_BLOCK, users // USERS_BLOCK
+        if ub < self.index.shape[3] and (block := int(self.index[table, background, tb, ub])) >= 0:
+            return self.blocks[block, taken % TAKEN_BLOCK, users % USERS_BLOCK].tolist()
+        return self.lookup(*(np.array([v]) for v in (table, background, taken, users)))[0].tolist()
 
-    def _outcomes(self, t: int, keys: np.ndarray) -> np.ndarray:
-        """[blocks, TAKEN_BLOCK, USERS_BLOCK, FIELDS] of table t."""
-        service, host = self.pairs[t]
-        k = keys[:, :, None, None]
-        taken_step = k[:, 1] * TAKEN_BLOCK + np.arange(TAKEN_BLOCK)[:, None]
-        users = k[:, 2] * USERS_BLOCK + np.arange(USERS_BLOCK)
-        background, taken = k[:, 0] * SHARE_STEP, taken_step * SHARE_STEP
-        backend = Backend(service, host, taken, background)
+    def _solve(self, keys: list[tuple[int, int, int, int]]) -> None:
+        """Solve the blocks `keys` (table, background step, taken block, users block), all at
+        once."""
+        first, self.solved = self.solved, self.solved + len(keys)
+        if self.solved > len(self.blocks):
+            more = np.empty((max(len(self.blocks), len(keys)), *self.blocks.shape[1:]))
+            self.blocks = np.concatenate([self.blocks, more])
+        self.blocks[first:self.solved] = self._outcomes(keys)
+        for j, key in enumerate(keys):
+            self.index[key] = first + j
+
+    def _outcomes(self, keys: list[tuple[int, int, int, int]]) -> np.ndarray:
+        """[blocks, TAKEN_BLOCK, USERS_BLOCK, FIELDS] of the blocks `keys`."""
+        services, hosts = zip(*(self.pairs[k[0]] for k in keys), strict=True)
+        k = np.array(keys)[:, :, None, None]
+        taken_step = k[:, 2] * TAKEN_BLOCK + np.arange(TAKEN_BLOCK)[:, None]
+        users = k[:, 3] * USERS_BLOCK + np.arange(USERS_BLOCK)
+        background, taken = k[:, 1] * SHARE_STEP, taken_step * SHARE_STEP
+        backend = Backend(services, hosts, taken, background)
         x, back = backend.solve(users)
-        svc_cpu = backend.busy_workers(x) * (1.0 - background) / host.cores
+        svc_cpu = backend.busy_workers(x) * (1.0 - background) / backend.cores
+
+        def per_host(value: Callable[[HostProfile], float]) -> np.ndarray:
+            return np.array([value(h) for h in hosts])[:, None, None]
+
         # The others' CPU counts for the host's utilization; their processes are not known
         # here (the simulated continuum shares the idle power among all of them).
         host_cpu = np.minimum(1.0, background + (svc_cpu + taken))
-        xs, ys = curve_points([host.power_curve])
-        dynamic = (host.max_watts - host.idle_watts) * curve_fractions(xs[0], ys[0], host_cpu)
-        processes = 1 + service.workers_on(host)
+        xs, ys = curve_points([h.power_curve for h in hosts])
+        dynamic = per_host(lambda h: h.max_watts - h.idle_watts) * curve_fractions(
+            xs[:, None, None], ys[:, None, None], host_cpu)
+        processes = 1 + backend.servers
         with np.errstate(divide="ignore", invalid="ignore"):
             watts = (np.where(host_cpu > 0, dynamic * svc_cpu / host_cpu, 0.0)
-                     + host.idle_watts * processes / (host.base_processes + processes))
+                     + per_host(lambda h: h.idle_watts) * processes
+                     / (per_host(lambda h: h.base_processes) + processes))
         return np.stack([back * 1000.0, x, svc_cpu, watts], axis=-1)
 
 
 TABLES = OutcomeTables()  # one per process: every model of the same service and host shares
+_KNOWN: dict[tuple[tuple[int, ...], tuple[float, ...]], dict[tuple[int, int, int, int],
+                                                              Outcome]] = {}
 
 
 class PerformanceModel:
@@ -277,26 +307,48 @@ class PerformanceModel:
         self.processes = [1 + self.service.workers_on(h) for h in self.hosts]  # front end + workers
         self.network_ms = scenario.network_ms(self.service)  # from its users, per host
         self.p_max = max(h.max_watts for h in self.hosts)  # reward normalization (Eq. 9)
-        # (host, background step, taken step, users)
-        self._known: dict[tuple[int, int, int, int], Outcome] = {}
+        # (host, background step, taken step, users) -> outcome, shared by the models of the
+        # services that share tables and network latencies (a fleet's copies of one service)
+        self._known = _KNOWN.setdefault((tuple(self.tables), self.network_ms), {})
 
     def outcome(self, host: int, users: int, taken: float = 0.0,
                 background: float | None = None) -> Outcome:
         """The service on `host` with `users`, `taken` of the host's cores used by other
         managed services and `background` by co-tenants (None: the host's profile); computed
         once per host, 1 % of share, 1 % of background and user count."""
-        level = self.hosts[host].background_utilization if background is None else background
-        key = (host, on_grid(level), on_grid(taken), users)
+        key = self._key(host, users, taken, background)
         if key not in self._known:
-            self._known[key] = self._outcome(*key)
+            self._known[key] = self._outcome(key, TABLES.point(self.tables[host], *key[1:]))
         return self._known[key]
 
-    def _outcome(self, i: int, background_step: int, step: int, users: int) -> Outcome:
-        back_ms, x, svc_cpu, watts = TABLES.lookup(
-            *(np.array([v]) for v in (self.tables[i], background_step, step, users)))[0].tolist()
+    def _key(self, host: int, users: int, taken: float, background: float | None
+             ) -> tuple[int, int, int, int]:
+        level = self.hosts[host].background_utilization if background is None else background
+        return host, on_grid(level), on_grid(taken), users
+
+    def _outcome(self, key: tuple[int, int, int, int], solved: list[float]) -> Outcome:
+        i, background_step, step, _ = key
+        back_ms, x, svc_cpu, watts = solved
         background, taken = background_step * SHARE_STEP, step * SHARE_STEP
         host_watts, _ = share_watts(self.hosts[i], background, (svc_cpu, taken),
                                     (self.processes[i], 0))
         return Outcome(latency_ms=back_ms + self.network_ms[i], throughput_rps=x,
                        service_cpu=svc_cpu, service_watts=watts,
                        host_cpu=min(1.0, background + taken + svc_cpu), host_watts=host_watts)
+
+
+def prefetch(asks: Iterable[tuple[PerformanceModel, int, int, float, float | None]]) -> None:
+    """Look up at once the outcomes about to be asked of models (model, and the arguments of
+    its `outcome`: host, users, taken, background) that they do not know yet."""
+    todo = {}
+    for model, *args in asks:
+        key = model._key(*args)
+        if key not in model._known:
+            todo[id(model._known), key] = model, key
+    if not todo:
+        return
+    tables, background, taken, users = zip(*((m.tables[k[0]], *k[1:]) for m, k in
+                                             todo.values()), strict=True)
+    solved = TABLES.lookup(*(np.array(v) for v in (tables, background, taken, users))).tolist()
+    for (model, key), row in zip(todo.values(), solved, strict=True):
+        model._known[key] = model._outcome(key, row)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -89,13 +89,13 @@ def shape(spec: str, base: Path | None = None) -> list[float]:
     return [u / peak if peak > 0 else 0.0 for u in curve]
 
 
-def looped(curve: list[float], steps: int, rng: np.random.Generator) -> np.ndarray:
+def looped(curve: Sequence[float], steps: int, rng: np.random.Generator) -> np.ndarray:
     """`steps` consecutive values from a random offset of the looped curve."""
     start = int(rng.integers(len(curve)))
-    return np.take(np.array(curve, dtype=float), np.arange(start, start + steps) % len(curve))
+    return np.take(np.asarray(curve, dtype=float), np.arange(start, start + steps) % len(curve))
 
 
-def episode_users(curve: list[float], steps: int, noise: float,
+def episode_users(curve: Sequence[float], steps: int, noise: float,
                   rng: np.random.Generator) -> np.ndarray:
     """`steps` consecutive integer user counts from a random offset of the looped curve."""
     base = looped(curve, steps, rng)

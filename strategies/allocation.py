@@ -20,40 +20,57 @@ def cloud_hosts(scenario: Scenario) -> list[int]:
 
 class Allocation:
     def __init__(self, scenario: Scenario, where: Sequence[int]) -> None:
-        self.hosts, self.fleet = scenario.hosts, scenario.fleet
+        hosts, fleet = scenario.hosts, scenario.fleet
         self.where = list(where)
-        self.cpu = [h.background_utilization * h.cores for h in self.hosts]  # in cores
-        self.mem = [0.0 for _ in self.hosts]
+        self.cores = np.array([float(h.cores) for h in hosts])
+        self.memory = np.array([h.memory_gib for h in hosts])
+        self.request = [s.cpu_request for s in fleet]
+        self.needs = [s.memory_gib for s in fleet]
+        self.cpu = np.array([h.background_utilization * h.cores for h in hosts])  # in cores
+        self.mem = np.zeros(len(hosts))
         for i, h in enumerate(self.where):
             if h >= 0:
-                self.cpu[h] += self.fleet[i].cpu_request
-                self.mem[h] += self.fleet[i].memory_gib
+                self.cpu[h] += self.request[i]
+                self.mem[h] += self.needs[i]
 
     def util(self, h: int) -> float:
         """CPU requested over the host's cores."""
-        return self.cpu[h] / self.hosts[h].cores
+        return float(self.cpu[h] / self.cores[h])
+
+    def utils(self) -> np.ndarray:
+        """`util` of every host."""
+        return self.cpu / self.cores
 
     def room(self, i: int, h: int, limit: float = 1.0) -> bool:
         """Whether service i fits host h (not its own) keeping CPU requests within `limit`."""
-        spec = self.fleet[i]
-        return self.where[i] != h and (self.cpu[h] + spec.cpu_request) <= \
-            limit * self.hosts[h].cores and self.mem[h] + spec.memory_gib <= \
-            self.hosts[h].memory_gib
+        return bool(self.where[i] != h and self.cpu[h] + self.request[i] <= limit * self.cores[h]
+                    and self.mem[h] + self.needs[i] <= self.memory[h])
+
+    def rooms(self, i: int, limit: float = 1.0) -> np.ndarray:
+        """`room` of service i on every host."""
+        out = ((self.cpu + self.request[i] <= limit * self.cores)
+               & (self.mem + self.needs[i] <= self.memory))
+        if self.where[i] >= 0:
+            out[self.where[i]] = False
+        return out
 
     def move(self, i: int, to: int) -> int:
         """Count service i on host `to`; the action that moves it there (Eq. 8)."""
-        spec, h = self.fleet[i], self.where[i]
+        h = self.where[i]
         if h >= 0:
-            self.cpu[h] -= spec.cpu_request
-            self.mem[h] -= spec.memory_gib
-        self.cpu[to] += spec.cpu_request
-        self.mem[to] += spec.memory_gib
+            self.cpu[h] -= self.request[i]
+            self.mem[h] -= self.needs[i]
+        self.cpu[to] += self.request[i]
+        self.mem[to] += self.needs[i]
         self.where[i] = to
         return to + 1
 
     def least_allocated(self, i: int, pool: Sequence[int], mask: np.ndarray) -> int | None:
         """Where the default scheduler puts service i among `pool` (LeastAllocated: the host
-        least requested once it is there), None if none of them takes it."""
-        fit = [h for h in pool if mask[h + 1] and self.room(i, h)]
-        return min(fit, key=lambda h: (self.cpu[h] + self.fleet[i].cpu_request)
-                   / self.hosts[h].cores, default=None)
+        least requested once it is there; the first such), None if none of them takes it."""
+        at = np.asarray(pool, dtype=np.int64)
+        fit = mask[at + 1] & self.rooms(i)[at]
+        if not fit.any():
+            return None
+        load = (self.cpu[at] + self.request[i]) / self.cores[at]
+        return int(at[np.argmin(np.where(fit, load, np.inf))])

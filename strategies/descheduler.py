@@ -16,6 +16,7 @@ co-tenants at their background utilization, over the host's cores.
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -48,28 +49,39 @@ class DeschedulerStrategy(Stateless):
         if snapshot.step % self.o.interval_steps:
             return actions
         alloc = Allocation(self.scenario, [s.host for s in snapshot.services])
-        util, where = alloc.util, alloc.where
+        util, low, high = alloc.util, self.o.thresholds, self.o.target_thresholds
+        on: list[list[int]] = [[] for _ in self.hosts]  # the valid services on each host
+        for i, s in enumerate(snapshot.services):
+            if s.valid:
+                on[s.host].append(i)
 
-        def fits(i: int, h: int) -> bool:
-            return bool(masks[i][h + 1]) and alloc.room(i, h, self.o.target_thresholds)
+        def move(i: int, to: int) -> None:
+            on[alloc.where[i]].remove(i)
+            insort(on[to], i)
+            actions[i] = alloc.move(i, to)
 
-        n = range(len(self.hosts))
-        evicted = [0 for _ in n]
-        for h in n:  # LowNodeUtilization
-            for i in [i for i, s in enumerate(snapshot.services) if s.valid and where[i] == h]:
-                under = [x for x in n if util(x) < self.o.thresholds and fits(i, x)]
-                if util(h) <= self.o.target_thresholds or not under or \
-                        evicted[h] >= self.o.max_evictions_per_node:
+        def fits(i: int) -> np.ndarray:
+            return masks[i][1:] & alloc.rooms(i, high)
+
+        evicted = [0 for _ in self.hosts]
+        for h in range(len(self.hosts)):  # LowNodeUtilization
+            for i in list(on[h]):
+                if util(h) <= high or evicted[h] >= self.o.max_evictions_per_node:
                     break
-                actions[i] = alloc.move(i, min(under, key=util))
+                utils = alloc.utils()
+                under = (utils < low) & fits(i)
+                if not under.any():
+                    break
+                move(i, int(np.argmin(np.where(under, utils, np.inf))))  # least utilized
                 evicted[h] += 1
-        for h in n:  # HighNodeUtilization; a service evicted already this run stays put
-            for i in [i for i, s in enumerate(snapshot.services)
-                      if s.valid and where[i] == h and actions[i] == STAY]:
-                if util(h) >= self.o.thresholds or evicted[h] >= self.o.max_evictions_per_node:
+        for h in range(len(self.hosts)):  # HighNodeUtilization; one evicted already stays
+            for i in [i for i in on[h] if actions[i] == STAY]:
+                if util(h) >= low or evicted[h] >= self.o.max_evictions_per_node:
                     break
-                fuller = [x for x in n if x != h and util(x) >= util(h) and fits(i, x)]
-                if fuller:
-                    actions[i] = alloc.move(i, max(fuller, key=util))
+                utils = alloc.utils()
+                fuller = (utils >= utils[h]) & fits(i)
+                fuller[h] = False
+                if fuller.any():
+                    move(i, int(np.argmax(np.where(fuller, utils, -np.inf))))  # most utilized
                     evicted[h] += 1
         return actions

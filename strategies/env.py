@@ -23,6 +23,7 @@ is the paper's r_t.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -30,7 +31,15 @@ import numpy as np
 
 from orchestrator.config import ControllerConfig, load_scenario
 from orchestrator.control.loop import Loop
-from orchestrator.model import STAY, Load, Move, Observation, target_host
+from orchestrator.model import (
+    STAY,
+    HostState,
+    Load,
+    Move,
+    Observation,
+    ServiceState,
+    target_host,
+)
 from orchestrator.scenario import Scenario
 from orchestrator.sim.continuum import SimulatedContinuum
 from strategies.gated import Proposals
@@ -55,21 +64,35 @@ class Encoder:
         self.size = 2 * self.n + 4 + 3 * self.n
 
     def __call__(self, obs: Observation) -> np.ndarray:
-        v = np.zeros(self.size, dtype=np.float32)
-        s = obs.service
-        v[s.host] = 1.0
-        n = self.n
-        v[n] = s.power_w / self.p_max
-        v[n + 1] = s.cpu
-        v[n + 2] = 0.5 * s.latency_ms / self.l_max  # 1.0 = twice the SLA
-        v[n + 3] = s.users / self.u_max
-        for i, h in enumerate(obs.hosts):
-            v[n + 4 + 2 * i] = h.power_w / self.p_max
-            v[n + 5 + 2 * i] = h.cpu
-        if obs.others_cpu:
-            v[3 * n + 4:4 * n + 4] = obs.others_cpu
-        v[4 * n + 4:] = self.network
-        return np.clip(v, 0.0, 1.0, out=v)
+        others = np.asarray(obs.others_cpu)[None] if len(obs.others_cpu) else None
+        return encode([self], [obs.service], *host_state(obs.hosts), others)[0]
+
+
+def host_state(hosts: Sequence[HostState]) -> tuple[np.ndarray, np.ndarray]:
+    """(power W, CPU) of each host, as arrays."""
+    return np.array([h.power_w for h in hosts]), np.array([h.cpu for h in hosts])
+
+
+def encode(encoders: Sequence[Encoder], services: Sequence[ServiceState],
+           host_power: np.ndarray, host_cpu: np.ndarray, others: np.ndarray | None
+           ) -> np.ndarray:
+    """[k, size]: the vectors of k services (each with its service's encoder), the hosts'
+    power and CPU ([hosts], or [k, hosts]: each its own) and the others' CPU per host
+    [k, hosts] (None: no other managed service)."""
+    first = encoders[0]
+    n, k = first.n, len(services)
+    v = np.zeros((k, first.size), dtype=np.float32)
+    v[np.arange(k), [s.host for s in services]] = 1.0
+    v[:, n] = np.array([s.power_w for s in services]) / first.p_max
+    v[:, n + 1] = [s.cpu for s in services]
+    v[:, n + 2] = 0.5 * np.array([s.latency_ms for s in services]) / [e.l_max for e in encoders]
+    v[:, n + 3] = np.array([s.users for s in services]) / [e.u_max for e in encoders]
+    v[:, n + 4:3 * n + 4:2] = host_power / first.p_max
+    v[:, n + 5:3 * n + 4:2] = host_cpu
+    if others is not None:
+        v[:, 3 * n + 4:4 * n + 4] = others
+    v[:, 4 * n + 4:] = [e.network for e in encoders]
+    return np.clip(v, 0.0, 1.0, out=v)
 
 
 class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
@@ -100,19 +123,25 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
         self.snapshot = self.sim.snapshot()
         self.masks = self.sim.masks(self.snapshot)
         self.actions: list[int] = []
-        self.moves: list[Move] = []
+        self.claims = self.sim.claims(self.snapshot)  # what the moves decided so far take
+        self.moves = 0  # decided so far in the tick
         self.proposals.begin(self.snapshot)
-        self.mask = self._gated(self.masks)
+        self.mask = self._gated(self.masks[0])
         self.load = Load(self.snapshot, self.scenario.capacity)  # as the decided moves leave it
-        self.stay_share = 0.0 if self.sim.done else sum(
-            self._host_reward(h) for h in range(len(self.sim.hosts))) / len(self.sim.specs)
+        self._stay_share: float | None = None
 
-    def _gated(self, masks: np.ndarray) -> np.ndarray:
-        """The next service's mask, without what the gates would hold."""
-        i = self.service
-        if i >= len(masks):
-            return masks[0]  # the episode is over
-        return self.proposals.mask(self.snapshot, i, masks[i], len(self.moves), self.predictor)
+    @property
+    def stay_share(self) -> float:
+        """Each service's share of the fleet's next reward had no one moved (computed when
+        first asked, before any move of the tick)."""
+        if self._stay_share is None:
+            self._stay_share = 0.0 if self.sim.done else sum(
+                self._host_reward(h) for h in range(len(self.sim.hosts))) / len(self.sim.specs)
+        return self._stay_share
+
+    def _gated(self, mask: np.ndarray) -> np.ndarray:
+        """The next service's `mask`, without what the gates would hold."""
+        return self.proposals.mask(self.snapshot, self.service, mask, self.moves, self.predictor)
 
     @property
     def service(self) -> int:
@@ -166,20 +195,36 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
         i, a = self.service, int(action)
         masked = not (0 <= a < len(self.mask) and self.mask[a])
         r = INVALID_ACTION_PENALTY if masked else self.stay_share + self._decision_reward(a)
-        self.actions.append(STAY if masked else a)  # a masked action keeps it in place
+        ended = self.decided(a, masked)
+        if ended:
+            self._new_tick()
+        return (self.encoders[self.service](self.observation()), r, False,
+                ended and self.sim.done, self.info(i, masked, ended))
+
+    def decided(self, a: int, masked: bool) -> bool:
+        """Record the current service's action `a` (judged already: its reward, its move in
+        the load; a masked one keeps it in place); after the last service's, carry the tick
+        out through the loop (True)."""
+        i = self.service
+        self.actions.append(STAY if masked else a)
         to = target_host(a)
         if not masked and to is not None:
-            self.moves.append(Move(i, to))
-        info: dict[str, Any] = {"service": i, "invalid": masked}
+            self.claims.add(Move(i, to))
+            self.moves += 1
         if self.service < len(self.sim.specs):
-            self.mask = self._gated(self.sim.masks(self.snapshot, self.moves))
-            return self.encoders[self.service](self.observation()), r, False, False, info
+            self.mask = self._gated(self.claims.mask(self.service))
+            return False
         self.loop.act(self.snapshot, self.masks, self.actions)
-        self._new_tick()
-        s = self.sim.current().services[i]  # as it is, whatever the observation's lag
-        info.update(host=s.host, power_w=s.power_w, latency_ms=s.latency_ms,
-                    moved=self.sim.moved[i], sla_violation=s.latency_ms > self.predictor.sla(i))
-        return self.encoders[0](self.observation()), r, False, self.sim.done, info
+        return True
+
+    def info(self, i: int, masked: bool, ended: bool) -> dict[str, Any]:
+        """What `step` tells of service i's decision; after a tick, how it is now."""
+        info: dict[str, Any] = {"service": i, "invalid": masked}
+        if ended:
+            s = self.sim.current().services[i]  # as it is, whatever the observation's lag
+            info.update(host=s.host, power_w=s.power_w, latency_ms=s.latency_ms,
+                        moved=self.sim.moved[i], sla_violation=s.latency_ms > self.predictor.sla(i))
+        return info
 
 
 def register() -> None:

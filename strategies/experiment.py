@@ -94,6 +94,7 @@ class Setup:
     seed: int = 0  # the test episodes' seed (episode e: seed + e) and random's
     episodes: int = 40
     train_steps: int = 5500
+    train_envs: int = 1  # training episodes stepped at once (rl.train's envs)
     gates: ControllerConfig | None = None
     models: Mapping[str, Path] = field(default_factory=dict)  # given: used, not trained
 
@@ -127,7 +128,8 @@ def train(setup: Setup, row: Row, seed: int, track: Track = _untracked) -> Train
                    setup.train_steps)
     start = time.perf_counter()
     rl.train(row.strategy, setup.scenario, row.variant, setup.train_steps, seed, model,
-             on_step=update, on_episode=episode, gates=setup.gates, on_check=checked)
+             on_step=update, on_episode=episode, gates=setup.gates, on_check=checked,
+             envs=setup.train_envs)
     run.seconds = time.perf_counter() - start
     return run
 
@@ -172,6 +174,7 @@ def document(setup: Setup, rows: list[Row], training: list[TrainingRun]) -> dict
         "tick_s": TICK_S,
         "services": len(sc.fleet),
         "train_steps": setup.train_steps if setup.to_train() else None,
+        "train_envs": setup.train_envs if setup.to_train() else None,
         "best_baseline": best_baseline(summaries),
         "strategies": {r.name: {
             **compared[r.name], "host_time_share": summaries[r.name]["host_time_share"],

@@ -40,8 +40,10 @@ class GreedyStrategy:
 
         def best(i: int) -> tuple[float, int]:
             obs = load.view(i)
-            r = {a: self.predictor.predict(obs, a, i).reward for a in range(len(masks[i]))
-                 if a == STAY or (masks[i][a] and alloc.room(i, a - 1))}
+            valid = [a for a in range(len(masks[i]))
+                     if a == STAY or (masks[i][a] and alloc.room(i, a - 1))]
+            self.predictor.prefetch((i, obs, a) for a in valid)  # what is new, at once
+            r = {a: self.predictor.predict(obs, a, i).reward for a in valid}
             a = max((a for a in r if a == STAY or self.proposals.passes(r[a] - r[STAY])),
                     key=r.__getitem__)
             return r[a] - r[STAY], a

@@ -3,12 +3,12 @@ minimum-gain gate. Users are assumed to stay as observed (one-step lookahead).""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.model import Observation, target_host
 from orchestrator.move_cost import MoveCost
-from orchestrator.performance import Outcome, PerformanceModel
+from orchestrator.performance import Outcome, PerformanceModel, prefetch
 from orchestrator.scenario import HostProfile, Scenario
 from orchestrator.topology import MoveKind, Topology
 from strategies.reward import reward
@@ -89,12 +89,28 @@ class Predictor:
         """`service` settled on `place` with `users`. The other services there leave it all
         they do not use, but at least an equal share with each (as the simulated continuum
         gives services with as many processes; an assumption where they differ)."""
+        model, *args = self._ask(service, place, users)
+        return model.outcome(*args)
+
+    def _ask(self, service: int, place: Place, users: int
+             ) -> tuple[PerformanceModel, int, int, float, float]:
+        """The model and the arguments of its `outcome` for `outcome(service, place, users)`."""
         background = place.background
         if background is None:
             background = self.hosts[place.host].background_utilization
         free = 1.0 - background
-        return self.models[service].outcome(
-            place.host, users, min(place.cpu, free - free / (1 + place.count)), background)
+        return (self.models[service], place.host, users,
+                min(place.cpu, free - free / (1 + place.count)), background)
+
+    def prefetch(self, asks: Iterable[tuple[int, Observation, int]]) -> None:
+        """Look up at once the outcomes `predict` will need for each (service, observation,
+        action), so that many predictions cost lookups of what is known."""
+        def places(obs: Observation, action: int) -> set[int]:
+            dst = target_host(action)
+            return {obs.service.host, obs.service.host if dst is None else dst}
+
+        prefetch([self._ask(service, self.place(obs, host), obs.service.users)
+                  for service, obs, action in asks for host in places(obs, action)])
 
     def place(self, obs: Observation, host: int) -> Place:
         """`host` as `obs` shows it to its service: the others there, the co-tenants, whether
@@ -128,9 +144,9 @@ def compare(stay: Prediction, chosen: Prediction) -> dict[str, dict[str, float]]
     """Staying vs the chosen action, per quantity. Power and latency: where the service settles
     after the move (`change` = settled - staying) and what the move costs in its step apart
     (`move_cost`); reward: of the step itself, cost included (what the gain gate weighs)."""
-    out = {q: {"stay": round(stay.settled[q], 3), "chosen": round(v, 3),
-               "change": round(v - stay.settled[q], 3),
-               "move_cost": round(chosen.move_cost[q], 3)}
+    before, cost = stay.settled, chosen.move_cost
+    out = {q: {"stay": round(before[q], 3), "chosen": round(v, 3),
+               "change": round(v - before[q], 3), "move_cost": round(cost[q], 3)}
            for q, v in chosen.settled.items()}
     out["reward"] = {"stay": round(stay.reward, 4), "chosen": round(chosen.reward, 4),
                      "change": round(chosen.reward - stay.reward, 4)}

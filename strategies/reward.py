@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
+
 RewardKind = Literal["power-latency", "power", "latency"]
 REWARDS: tuple[RewardKind, ...] = ("power-latency", "power", "latency")
 WEIGHTS: dict[str, tuple[float, float]] = {  # (alpha, beta)
@@ -21,3 +23,11 @@ def reward(kind: str, power_w: float, latency_ms: float, p_max: float, l_max: fl
         return SLA_PENALTY
     alpha, beta = WEIGHTS[kind]
     return alpha * (1.0 - power_w / p_max) + beta * (1.0 - latency_ms / l_max)
+
+
+def rewards(kind: str, power_w: np.ndarray, latency_ms: np.ndarray, p_max: float,
+            l_max: np.ndarray) -> np.ndarray:
+    """`reward` elementwise over arrays (the same arithmetic)."""
+    alpha, beta = WEIGHTS[kind]
+    return np.where(latency_ms > l_max, SLA_PENALTY,
+                    alpha * (1.0 - power_w / p_max) + beta * (1.0 - latency_ms / l_max))

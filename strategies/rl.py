@@ -21,9 +21,11 @@ from orchestrator.errors import BadInput
 from orchestrator.model import STAY, Load, Move, Snapshot, target_host
 from orchestrator.scenario import Scenario
 from strategies.base import NoOptions, StrategyContext
-from strategies.env import Encoder, GreenWiseEnv
+from strategies.env import Encoder, GreenWiseEnv, encode, host_state
 from strategies.gated import Proposals
+from strategies.policy_net import PolicyNet
 from strategies.prediction import Predictor
+from strategies.vec_env import GreenWiseVecEnv
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"maskppo": MaskablePPO, "a2c": A2C}
 # Tuned for the paper's small budget (5500 steps = 220 episodes of 25 steps): short rollouts so
@@ -36,11 +38,12 @@ HYPERPARAMETERS: dict[str, dict[str, Any]] = {
 }
 
 
-def hyperparameters(algorithm: str, services: int) -> dict[str, Any]:
+def hyperparameters(algorithm: str, services: int, envs: int = 1) -> dict[str, Any]:
     """The paper's settings, per tick: with N services a tick is N decisions (steps), so a
-    rollout holds N times the steps and gamma discounts one tick as much as on the paper."""
+    rollout holds N times the steps and gamma discounts one tick as much as on the paper.
+    With several episodes stepped at once (`envs`), each gives its share of a rollout."""
     hp = dict(HYPERPARAMETERS[algorithm])
-    hp["n_steps"] *= services
+    hp["n_steps"] = max(1, round(hp["n_steps"] * services / envs))
     hp["gamma"] **= 1.0 / services
     if "batch_size" in hp:
         hp["batch_size"] *= services
@@ -129,26 +132,36 @@ def train(algorithm: str, scenario: Scenario, reward_kind: str, steps: int, seed
           out: Path | None = None, on_step: Callable[[int], None] | None = None,
           on_episode: Callable[[int, float], None] | None = None,
           gates: ControllerConfig | None = None,
-          on_check: Callable[[int, float], None] | None = None) -> BaseAlgorithm:
+          on_check: Callable[[int, float], None] | None = None,
+          envs: int = 1) -> BaseAlgorithm:
     """Train on the training pattern, within `gates` (the controller's settings it will
     decide under; None: none); save to `out` if given. `on_step` gets the steps done,
     `on_episode` (steps done, reward) at the end of each training episode, `on_check` (steps
     done, reward) the policy's `check` before training, about CHECKS times during it (at the
-    first rollout boundary a tenth of the steps on) and at its end."""
-    if algorithm not in ALGORITHMS:
-        raise BadInput(f"cannot train {algorithm!r}; trainable: {', '.join(ALGORITHMS)}")
-    torch.set_num_threads(1)  # tiny networks: threads cost more than they give
-    env = GreenWiseEnv(scenario, "train", reward_kind, seed=seed, gates=gates)
-    checks = GreenWiseEnv(scenario, "train", reward_kind, gates=gates) if on_check else env
-    model = ALGORITHMS[algorithm]("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
-                                  **hyperparameters(algorithm, len(scenario.fleet)))
+    first rollout boundary a tenth of the steps on) and at its end. `envs` episodes are
+    stepped at once (strategies/vec_env.py; 1: one GreenWiseEnv, as the paper)."""
+    model = agent(algorithm, scenario, reward_kind, seed, envs, gates)
+    checks = GreenWiseEnv(scenario, "train", reward_kind, gates=gates) if on_check else None
     report = _Report(on_step, on_episode, on_check, max(1, steps // CHECKS),
-                     lambda m: check(algorithm, m, checks))
+                     lambda m: check(algorithm, m, checks) if checks else 0.0)
     model.learn(total_timesteps=steps, callback=report)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         model.save(out)
     return model
+
+
+def agent(algorithm: str, scenario: Scenario, reward_kind: str, seed: int, envs: int = 1,
+          gates: ControllerConfig | None = None) -> BaseAlgorithm:
+    """An untrained agent on the training pattern (within `gates`), as `train` trains it."""
+    if algorithm not in ALGORITHMS:
+        raise BadInput(f"cannot train {algorithm!r}; trainable: {', '.join(ALGORITHMS)}")
+    torch.set_num_threads(1)  # tiny networks: threads cost more than they give
+    env: GreenWiseEnv | GreenWiseVecEnv = (
+        GreenWiseEnv(scenario, "train", reward_kind, seed=seed, gates=gates) if envs == 1 else
+        GreenWiseVecEnv(scenario, envs, "train", reward_kind, seed=seed, gates=gates))
+    return ALGORITHMS[algorithm]("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
+                                 **hyperparameters(algorithm, len(scenario.fleet), envs))
 
 
 _LOADED: dict[tuple[str, Path, int], BaseAlgorithm] = {}
@@ -189,7 +202,9 @@ class RLOptions(NoOptions):
 class _RLStrategy:
     """One trained model decides for every service in turn, each seeing the moves decided
     before it in the tick (in its observation and its mask), as it was trained; its mask
-    hides what the gates would hold (strategies/gated.py)."""
+    hides what the gates would hold (strategies/gated.py). The tick's observations are
+    encoded at once; a move changes what the next ones see on two hosts only, and the
+    network's first layer follows those entries (strategies/policy_net.py)."""
 
     name: ClassVar[str]
     fleet: ClassVar[bool] = True
@@ -205,6 +220,7 @@ class _RLStrategy:
                            "PATH (from `greenwise-mc train`)")
         torch.set_num_threads(1)
         self.model = _loaded(self.name, options.model, sc)
+        self.net = PolicyNet(self.model)
         self.continuum: Continuum | None = None
         self.proposals = Proposals(context.gates)
         self.predictor = Predictor(sc, context.reward)
@@ -214,32 +230,67 @@ class _RLStrategy:
         self.proposals.reset()
 
     def decide(self, snapshot: Snapshot, masks: np.ndarray) -> list[int]:
-        actions: list[int] = []
-        moves: list[Move] = []
-        load = Load(snapshot, self.capacity)
+        actions = [STAY] * len(snapshot.services)
+        valid = [i for i, s in enumerate(snapshot.services) if s.valid]
         self.proposals.begin(snapshot)
-        for i, s in enumerate(snapshot.services):
-            if not s.valid:
-                actions.append(STAY)
-                continue
-            if moves and self.continuum is not None:
-                masks = self.continuum.masks(snapshot, moves)
-            mask = self.proposals.mask(snapshot, i, masks[i], len(moves), self.predictor)
-            a = self.choose(self.encoders[i](load.view(i)), mask)
-            to = target_host(a)
-            if to is not None:
-                moves.append(Move(i, to))
-                load.move(i, to)
-            actions.append(a)
-        return actions
+        if not valid:
+            return actions
+        net, load = self.net, Load(snapshot, self.capacity)
+        net.refresh()  # online training updates the model between ticks
+        gated, chosen = self.proposals.gates is not None, 0  # moves chosen so far
+        claims = self.continuum.claims(snapshot) if self.continuum is not None else None
+        n = len(snapshot.hosts)
+        at = 3 * n + 4  # where the others' CPU per host starts in an observation
+        x = encode([self.encoders[i] for i in valid], [snapshot.services[i] for i in valid],
+                   *host_state(snapshot.hosts),
+                   np.array([np.zeros(n) if load.alone(i) else load.others(i) for i in valid]))
+        first = net.first(x)  # as encoded now: only what the moves change is added below
 
-    def choose(self, vec: np.ndarray, mask: np.ndarray) -> int:
-        return CHOOSE[self.name](self.model, vec, mask)
+        def seen(cpu: float) -> np.float32:  # an observation's entry, as `encode` makes it
+            return np.float32(min(max(np.float32(cpu), 0.0), 1.0))
+
+        # What the observations see of each host's managed CPU: at the tick's start, and now
+        # (the first layer's change since, over the hosts, is `shift`)
+        start = np.clip(load.cpu.astype(np.float32), 0.0, 1.0)
+        now, shift, moved = start.copy(), np.zeros(first.shape[1]), False
+        for r, i in enumerate(valid):
+            pre = first[r]
+            if not load.alone(i):  # its own host shows the others' CPU, not all of it
+                h = load.where[i]
+                pre = pre + shift + net.columns[at + h] * (
+                    (seen(load.own(i)) - x[r, at + h]) - (now[h] - start[h]))
+            # the most probable action the mask allows (the mask only if the first is not)
+            logits = net.logits(pre)
+            a = int(np.argmax(logits))
+            changed = moved and claims is not None
+            if gated or not (claims.allows(i, a) if changed else masks[i][a]):
+                mask = claims.mask(i) if changed else masks[i]
+                mask = self.proposals.mask(snapshot, i, mask, chosen, self.predictor)
+                a = int(np.argmax(np.where(mask, logits, -np.inf)))
+            actions[i] = a
+            to = target_host(a)
+            if to is None:
+                continue
+            chosen += 1
+            if claims is not None:
+                claims.add(Move(i, to))
+            src, moved = load.where[i], True
+            load.move(i, to)
+            for h in (src, to):
+                now_h = seen(load.cpu[h])
+                shift += net.columns[at + h] * (now_h - now[h])
+                now[h] = now_h
+        return actions
 
 
 class MaskPPOStrategy(_RLStrategy):
+    """MaskablePPO: the most probable action the mask allows."""
+
     name: ClassVar[str] = "maskppo"
 
 
 class A2CStrategy(_RLStrategy):
+    """A2C learns without masks (the -1 penalty teaches it); a controller still never commands
+    a masked action, so it takes the most probable valid one."""
+
     name: ClassVar[str] = "a2c"

@@ -47,14 +47,15 @@ class ThresholdStrategy(Stateless):
         self.scenario = sc = context.scenario
         hosts = sc.hosts
         self.big = cloud_hosts(sc)
+        self.cloud = set(self.big)
         # per service, from its users' region: hosts nearest first, and its threshold
-        self.by_distance: list[list[int]] = []
+        self.by_distance: list[np.ndarray] = []
         self.thresholds: list[int] = []
         for spec in sc.fleet:
             network = sc.network_ms(spec)
             by_distance = sorted(range(len(hosts)), key=lambda h: network[h])
             near = by_distance[0]
-            self.by_distance.append(by_distance)
+            self.by_distance.append(np.array(by_distance))
             self.thresholds.append(capacity_users(Backend(spec, hosts[near]), network[near],
                                                   options.sla_fraction * spec.sla_latency_ms))
         self.hysteresis = options.hysteresis
@@ -66,9 +67,11 @@ class ThresholdStrategy(Stateless):
             if not s.valid:
                 continue
             # the nearest host that takes it (its own counts), then the scheduler's cloud host
-            near = next((h for h in self.by_distance[i]
-                         if h == s.host or (masks[i][h + 1] and alloc.room(i, h))), None)
-            big = s.host if s.host in self.big else alloc.least_allocated(i, self.big, masks[i])
+            takes = masks[i][1:] & alloc.rooms(i)
+            takes[s.host] = True
+            near = int(self.by_distance[i][np.argmax(takes[self.by_distance[i]])])
+            big = s.host if s.host in self.cloud else alloc.least_allocated(i, self.big,
+                                                                            masks[i])
             threshold = self.thresholds[i]
             if s.users > threshold:
                 to = big

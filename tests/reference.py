@@ -1,10 +1,18 @@
 """The straightforward computations the fast paths replace, kept as their reference: the
 performance model one point at a time in Python (orchestrator/performance.py's Backend and
-PerformanceModel before their outcomes were solved vectorized in blocks). Tests pin the fast
-paths to these, to the bit."""
+PerformanceModel before their outcomes were solved vectorized in blocks), the simulated
+continuum's masks computed whole after every move, and the RL strategies asking the model for
+one service at a time. Tests pin the fast paths to these."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from orchestrator.model import STAY, Load, Move, Snapshot, target_host
 from orchestrator.performance import SHARE_STEP, Outcome, share_watts
 from orchestrator.scenario import HostProfile, ServiceSpec
 
@@ -85,3 +93,61 @@ def outcome(service: ServiceSpec, host: HostProfile, network_ms: float, backgrou
     return Outcome(latency_ms=back * 1000.0 + network_ms, throughput_rps=x,
                    service_cpu=svc_cpu, service_watts=watts,
                    host_cpu=min(1.0, background + taken + svc_cpu), host_watts=host_watts)
+
+
+def rl_actions(strategy: Any, snapshot: Snapshot, masks: np.ndarray,
+               proposals: Any) -> list[int]:
+    """An RL strategy's decisions as it made them one service at a time through the model:
+    each service's observation encoded on its own, its masks recomputed after every move
+    without what the gates hold (`proposals`: the strategy's, as they were before it decided),
+    and its action asked of the model (MaskablePPO: `predict` with the mask; A2C: the most
+    probable valid action)."""
+    actions: list[int] = []
+    moves: list[Move] = []
+    load = Load(snapshot, strategy.capacity)
+    proposals.begin(snapshot)
+    for i, s in enumerate(snapshot.services):
+        if not s.valid:
+            actions.append(STAY)
+            continue
+        if moves and strategy.continuum is not None:
+            masks = strategy.continuum.masks(snapshot, moves)
+        mask = proposals.mask(snapshot, i, masks[i], len(moves), strategy.predictor)
+        vec = strategy.encoders[i](load.view(i))
+        if strategy.name == "maskppo":
+            a = int(strategy.model.predict(vec, action_masks=mask, deterministic=True)[0])
+        else:
+            obs, _ = strategy.model.policy.obs_to_tensor(vec)
+            with torch.no_grad():
+                probs = strategy.model.policy.get_distribution(obs).distribution.probs
+            a = int(np.argmax(np.where(mask, probs.numpy()[0], -1.0)))
+        to = target_host(a)
+        if to is not None:
+            moves.append(Move(i, to))
+            load.move(i, to)
+        actions.append(a)
+    return actions
+
+
+def masks(sim: Any, moves: Sequence[Move] = ()) -> np.ndarray:
+    """The simulated continuum's masks (Eq. 7) once `moves` are made, computed whole for
+    every service and host."""
+    n = len(sim.hosts)
+    placement = np.array(sim.placement)
+    for m in moves:
+        placement[m.service] = m.host
+    mem = np.array([s.memory_gib for s in sim.specs])
+    req = np.array([s.cpu_request for s in sim.specs])
+    on = placement[:, None] == np.arange(n)
+    pending = [(s, f.plan.move.host) for s, f in sim.moving.items() if not f.switched]
+    for s, dst in pending:
+        on[s, dst] = True
+    room_mem = np.array([h.memory_gib for h in sim.hosts]) - (mem @ on - mem[:, None] * on)
+    room_req = np.array([h.cores for h in sim.hosts]) - (req @ on - req[:, None] * on)
+    out = np.zeros((len(sim.specs), n + 1), dtype=bool)
+    out[:, 0] = True
+    out[:, 1:] = ((room_mem >= mem[:, None]) & (room_req >= req[:, None])
+                  & (np.array(sim.placement)[:, None] != np.arange(n)))
+    for s, _ in pending:
+        out[s, 1:] = False
+    return out

@@ -167,3 +167,49 @@ def test_with_observation_lag_the_agent_sees_the_step_before_and_is_told_the_tru
         truth = env.sim.current().services[0]
         assert (info["power_w"], info["latency_ms"]) == (truth.power_w, truth.latency_ms)
         assert truth.users == users[t]
+
+
+def _same(a, b, path=""):
+    """Equal, a Monitor's wall-clock time ("t") aside."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            if k != "t":
+                _same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{path}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b), path
+    else:
+        assert a == b, (path, a, b)
+
+
+@pytest.mark.parametrize(("name", "gated"), [("paper", False), ("bursty", False),
+                                             ("continuum", False), ("continuum", True)])
+def test_episodes_stepped_together_are_each_greenwise_env(name, gated):
+    """GreenWiseVecEnv (rewards of all episodes computed together) gives what a DummyVecEnv
+    of Monitor-wrapped GreenWiseEnvs gives: observations, masks, rewards, episode ends and
+    infos, over two episodes and into a third, with masked actions among them; also within
+    the default gates."""
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from orchestrator.config import ControllerConfig
+    from strategies.vec_env import GreenWiseVecEnv
+
+    sc, gates = load_scenario(name), ControllerConfig() if gated else None
+    one_by_one = DummyVecEnv([lambda b=b: Monitor(GreenWiseEnv(sc, gates=gates))
+                              for b in range(4)])
+    together = GreenWiseVecEnv(sc, 4, gates=gates)
+    for venv in (one_by_one, together):
+        venv.seed(7)
+    assert np.array_equal(one_by_one.reset(), together.reset())
+    rng = np.random.default_rng(0)
+    for _ in range(len(sc.fleet) * sc.episode_steps * 2 + 5):
+        masks = np.stack(one_by_one.env_method("action_masks"))
+        assert np.array_equal(masks, np.stack(together.env_method("action_masks")))
+        actions = np.array([rng.choice(np.flatnonzero(m)) if rng.random() < 0.9 else
+                            rng.integers(len(m)) for m in masks])
+        _same(one_by_one.step(actions), together.step(actions))

@@ -107,8 +107,8 @@ class FakeContinuum(KubernetesContinuum):
     def can_host(self, key: str, host: int, claimed: object = None) -> bool:
         return True
 
-    def _claimed(self, moves: object) -> dict:  # no Deployments to read: every host has room
-        return {}
+    def _deployment(self, key: str) -> str:  # no Deployments to read: moves claim no room
+        return "no Deployments in the fake"
 
     def plan(self, move: Move) -> KubePlan:
         key = self.services[move.service]

@@ -126,3 +126,53 @@ def test_training_checks_the_policy_as_the_strategy_decides(tmp_path, algorithm)
     scored = run_episodes(agent, sc, len(rl.CHECK_SEEDS), rl.CHECK_SEEDS[0], phase="train",
                           gates=gates)
     assert checks[-1][1] == pytest.approx(scored.summary()["mean_reward"])
+
+
+@pytest.mark.parametrize("algorithm", ["maskppo", "a2c"])
+@pytest.mark.parametrize(("trained", "gated"), [(True, False), (False, False), (False, True)])
+def test_decisions_of_a_tick_are_the_models_one_service_at_a_time(tmp_path, algorithm,
+                                                                   trained, gated):
+    """The fast path (a tick's observations encoded at once, the network's first layer
+    following the moves) decides as asking the model for each service in turn does: a model
+    trained briefly on `continuum`, and an untrained one (most services move, each move
+    changing what the next ones see) on `continuum` three times over, from a crowded start;
+    and within the default gates (their masks hide what they would hold)."""
+    import copy
+
+    from bench.sim_bench import repeated
+    from orchestrator.config import ControllerConfig
+    from tests import reference
+
+    sc = load_scenario("continuum")
+    out = tmp_path / "m.zip"
+    if trained:
+        rl.train(algorithm, sc, "power-latency", 1200, seed=0, out=out)
+    else:
+        sc = repeated(sc, 3)
+        rl.ALGORITHMS[algorithm]("MlpPolicy", GreenWiseEnv(sc), seed=0).save(out)
+    gates = ControllerConfig() if gated else None
+    agent = create(algorithm, StrategyContext(sc, gates=gates), {"model": out})
+    sim = SimulatedContinuum(sc.model_copy(update={"episode_steps": 6}), "test", seed=1)
+    sim.placement = [s % 3 for s in range(len(sc.fleet))]  # crowded: hosts full, then not
+    agent.reset(sim)
+    moves = 0
+    while not sim.done:
+        snap = sim.snapshot()
+        masks = sim.masks(snap)
+        before = copy.deepcopy(agent.proposals)
+        actions = agent.decide(snap, masks)
+        assert actions == reference.rl_actions(agent, snap, masks, before)
+        moves += sum(a != 0 for a in actions)
+        Loop(sim, None, Predictor(sc), explain=False).act(snap, masks, actions)
+    assert moves > (0 if trained or gated else 3 * len(sc.fleet))
+
+
+def test_training_on_episodes_stepped_together_keeps_the_rollout():
+    """With 6 episodes at once on `bursty` (3 services), a rollout still holds 250 ticks'
+    decisions (125 steps of each episode), and each episode is reported at its end."""
+    sc = load_scenario("bursty")
+    episodes: list[tuple[int, float]] = []
+    model = rl.train("maskppo", sc, "power-latency", 900, seed=0, envs=6,
+                     on_episode=lambda steps, r: episodes.append((steps, r)))
+    assert model.n_envs == 6 and model.n_steps * model.n_envs == 250 * 3
+    assert [s for s, _ in episodes][:6] == [75 * 6] * 6  # all six end at their 75th step

@@ -34,6 +34,9 @@ OutputOpt = Annotated[Format, typer.Option("--output", "-o", help="How to print 
 TrainStepsOpt = Annotated[int | None, typer.Option(
     "--train-steps", help="Training steps for RL strategies given without a model. Default: "
                           "5500 for one service (the paper's), else 500 training episodes.")]
+EnvsOpt = Annotated[int, typer.Option(
+    "--envs", help="Training episodes stepped at once (their rewards computed together; a "
+                   "rollout holds as many steps): 1 as the paper, e.g. 24 for a fleet.")]
 StrategyOpt = Annotated[str, typer.Option("--strategy", help="Strategy that decides.")]
 ModelOpt = Annotated[Path | None, typer.Option(
     "--model", help="Trained model for maskppo/a2c (else one is trained first).")]
@@ -241,13 +244,14 @@ def check_output_file(path: Path, option: str, example: str) -> None:
 
 
 def train_with_progress(algorithm: str, scenario: Scenario, reward: str, steps: int, seed: int,
-                        out: Path | None, gates: Any = None) -> float:
+                        out: Path | None, gates: Any = None, envs: int = 1) -> float:
     from strategies import rl
 
     start = time.perf_counter()
     with tracking() as track:
         rl.train(algorithm, scenario, reward, steps, seed, out,
-                 on_step=track(f"training {algorithm} ({steps} steps)", steps), gates=gates)
+                 on_step=track(f"training {algorithm} ({steps} steps)", steps), gates=gates,
+                 envs=envs)
     return time.perf_counter() - start
 
 

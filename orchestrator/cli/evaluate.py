@@ -11,6 +11,7 @@ from rich.table import Table
 
 from orchestrator.cli.common import (
     RL,
+    EnvsOpt,
     OutputOpt,
     RewardOpt,
     ScenarioOpt,
@@ -43,6 +44,7 @@ def evaluate(
         "--output-dir", help="Where results.json, the plots and trained models go.")] =
         Path("results"),
     train_steps: TrainStepsOpt = None,
+    envs: EnvsOpt = 1,
     model: Annotated[list[str], typer.Option(
         "--model", help="NAME=PATH: use a trained model instead of training (repeatable).")] = [],  # noqa: B006
     reward: RewardOpt = "power-latency",
@@ -78,6 +80,7 @@ def evaluate(
 
     check_reward(reward)
     positive("--episodes", episodes)
+    positive("--envs", envs)
     chosen = [s.strip() for s in strategies.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in names()]
     if unknown or not chosen:
@@ -100,7 +103,7 @@ def evaluate(
     sc = load_scenario(scenario)
     setup = experiment.Setup(sc, tuple(chosen), output_dir, reward=reward, variants=variants,
                              train_seeds=seeds, seed=seed, episodes=episodes,
-                             train_steps=train_steps_for(sc, train_steps),
+                             train_steps=train_steps_for(sc, train_steps), train_envs=envs,
                              gates=gates_for(sc, gates), models=models)
     if not setup.to_train() and (rewards is not None or train_seeds is not None):
         given = " and ".join(o for o, v in (("--rewards", rewards), ("--train-seeds",

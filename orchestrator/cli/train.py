@@ -9,6 +9,7 @@ import typer
 
 from orchestrator.cli.common import (
     RL,
+    EnvsOpt,
     OutputOpt,
     RewardOpt,
     ScenarioOpt,
@@ -18,6 +19,7 @@ from orchestrator.cli.common import (
     doing,
     gates_for,
     make_strategy,
+    positive,
     train_steps_for,
     train_with_progress,
 )
@@ -41,6 +43,7 @@ def train(
                                    "agent's masks hide the moves they would hold), as `run` "
                                    "and `evaluate` decide. Default: as evaluate (off for the "
                                    "paper's scenario, on otherwise).")] = None,
+    envs: EnvsOpt = 1,
     output: OutputOpt = Format.table,
 ) -> None:
     """Train an RL agent on the simulated continuum's training pattern (ramp 1..peak users).
@@ -51,18 +54,19 @@ def train(
     if strategy not in RL:
         raise BadInput(f"cannot train {strategy!r}; trainable strategies: {', '.join(RL)}")
     check_reward(reward)
+    positive("--envs", envs)
     if out.suffix != ".zip":  # the RL library would add .zip to a name without it
         raise BadInput(f"--out {out}: a model file ends in .zip (e.g. --out {out.stem}.zip)")
     check_output_file(out, "--out", "model.zip")
     sc = load_scenario(scenario)
     steps = train_steps_for(sc, steps, "--steps")
     settings = gates_for(sc, gates)
-    seconds = train_with_progress(strategy, sc, reward, steps, seed, out, settings)
+    seconds = train_with_progress(strategy, sc, reward, steps, seed, out, settings, envs)
     agent = make_strategy(strategy, sc, out, seed, reward, steps, out.parent, gates=settings)
     doing("testing the trained model on 10 episodes (the model is saved)")
     check = run_episodes(agent, sc, 10, seed, reward, gates=settings).summary()
     data = {"strategy": strategy, "reward": reward, "scenario": sc.name, "steps": steps,
-            "seed": seed, "gates": settings is not None, "model": str(out),
+            "envs": envs, "seed": seed, "gates": settings is not None, "model": str(out),
             "train_seconds": round(seconds, 2),
             "test_mean_reward_10_episodes": round(check["mean_reward"], 3)}
     emit(data, output, [table(f"trained {strategy}", ["field", "value"], list(data.items()))])

@@ -15,8 +15,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,7 +29,7 @@ from orchestrator.errors import GreenwiseError
 from orchestrator.model import STAY, Move, Observation, ServiceState, Snapshot, target_host
 from orchestrator.workload import TICK_S
 from strategies.base import Strategy
-from strategies.prediction import Predictor, compare
+from strategies.prediction import Prediction, Predictor, compare
 from strategies.reward import INVALID_ACTION_PENALTY
 
 
@@ -42,15 +43,32 @@ class Decision:
     state: dict[str, Any] | None = None
     target: str | None = None  # cluster/node
     kind: str | None = None  # intra | inter
-    predicted_gain: float | None = None
-    predicted: dict[str, dict[str, float]] | None = None  # strategies.prediction.compare
     outcome: str = "no action"  # stay | migration started | dry run: not applied | no action
     reason: str | None = None
     steps: list[str] = field(default_factory=list)
     masked: bool = False  # the action asked was masked (Eq. 7): evaluation scores it -1
+    # Staying and the chosen action as predicted, when the decision is explained: computed
+    # when first read (a gate reads a move's gain; a decision line all of it)
+    predictions: Callable[[], tuple[Prediction, Prediction]] | None = field(
+        default=None, repr=False, compare=False)
+
+    @cached_property
+    def predicted(self) -> dict[str, dict[str, float]] | None:
+        """Staying vs the chosen action (strategies.prediction.compare)."""
+        return None if self.predictions is None else compare(*self.predictions())
+
+    @property
+    def predicted_gain(self) -> float | None:
+        return None if self.predicted is None else self.predicted["reward"]["change"]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"service": self.service, "tick": self.tick, "action": self.action,
+                "state": None if self.state is None else dict(self.state),
+                "target": self.target, "kind": self.kind, "predicted_gain": self.predicted_gain,
+                "predicted": None if self.predicted is None else
+                {q: dict(v) for q, v in self.predicted.items()},
+                "outcome": self.outcome, "reason": self.reason, "steps": list(self.steps),
+                "masked": self.masked}
 
 
 @dataclass(frozen=True)
@@ -109,11 +127,13 @@ class Loop:
         """Gate, plan and (unless a dry run) carry out `actions`, one per service."""
         self.ticks += 1
         decisions, plans = [], []
-        seen, now = masks.copy(), masks  # seen[i]: the mask service i was decided on
+        seen = masks.copy()  # seen[i]: the mask service i was decided on
+        claims = self.continuum.claims(snapshot)  # what the moves accepted so far take
         for i, state in enumerate(snapshot.services):
-            seen[i] = now[i]
+            if plans:
+                seen[i] = claims.mask(i)
             try:
-                d, plan = self._decide(snapshot, i, now[i], int(actions[i]))
+                d, plan = self._decide(snapshot, i, seen[i], int(actions[i]))
             except Exception as e:
                 if not self.contain_errors:
                     raise
@@ -127,8 +147,7 @@ class Loop:
                 self.learner.acted(state.name, snapshot.view(i), masks[i], int(executed))
             if plan is not None:
                 plans.append(plan)
-                if i + 1 < len(snapshot.services):  # the next see what this move takes
-                    now = self.continuum.masks(snapshot, [p.move for p in plans])
+                claims.add(plan.move)  # the next see what this move takes
         if not self.dry_run:
             self.continuum.apply(plans, self._done)
         return Tick(snapshot, seen, tuple(int(a) for a in actions), tuple(decisions),
@@ -163,9 +182,8 @@ class Loop:
             d.reason = self.gates.unsettled(s.name, topology.locations[s.host])
             if d.reason:
                 return d, None
-        obs = snapshot.view(i)
         if self.learner:
-            self.learner.observed(s.name, obs)
+            self.learner.observed(s.name, snapshot.view(i))
         target = target_host(action)
         if not 0 <= action < len(mask) or not mask[action]:
             d.masked, d.outcome = True, "stay"
@@ -177,9 +195,7 @@ class Loop:
                 d.action, d.reason = "refused", f"{where} cannot take it (masked): it stays"
             return d, None
         if self.explain:
-            chosen = self.predictor.predict(obs, action, i)
-            d.predicted = compare(self.predictor.predict(obs, STAY, i), chosen)
-            d.predicted_gain = d.predicted["reward"]["change"]
+            d.predictions = partial(self._predict, snapshot, i, action)
         if target is None:
             d.action, d.outcome = "stay", "stay"
             return d, None
@@ -200,6 +216,13 @@ class Loop:
         if self.gates and not self.dry_run:  # counted now: the next service's gate sees it
             self.gates.started(s.name)
         return d, plan
+
+
+    def _predict(self, snapshot: Snapshot, i: int, action: int) -> tuple[Prediction, Prediction]:
+        """Service i staying and taking `action`, as predicted from the snapshot."""
+        obs = snapshot.view(i)
+        chosen = self.predictor.predict(obs, action, i)
+        return chosen if action == STAY else self.predictor.predict(obs, STAY, i), chosen
 
 
 def rewards(predictor: Predictor, tick: Tick, after: Snapshot) -> tuple[float, ...]:

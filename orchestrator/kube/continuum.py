@@ -62,6 +62,41 @@ Outcome = Callable[[str, str, str, str | None, float], None]
 Claimed = dict[tuple[str, str], dict[str, float]]
 
 
+class KubeClaims:
+    """What the moves accepted so far in a tick will request on their target nodes (what they
+    free where they leave is not counted: it is freed only once they have moved), and the
+    masks that leave."""
+
+    def __init__(self, continuum: KubernetesContinuum, snapshot: Snapshot) -> None:
+        self.continuum, self.snapshot = continuum, snapshot
+        self.claimed: Claimed = {}
+
+    def add(self, move: Move) -> None:
+        c = self.continuum
+        dep = c._deployment(c.services[move.service])
+        if not isinstance(dep, dict):
+            return
+        loc = c.locations[move.host]
+        spec = dep["spec"]["template"]["spec"]
+        more = requested([spec] * dep["spec"].get("replicas", 1))
+        was = self.claimed.get((loc.cluster, loc.node), dict.fromkeys(more, 0.0))
+        self.claimed[loc.cluster, loc.node] = {r: was[r] + v for r, v in more.items()}
+
+    def allows(self, service: int, action: int) -> bool:
+        return 0 <= action <= len(self.continuum.hosts) and bool(self.mask(service)[action])
+
+    def mask(self, service: int) -> np.ndarray:
+        c, s = self.continuum, self.snapshot.services[service]
+        out = np.zeros(len(c.hosts) + 1, dtype=bool)
+        out[0] = True
+        if s.valid:
+            key = c.services[service]
+            for h, loc in enumerate(c.locations):
+                out[h + 1] = h != s.host and c.can_host(
+                    key, h, self.claimed.get((loc.cluster, loc.node)))
+        return out
+
+
 class KubernetesContinuum:
     def __init__(self, config: ContinuumConfig, clusters: Clusters | None = None) -> None:
         if config.prometheus is None:
@@ -116,32 +151,13 @@ class KubernetesContinuum:
 
     # --- feasibility --------------------------------------------------------------------------
     def masks(self, snapshot: Snapshot, moves: Sequence[Move] = ()) -> np.ndarray:
-        claimed = self._claimed(moves)
-        out = np.zeros((len(self.services), len(self.hosts) + 1), dtype=bool)
-        out[:, 0] = True
-        for i, s in enumerate(snapshot.services):
-            if not s.valid:
-                continue
-            key = self.services[i]
-            for h, loc in enumerate(self.locations):
-                out[i, h + 1] = h != s.host and self.can_host(
-                    key, h, claimed.get((loc.cluster, loc.node)))
-        return out
-
-    def _claimed(self, moves: Sequence[Move]) -> Claimed:
-        """What the services of `moves` will request on their target nodes (what they free
-        where they leave is not counted: it is freed only once they have moved)."""
-        out: Claimed = {}
+        claims = self.claims(snapshot)
         for m in moves:
-            dep = self._deployment(self.services[m.service])
-            if not isinstance(dep, dict):
-                continue
-            loc = self.locations[m.host]
-            spec = dep["spec"]["template"]["spec"]
-            more = requested([spec] * dep["spec"].get("replicas", 1))
-            was = out.get((loc.cluster, loc.node), dict.fromkeys(more, 0.0))
-            out[loc.cluster, loc.node] = {r: was[r] + v for r, v in more.items()}
-        return out
+            claims.add(m)
+        return np.array([claims.mask(i) for i in range(len(self.services))])
+
+    def claims(self, snapshot: Snapshot) -> KubeClaims:
+        return KubeClaims(self, snapshot)
 
     @property
     def views(self) -> dict[str, ClusterView]:

@@ -13,7 +13,8 @@ from orchestrator.model import HostState, Move, ServiceState, Snapshot
 from orchestrator.move_cost import MoveCost, Timeline
 from orchestrator.performance import SHARE_STEP, PerformanceModel
 from orchestrator.scenario import Scenario
-from orchestrator.sim.sharing import Sharing
+from orchestrator.sim.claims import Requests, SimulatedClaims
+from orchestrator.sim.sharing import Settled, Sharing
 from orchestrator.topology import MoveKind, Topology
 from orchestrator.workload import TICK_S, episode_users, looped, pattern, shape
 
@@ -78,15 +79,19 @@ class SimulatedContinuum:
         self.models = [model if model is not None and i == 0 else
                        PerformanceModel(scenario, service=s) for i, s in enumerate(self.specs)]
         self.hosts = scenario.hosts
+        self.names = [h.name for h in self.hosts]
+        self.service_names = [s.name for s in self.specs]
         self.steps = scenario.episode_steps
         self.lag = scenario.observation_lag_steps
         self.sleepy = [i for i, h in enumerate(self.hosts) if h.sleep_watts is not None]
-        self.curves = [pattern(w.train if phase == "train" else w.test, w.peak_users)
-                       for w in map(scenario.workload_of, range(len(self.specs)))]
-        self.backgrounds = [None if h.background is None else shape(h.background)
+        self.workloads = [scenario.workload_of(s) for s in range(len(self.specs))]
+        self.curves = [np.array(pattern(w.train if phase == "train" else w.test, w.peak_users))
+                       for w in self.workloads]
+        self.backgrounds = [None if h.background is None else np.array(shape(h.background))
                             for h in self.hosts]
         self.move_cost = MoveCost(scenario, self.models)
         self.sharing = Sharing(scenario, self.models)
+        self.requests = Requests(self.specs, self.hosts)
         self.rng = np.random.default_rng(seed)
         self.reset()
 
@@ -104,8 +109,7 @@ class SimulatedContinuum:
         users, jitter, starts = [], [], []
         room_mem = np.array([h.memory_gib for h in self.hosts])  # left by those placed so far
         room_req = np.array([float(h.cores) for h in self.hosts])
-        for s, spec in enumerate(self.specs):
-            wl = self.scenario.workload_of(s)
+        for s, (spec, wl) in enumerate(zip(self.specs, self.workloads, strict=True)):
             users.append(episode_users(self.curves[s], self.steps + 1, wl.noise, self.rng))
             j = 1.0 + wl.latency_jitter * self.rng.standard_normal(self.steps + 1)
             jitter.append(np.clip(j, 0.5, 1.5))
@@ -118,7 +122,8 @@ class SimulatedContinuum:
             room_req[start] -= spec.cpu_request
         # Co-tenants: each varying host from its own random point of its shape (drawn after
         # the services, so their draws do not depend on it)
-        background = np.array([[h.background_utilization] * (self.steps + 1) for h in self.hosts])
+        background = np.repeat([[h.background_utilization] for h in self.hosts], self.steps + 1,
+                               axis=1)
         for i, curve in enumerate(self.backgrounds):
             if curve is not None:
                 level = looped(curve, self.steps + 1, self.rng)
@@ -171,29 +176,15 @@ class SimulatedContinuum:
 
     def masks(self, snapshot: Snapshot, moves: Sequence[Move] = ()) -> np.ndarray:
         """Eq. 7 per service: stay always; not its current host; hosts it fits beside the
-        others (where they are once `moves` are made). Vectorized over services x hosts (the
-        same test as `fits`), so a tick of many services stays cheap."""
-        n = len(self.hosts)
-        placement = np.array(self.placement)
+        others (where they are once `moves` are made)."""
+        claims = self.claims(snapshot)
         for m in moves:
-            placement[m.service] = m.host
-        mem = np.array([s.memory_gib for s in self.specs])
-        req = np.array([s.cpu_request for s in self.specs])
-        on = placement[:, None] == np.arange(n)  # [service, host]: there once moves are made
-        pending = [(s, f.plan.move.host) for s, f in self.moving.items() if not f.switched]
-        for s, dst in pending:  # its target's capacity is reserved
-            on[s, dst] = True
-        others_mem = mem @ on - mem[:, None] * on  # what the others take on each host
-        others_req = req @ on - req[:, None] * on
-        room_mem = np.array([h.memory_gib for h in self.hosts]) - others_mem
-        room_req = np.array([h.cores for h in self.hosts]) - others_req
-        out = np.zeros((len(self.specs), n + 1), dtype=bool)
-        out[:, 0] = True
-        out[:, 1:] = ((room_mem >= mem[:, None]) & (room_req >= req[:, None])
-                      & (np.array(self.placement)[:, None] != np.arange(n)))
-        for s, _ in pending:  # a service whose move is pending may only stay
-            out[s, 1:] = False
-        return out
+            claims.add(m)
+        return claims.masks()
+
+    def claims(self, snapshot: Snapshot) -> SimulatedClaims:
+        return SimulatedClaims(self.requests, self.placement, {
+            s: f.plan.move.host for s, f in self.moving.items() if not f.switched})
 
     # --- acting -----------------------------------------------------------------------------
     def plan(self, move: Move) -> SimulatedPlan:
@@ -263,14 +254,17 @@ class SimulatedContinuum:
         return {s: (w, o.latency_ms * float(self.episode.jitter[s, t]))
                 for s, w, o in zip(members, watts, outcomes, strict=True)}
 
-    def _moving(self, s: int, f: InFlight, here: tuple[float, float]) -> tuple[float, float]:
+    def _moving(self, s: int, f: InFlight, here: tuple[float, float],
+                before: Settled | None) -> tuple[float, float]:
         """(watts, latency ms) of service s in this step of its move, `here` being what it
-        gets where it serves (the target once switched, else the source)."""
+        gets where it serves (the target once switched, else the source); `before`: what
+        each service gets where the step's moves began (None: asked here)."""
         phases = f.timeline.in_tick(f.tick(self.t))
         at_src = here
         if f.switched and phases.source_s > 0:  # served at the source until the switch
             at_src = self.on_host(f.src, [o for o, h in enumerate(self.before) if h == f.src],
-                                  self.t)[s]
+                                  self.t)[s] if before is None else (
+                before.watts[s], before.latency_ms[s] * float(self.episode.jitter[s, self.t]))
         return self.move_cost.mix(s, f.src, f.plan.move.host, phases, at_src, here)
 
     def snapshot(self) -> Snapshot:
@@ -287,16 +281,28 @@ class SimulatedContinuum:
 
     def current(self) -> Snapshot:
         """Every service and host as they truly are now (what rewards are computed on)."""
-        key = (self.t, tuple(self.placement))
-        if self._truth is None or self._truth[0] != key:
-            self._truth = key, self._measure()
-            if self.lag:
-                self._measured[self.t] = self._truth[1]
-                self._measured.pop(self.t - self.lag - 1, None)
-        return self._truth[1]
+        return current([self])[0]
 
-    def _measure(self) -> Snapshot:
-        return measure([self])[0]
+    def _known(self, snapshot: Snapshot | None = None) -> Snapshot | None:
+        """The truth of this step if measured already (`snapshot`: it is measured now)."""
+        key = (self.t, tuple(self.placement))
+        if snapshot is not None:
+            self._truth = key, snapshot
+            if self.lag:
+                self._measured[self.t] = snapshot
+                self._measured.pop(self.t - self.lag - 1, None)
+        return self._truth[1] if self._truth is not None and self._truth[0] == key else None
+
+
+def current(sims: Sequence[SimulatedContinuum]) -> list[Snapshot]:
+    """`current()` of each simulated continuum (of one scenario), those not measured in their
+    step yet measured together (memoized per step, so a tick and the step after it measure
+    once)."""
+    known = [sim._known() for sim in sims]
+    todo = [sim for sim, k in zip(sims, known, strict=True) if k is None]
+    measured = iter(measure(todo) if todo else [])
+    return [k if k is not None else sim._known(next(measured))
+            for sim, k in zip(sims, known, strict=True)]
 
 
 def measure(sims: Sequence[SimulatedContinuum]) -> list[Snapshot]:
@@ -306,30 +312,37 @@ def measure(sims: Sequence[SimulatedContinuum]) -> list[Snapshot]:
     phases say, a sleeping host at its sleep power."""
     first = sims[0]
     users = [sim.episode.users[:, sim.t] for sim in sims]
+    before: list[Settled | None] = [None] * len(sims)  # where the moves began, if needed
     if len(sims) * len(first.specs) < VECTORIZED_FROM:
         settled = [sim.sharing.fleet(sim.placement, u, sim.background[sim.t])
                    for sim, u in zip(sims, users, strict=True)]
     else:
-        settled = first.sharing.fleets(np.array([sim.placement for sim in sims]),
-                                       np.array(users), np.array([sim.background[sim.t]
-                                                                  for sim in sims]))
+        def fleets(placements: list[list[int]], some: list[int]) -> list[Settled]:
+            return first.sharing.fleets(np.array(placements), np.array([users[b] for b in some]),
+                                        np.array([sims[b].background[sims[b].t] for b in some]))
+
+        settled = fleets([sim.placement for sim in sims], list(range(len(sims))))
+        moved = [b for b, sim in enumerate(sims) if any(f.switched for f in sim.moving.values())]
+        for b, got in zip(moved, fleets([sims[b].before for b in moved], moved) if moved else [],
+                          strict=True):
+            before[b] = got
     out = []
-    for sim, got, u in zip(sims, settled, users, strict=True):
+    for sim, got, u, then in zip(sims, settled, users, before, strict=True):
         asleep = sim._asleep()
-        hosts = []
-        for i, (h, p, c) in enumerate(zip(sim.hosts, got.host_power, got.host_cpu,
-                                          strict=True)):
+        power = got.host_power
+        for i in sim.sleepy:
             if asleep[i]:  # idle until removed, if it just emptied; asleep after
                 idle_s = 0.0 if sim.was_asleep[i] else SCALE_DOWN_UNNEEDED_S
-                p = (idle_s * p + (TICK_S - idle_s) * (h.sleep_watts or 0.0)) / TICK_S
-            hosts.append(HostState(h.name, sim.topology.clusters[i], p, c, asleep[i]))
-        jitter = sim.episode.jitter[:, sim.t].tolist()
-        served = [(w, ms * j) for w, ms, j in zip(got.watts, got.latency_ms, jitter,
-                                                   strict=True)]
+                power[i] = (idle_s * power[i] + (TICK_S - idle_s) * (
+                    sim.hosts[i].sleep_watts or 0.0)) / TICK_S
+        hosts = tuple(map(HostState, sim.names, sim.topology.clusters, power, got.host_cpu,
+                          asleep))
+        watts = got.watts
+        latency = [ms * j for ms, j in zip(got.latency_ms, sim.episode.jitter[:, sim.t].tolist(),
+                                           strict=True)]
         for s, f in sim.moving.items():
-            served[s] = sim._moving(s, f, served[s])
-        out.append(Snapshot(sim.t, tuple(
-            ServiceState(spec.name, at, w, c, ms, u, x) for spec, at, (w, ms), c, u, x in zip(
-                sim.specs, sim.placement, served, got.cpu, u.tolist(), got.throughput_rps,
-                strict=True)), tuple(hosts)))
+            watts[s], latency[s] = sim._moving(s, f, (watts[s], latency[s]), then)
+        out.append(Snapshot(sim.t, tuple(map(
+            ServiceState, sim.service_names, sim.placement, watts, got.cpu, latency, u.tolist(),
+            got.throughput_rps)), hosts))
     return out

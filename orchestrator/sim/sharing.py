@@ -9,7 +9,7 @@ shared among them as Eq. 1-2 say (orchestrator.performance.share_watts).
 Two forms of the one computation: per host in Python (`host`: few services, one host at a
 time, as the oracle asks), and vectorized over many hosts of many episodes (`fleets`: the k-th
 members of all hosts updated at once, their hosts being independent), with the same arithmetic
-in the same order, so the figures are the same to the bit (tests/test_sharing.py).
+in the same order, so the figures are the same to the bit (tests/test_fast_paths.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,120 @@
+"""The fast paths of the simulated continuum give the figures of the straightforward ones, to
+the bit: outcome tables solved in vectorized blocks against the point-by-point model
+(tests/reference.py), hosts settled vectorized over many episodes against host by host, on
+random placements of every built-in scenario."""
+
+from dataclasses import astuple
+
+import numpy as np
+import pytest
+
+from orchestrator.config import load_scenario
+from orchestrator.model import Move
+from orchestrator.performance import PerformanceModel, curve_fraction, curve_fractions, curve_points
+from orchestrator.sim.continuum import VECTORIZED_FROM, SimulatedContinuum, measure
+from tests import reference
+
+SCENARIOS = ["paper", "continuum", "bursty"]
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_outcome_tables_match_the_point_by_point_model(name):
+    sc = load_scenario(name)
+    rng = np.random.default_rng(0)
+    for spec in sc.fleet[:4]:
+        model = PerformanceModel(sc, spec)
+        for _ in range(150):
+            host = int(rng.integers(len(sc.hosts)))
+            users = int(rng.choice([0, 1, int(rng.integers(200))]))
+            taken, background = rng.choice([0.0, rng.random()]), rng.random() * 0.6
+            got = model.outcome(host, users, taken, background)
+            bg, step = round(background / 0.01), round(taken / 0.01)
+            want = reference.outcome(spec, sc.hosts[host], model.network_ms[host], bg, step,
+                                     users)
+            assert astuple(got) == astuple(want), (host, users, taken, background)
+
+
+def test_power_curves_vectorized_match_the_scalar_curve():
+    curves = [((0.0, 0.0), (1.0, 1.0)), ((0.0, 0.0), (0.5, 0.7), (1.0, 1.0)),
+              ((0.0, 0.1), (0.2, 0.3), (0.6, 0.6), (1.0, 1.0))]
+    xs, ys = curve_points(curves)
+    u = np.random.default_rng(1).uniform(-0.1, 1.1, (100, len(curves)))
+    u[0] = [0.5, 0.5, 0.2]  # on a breakpoint: the segment ending there
+    got = curve_fractions(xs, ys, u)
+    assert got.tolist() == [[curve_fraction(c, x) for c, x in zip(curves, row, strict=True)]
+                            for row in u.tolist()]
+
+
+def _crowded(sim: SimulatedContinuum, rng: np.random.Generator) -> list[int]:
+    """A random placement onto a random few of the hosts, so that hosts are shared."""
+    few = rng.choice(len(sim.hosts), size=int(rng.integers(1, len(sim.hosts) + 1)))
+    return [int(h) for h in rng.choice(few, size=len(sim.specs))]
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_hosts_settled_vectorized_match_host_by_host(name):
+    sim = SimulatedContinuum(load_scenario(name), "test", seed=0)
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        sim.reset(seed=int(rng.integers(1000)))
+        t = int(rng.integers(sim.steps + 1))
+        where = [_crowded(sim, rng) for _ in range(6)]
+        users = sim.episode.users[:, t]
+        background = sim.background[t]
+        one_by_one = [sim.sharing.fleet(w, users, background) for w in where]
+        together = sim.sharing.fleets(np.array(where), np.tile(users, (6, 1)),
+                                      np.tile(background, (6, 1)))
+        assert together == one_by_one
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_many_episodes_measured_at_once_as_each_alone(name):
+    """Episodes stepping with random moves (some under way, hosts asleep) measured together
+    (vectorized) and each alone (host by host)."""
+    sc = load_scenario(name)
+    sims = [SimulatedContinuum(sc, "train", seed=b)
+            for b in range(-(-VECTORIZED_FROM // len(sc.fleet)))]
+    rng = np.random.default_rng(3)
+    for sim in sims:
+        sim.placement = _crowded(sim, rng)
+    moving = asleep = 0
+    for _ in range(sc.episode_steps):
+        together = measure(sims)
+        assert together == [sim.current() for sim in sims]
+        for sim, snap in zip(sims, together, strict=True):
+            moving += len(sim.moving)
+            asleep += sum(h.asleep for h in snap.hosts)
+            s = int(rng.integers(len(sim.specs)))  # one service to a random host it fits
+            to = np.flatnonzero(sim.masks(snap)[s][1:])
+            sim.apply([sim.plan(Move(s, int(rng.choice(to))))] if to.size else [])
+    assert moving and (asleep or name != "continuum")
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_masks_as_moves_are_claimed_match_masks_computed_whole(name):
+    """Masks kept as a tick's moves are added (a move changes two hosts), one service or all
+    at a time, against masks computed whole; with moves under way (a target that wakes longer
+    than a tick is reserved)."""
+    sc = load_scenario(name)
+    slow_wake = tuple(c.model_copy(update={"hosts": tuple(
+        h.model_copy(update={"sleep_watts": 0.0, "wake_s": 2000.0}) if i % 2 else h
+        for i, h in enumerate(c.hosts))}) for c in sc.clusters)
+    sim = SimulatedContinuum(sc.model_copy(update={"clusters": slow_wake}), "train", seed=0)
+    rng = np.random.default_rng(4)
+    pending = 0
+    for _ in range(3 * sc.episode_steps):
+        snap = sim.snapshot()
+        claims, moves = sim.claims(snap), []
+        for s in range(len(sim.specs)):
+            row = claims.mask(s)
+            assert row.tolist() == reference.masks(sim, moves)[s].tolist()
+            assert [claims.allows(s, a) for a in range(len(row))] == row.tolist()
+            if rng.random() < 0.4 and row[1:].any():
+                moves.append(Move(s, int(rng.choice(np.flatnonzero(row[1:])))))
+                claims.add(moves[-1])
+        assert np.array_equal(sim.masks(snap, moves), reference.masks(sim, moves))
+        sim.apply([sim.plan(m) for m in moves])
+        pending += sum(not f.switched for f in sim.moving.values())
+        if sim.done:
+            sim.reset()
+    assert pending
