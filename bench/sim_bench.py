@@ -90,11 +90,12 @@ def tick_ms(strategy: str, model_path: Path | None = None, n: int = 500,
     """Median (wall, CPU) ms of n policy ticks after `warm` ones, as `run` ticks."""
     sim = SimulatedContinuum(scenario.model_copy(update={"episode_steps": warm + n + 1}),
                              "test", seed=0)
-    agent = create(strategy, StrategyContext(scenario),
+    gates = ControllerConfig()  # as `run` decides: the strategy knows the gates it runs under
+    agent = create(strategy, StrategyContext(scenario, gates=gates),
                    {"model": model_path} if model_path else None)
     agent.reset(sim)
     loop = Loop(sim, agent, Predictor(scenario, model=sim.model),
-                Gates(ControllerConfig(), clock=lambda: sim.t * 900.0))
+                Gates(gates, clock=lambda: sim.t * 900.0))
     for _ in range(warm):
         loop.tick()
     wall, cpu = [], []
@@ -251,15 +252,17 @@ class Checkpoints(BaseCallback):
 
 
 def test_reward(strategy: str, scenario: Scenario, path: Path | None, episodes: int) -> float:
-    agent = create(strategy, StrategyContext(scenario), {"model": path} if path else None)
-    return run_episodes(agent, scenario, episodes, seed=0,
-                        gates=ControllerConfig()).summary()["mean_reward"]
+    gates = ControllerConfig()
+    agent = create(strategy, StrategyContext(scenario, gates=gates),
+                   {"model": path} if path else None)
+    return run_episodes(agent, scenario, episodes, seed=0, gates=gates).summary()["mean_reward"]
 
 
 def train(seconds: float, out: Path, episodes: int = 10) -> None:
     sc = load_scenario(CONTINUUM)
     out.mkdir(parents=True, exist_ok=True)
-    agent = rl.agent("maskppo", sc, "power-latency", seed=0, envs=ENVS)
+    agent = rl.agent("maskppo", sc, "power-latency", seed=0, envs=ENVS,
+                     gates=ControllerConfig())  # trained within the gates, as evaluate does
     run = Checkpoints(seconds, seconds / 10, out)
     cpu = time.process_time()
     agent.learn(total_timesteps=10**9, callback=run)
