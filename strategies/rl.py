@@ -290,7 +290,6 @@ class MaskPPOStrategy(_RLStrategy):
 
 
 class A2CStrategy(_RLStrategy):
-    """A2C learns without masks (the -1 penalty teaches it); a controller still never commands
-    a masked action, so it takes the most probable valid one."""
+    """A2C: the most probable valid action (as `_most_probable_valid`, which says why)."""
 
     name: ClassVar[str] = "a2c"

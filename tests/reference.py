@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from orchestrator.model import STAY, Load, Move, Snapshot, target_host
 from orchestrator.performance import SHARE_STEP, Outcome, share_watts
 from orchestrator.scenario import HostProfile, ServiceSpec
+from strategies.rl import CHOOSE
 
 
 def erlang_c(servers: int, load: float) -> float:
@@ -100,8 +100,8 @@ def rl_actions(strategy: Any, snapshot: Snapshot, masks: np.ndarray,
     """An RL strategy's decisions as it made them one service at a time through the model:
     each service's observation encoded on its own, its masks recomputed after every move
     without what the gates hold (`proposals`: the strategy's, as they were before it decided),
-    and its action asked of the model (MaskablePPO: `predict` with the mask; A2C: the most
-    probable valid action)."""
+    and its action asked of the model through torch (strategies.rl.CHOOSE: MaskablePPO's
+    `predict` with the mask; A2C's most probable valid action)."""
     actions: list[int] = []
     moves: list[Move] = []
     load = Load(snapshot, strategy.capacity)
@@ -113,14 +113,7 @@ def rl_actions(strategy: Any, snapshot: Snapshot, masks: np.ndarray,
         if moves and strategy.continuum is not None:
             masks = strategy.continuum.masks(snapshot, moves)
         mask = proposals.mask(snapshot, i, masks[i], len(moves), strategy.predictor)
-        vec = strategy.encoders[i](load.view(i))
-        if strategy.name == "maskppo":
-            a = int(strategy.model.predict(vec, action_masks=mask, deterministic=True)[0])
-        else:
-            obs, _ = strategy.model.policy.obs_to_tensor(vec)
-            with torch.no_grad():
-                probs = strategy.model.policy.get_distribution(obs).distribution.probs
-            a = int(np.argmax(np.where(mask, probs.numpy()[0], -1.0)))
+        a = CHOOSE[strategy.name](strategy.model, strategy.encoders[i](load.view(i)), mask)
         to = target_host(a)
         if to is not None:
             moves.append(Move(i, to))
