@@ -51,6 +51,10 @@ class LookaheadStrategy:
         self.seen = []
         self.proposals.reset()
 
+    def forecast_background(self, snapshot: Snapshot) -> list[list[float]]:
+        """Each host's co-tenant CPU in each of the next `horizon` steps: as observed now."""
+        return [[b] * self.horizon for b in snapshot.background]
+
     def forecast(self, service: int) -> list[int]:
         """Users of `service` in each of the next `horizon` steps: the least-squares line
         through its last `window` observations, extended; never below 0."""
@@ -66,12 +70,14 @@ class LookaheadStrategy:
         self.seen.append([s.users for s in services])
         where = [s.host if s.valid else -1 for s in services]
         users = [self.forecast(i) for i in range(len(services))]
+        background = self.forecast_background(snapshot)
         alloc = Allocation(self.scenario, where)
 
         def best(i: int) -> tuple[float, int]:
             host = services[i].host
             mask = self.proposals.mask(snapshot, i, masks[i], 0, self.predictor)
-            v = {a: self.value(i, host, host if a == STAY else a - 1, where, users, snapshot)
+            v = {a: self.value(i, host, host if a == STAY else a - 1, where, users, background,
+                                 snapshot)
                  for a in range(len(mask)) if a == STAY or (mask[a] and alloc.room(i, a - 1))}
             a = max(v, key=v.__getitem__)
             return v[a] - v[STAY], a
@@ -83,32 +89,34 @@ class LookaheadStrategy:
         return actions
 
     def value(self, i: int, src: int, dst: int, where: Sequence[int],
-              users: Sequence[Sequence[int]], now: Snapshot) -> float:
+              users: Sequence[Sequence[int]], background: Sequence[Sequence[float]],
+              now: Snapshot) -> float:
         """Predicted reward over the horizon of service i going from src to dst, and of the
-        services on dst with it there minus without it; co-tenants and sleeping hosts as
-        observed `now`."""
-        p, background = self.predictor, now.background
+        services on dst with it there minus without it; users[o][k] and background[h][k] as
+        forecast, sleeping hosts as observed `now`."""
+        p = self.predictor
 
         def alone(o: int, host: int, k: int) -> float:
-            return p.outcome(o, Place(host, background=background[host]), users[o][k]).service_cpu
+            place = Place(host, background=background[host][k])
+            return p.outcome(o, place, users[o][k]).service_cpu
 
         beside = [o for o, at in enumerate(where) if at == dst and o != i]
         total = 0.0
         for k in range(self.horizon):
             cpu = {o: alone(o, dst, k) for o in beside}
             load = sum(cpu.values())
-            there = Place(dst, load, len(beside), background[dst], now.hosts[dst].asleep)
+            there = Place(dst, load, len(beside), background[dst][k], now.hosts[dst].asleep)
             here = there
             if k == 0 and src != dst:  # where it serves until its new copy is ready
                 with_it = [o for o, at in enumerate(where) if at == src and o != i]
                 here = Place(src, sum(alone(o, src, k) for o in with_it), len(with_it),
-                             background[src])
+                             background[src][k])
             own = p.at(i, here, there, users[i][k])
             total += own.reward
             for o in beside:
                 rest = load - cpu[o]
                 for sign, others, count in ((1, rest + own.cpu, len(beside)),
                                             (-1, rest, len(beside) - 1)):
-                    place = Place(dst, others, count, background[dst])
+                    place = Place(dst, others, count, background[dst][k])
                     total += sign * p.at(o, place, place, users[o][k]).reward
         return total
