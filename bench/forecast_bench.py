@@ -5,8 +5,9 @@
 
 The oracle knows every future draw (users, co-tenants, latency noise) and plans every service's
 whole episode; lookahead forecasts from what it has seen and plans each service over a short
-horizon. Between them, lookahead told the truth over its horizon: first the users, then the
-co-tenants too (still not the latency noise, still planning service by service). Prints per
+horizon. Between them, lookahead told the truth over its horizon: each service's workload
+pattern (without the noise on it), then the users exactly, then the co-tenants too (never the
+latency noise; still planning service by service). Prints per
 scenario, under the default gates: reward, share of the oracle's headroom over the best
 operator baseline, SLA-violation minutes and moves per simulated day.
 """
@@ -17,6 +18,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from orchestrator.config import ControllerConfig, load_scenario
 from orchestrator.continuum import Continuum
@@ -48,6 +51,24 @@ class ToldUsers(LookaheadStrategy):
         return [int(u) for u in self._ahead(self.sim.episode.users[service])]
 
 
+class ToldPattern(ToldUsers):
+    """... told, instead, each service's workload pattern and where in it the episode runs (the
+    offset that fits the episode's users best), but not the noise on it: what a forecast from
+    a known daily pattern could know."""
+
+    def reset(self, continuum: Continuum) -> None:
+        super().reset(continuum)
+        self.patterns = []
+        for curve, users in zip(self.sim.curves, self.sim.episode.users, strict=True):
+            ticks = np.arange(len(users))
+            fits = [np.sum((curve[(o + ticks) % len(curve)] - users) ** 2)
+                    for o in range(len(curve))]
+            self.patterns.append(curve[(int(np.argmin(fits)) + ticks) % len(curve)])
+
+    def forecast(self, service: int) -> list[int]:
+        return [round(u) for u in self._ahead(self.patterns[service])]
+
+
 class ToldAll(ToldUsers):
     """... and whose forecast of the co-tenants is their true future too."""
 
@@ -65,7 +86,8 @@ def main() -> None:
     for spec in args.scenarios.split(","):
         sc = load_scenario(spec)
         context = StrategyContext(sc, seed=args.seed, gates=gates)
-        told = {"lookahead told users": ToldUsers, "lookahead told users+co-tenants": ToldAll}
+        told = {"lookahead told the users' pattern": ToldPattern,
+                "lookahead told users": ToldUsers, "lookahead told users+co-tenants": ToldAll}
         agents = {name: create(name, context)
                   for name in (*OPERATOR_BASELINES, "greedy", "lookahead", "oracle")}
         agents.update({name: cls(context, LookaheadOptions()) for name, cls in told.items()})
