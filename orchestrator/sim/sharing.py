@@ -58,6 +58,7 @@ class Sharing:
         self.span = np.array([h.max_watts - h.idle_watts for h in self.hosts])
         self.base = np.array([h.base_processes for h in self.hosts])
         self.curve_x, self.curve_y = curve_points([h.power_curve for h in self.hosts])
+        self.empty: dict[tuple[int, float], float] = {}  # (host, background): its power
 
     # --- per host, in Python ----------------------------------------------------------------
     def host(self, host: int, members: Sequence[int], users: Sequence[int], background: float
@@ -65,6 +66,11 @@ class Sharing:
         """(watts, outcome) of each of `members` (in order) sharing `host` with `users`
         each (indexed by service) and co-tenants using `background`; the host's power and
         CPU."""
+        if not members:  # its co-tenants' alone: remembered (most hosts of a small fleet)
+            key = (host, background)
+            if key not in self.empty:
+                self.empty[key] = share_watts(self.hosts[host], background, [], [])[0]
+            return [], [], self.empty[key], min(1.0, background)
         models = self.models
         outcomes = {s: models[s].outcome(host, int(users[s]), 0.0, background) for s in members}
         if len(members) > 1:
