@@ -93,6 +93,8 @@ class MoveCost:
         self.cluster = np.unique(self.topology.clusters, return_inverse=True)[1].ravel()
         self.cold_start = np.array(self.cold_start_s)
         self.loading, self.network = np.array(self.loading_w), np.array(self.network_ms)
+        # A move's first tick by (service, kind, wake): predictions ask it for each move
+        self._first: dict[tuple[int, str, float], Phases] = {}
 
     def timeline(self, service: int, src: int, dst: int, wake_s: float = 0.0) -> Timeline:
         kind = self.topology.move_kind(src, dst)
@@ -118,7 +120,10 @@ class MoveCost:
         it stays)."""
         if src == dst:
             return at_dst
-        phases = self.timeline(service, src, dst, wake_s).in_tick(0)
+        key = (service, self.topology.move_kind(src, dst) or "", wake_s)
+        phases = self._first.get(key)
+        if phases is None:
+            phases = self._first[key] = self.timeline(service, src, dst, wake_s).in_tick(0)
         return self.mix(service, src, dst, phases, at_src, at_dst)
 
     def steps(self, service: np.ndarray, src: np.ndarray, dst: np.ndarray,

@@ -32,6 +32,16 @@ class Allocation:
             if h >= 0:
                 self.cpu[h] += self.request[i]
                 self.mem[h] += self.needs[i]
+        # Per kind of request (CPU, memory), the hosts it fits within their cores, kept as
+        # services are moved: `rooms_on` reads it instead of comparing every host each time
+        kinds, kind = np.unique(np.stack([self.request, self.needs], axis=1), axis=0,
+                                return_inverse=True)
+        self.kind, self.kind_req, self.kind_mem = kind.ravel(), kinds[:, :1], kinds[:, 1:]
+        self.fit = self._fit(slice(None))
+
+    def _fit(self, hosts: slice | list[int]) -> np.ndarray:
+        return ((self.cpu[hosts] + self.kind_req <= self.cores[hosts])
+                & (self.mem[hosts] + self.kind_mem <= self.memory[hosts]))
 
     def util(self, h: int) -> float:
         """CPU requested over the host's cores."""
@@ -54,6 +64,15 @@ class Allocation:
             out[self.where[i]] = False
         return out
 
+    def rooms_on(self, i: int, at: np.ndarray, limit: float = 1.0) -> np.ndarray:
+        """`rooms(i, limit)[at]`, computed on those hosts only."""
+        if limit == 1.0:
+            out = self.fit[self.kind[i], at]
+        else:
+            out = ((self.cpu[at] + self.request[i] <= limit * self.cores[at])
+                   & (self.mem[at] + self.needs[i] <= self.memory[at]))
+        return out & (at != self.where[i])
+
     def move(self, i: int, to: int) -> int:
         """Count service i on host `to`; the action that moves it there (Eq. 8)."""
         h = self.where[i]
@@ -63,13 +82,17 @@ class Allocation:
         self.cpu[to] += self.request[i]
         self.mem[to] += self.needs[i]
         self.where[i] = to
+        if h >= 0:
+            self.fit[:, [h, to]] = self._fit([h, to])
+        else:
+            self.fit[:, to] = self._fit([to])[:, 0]
         return to + 1
 
     def least_allocated(self, i: int, pool: Sequence[int], mask: np.ndarray) -> int | None:
         """Where the default scheduler puts service i among `pool` (LeastAllocated: the host
         least requested once it is there; the first such), None if none of them takes it."""
         at = np.asarray(pool, dtype=np.int64)
-        fit = mask[at + 1] & self.rooms(i)[at]
+        fit = mask[at + 1] & self.rooms_on(i, at)
         if not fit.any():
             return None
         load = (self.cpu[at] + self.request[i]) / self.cores[at]

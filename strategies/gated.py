@@ -73,6 +73,28 @@ class Proposals:
                 out[a] = self.passes(predictor.predict(obs, int(a), i).reward - stay)
         return out
 
+    def choose(self, snapshot: Snapshot, i: int, mask: np.ndarray, chosen: int,
+               predictor: Predictor, scores: np.ndarray) -> int:
+        """argmax(where(self.mask(...), scores, -inf)): the best-scoring action the gates let
+        through, predicting the gain of the moves in order of score only until one passes
+        (not of every host: most of a tick's services see several hundred)."""
+        g = self.gates
+        if g is None or g.min_predicted_gain is None or i not in self.free \
+                or chosen >= g.max_concurrent_migrations:
+            return int(np.argmax(np.where(self.mask(snapshot, i, mask, chosen, predictor),
+                                          scores, -np.inf)))
+        obs, stay = snapshot.view(i), None
+        for a in np.argsort(-scores, kind="stable").tolist():  # ties: the first, as argmax
+            if not mask[a]:
+                continue
+            if a == STAY:
+                return STAY
+            if stay is None:
+                stay = predictor.predict(obs, STAY, i).reward
+            if self.passes(predictor.predict(obs, a, i).reward - stay):
+                return a
+        return STAY  # not reached: staying is always allowed
+
     def __call__(self, snapshot: Snapshot, best: Best) -> Iterator[tuple[int, int]]:
         """(service, action) of each move a planner proposes; the caller counts each one
         (where it goes, what it requests) before the next is chosen. `best` must leave out

@@ -121,8 +121,9 @@ class Predictor:
 
     def predict(self, obs: Observation, action: int, service: int = 0) -> Prediction:
         src, dst = obs.service.host, target_host(action)
-        return self.at(service, self.place(obs, src),
-                       self.place(obs, src if dst is None else dst), obs.service.users)
+        here = self.place(obs, src)
+        return self.at(service, here, here if dst is None else self.place(obs, dst),
+                       obs.service.users)
 
     def at(self, service: int, src: Place, dst: Place, users: int) -> Prediction:
         """`service` going from `src` to `dst` (staying if the same host) with `users`: in the

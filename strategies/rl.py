@@ -264,9 +264,8 @@ class _RLStrategy:
             a = int(np.argmax(logits))
             changed = moved and claims is not None
             if gated or not (claims.allows(i, a) if changed else masks[i][a]):
-                mask = claims.mask(i) if changed else masks[i]
-                mask = self.proposals.mask(snapshot, i, mask, chosen, self.predictor)
-                a = int(np.argmax(np.where(mask, logits, -np.inf)))
+                a = self.proposals.choose(snapshot, i, claims.mask(i) if changed else masks[i],
+                                          chosen, self.predictor, logits)
             actions[i] = a
             to = target_host(a)
             if to is None:

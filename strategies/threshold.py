@@ -46,16 +46,19 @@ class ThresholdStrategy(Stateless):
     def __init__(self, context: StrategyContext, options: ThresholdOptions) -> None:
         self.scenario = sc = context.scenario
         hosts = sc.hosts
-        self.big = cloud_hosts(sc)
-        self.cloud = set(self.big)
-        # per service, from its users' region: hosts nearest first, and its threshold
+        self.big = np.array(cloud_hosts(sc), dtype=np.int64)
+        self.cloud = set(self.big.tolist())
+        # per service, from its users' region: hosts nearest first, each host's place in that
+        # order, and its threshold
         self.by_distance: list[np.ndarray] = []
+        self.rank: list[np.ndarray] = []
         self.thresholds: list[int] = []
         for spec in sc.fleet:
             network = sc.network_ms(spec)
             by_distance = sorted(range(len(hosts)), key=lambda h: network[h])
             near = by_distance[0]
-            self.by_distance.append(np.array(by_distance))
+            self.by_distance.append(np.array(by_distance, dtype=np.int64))
+            self.rank.append(np.argsort(self.by_distance[-1]))
             self.thresholds.append(capacity_users(Backend(spec, hosts[near]), network[near],
                                                   options.sla_fraction * spec.sla_latency_ms))
         self.hysteresis = options.hysteresis
@@ -66,19 +69,21 @@ class ThresholdStrategy(Stateless):
         for i, s in enumerate(snapshot.services):
             if not s.valid:
                 continue
-            # the nearest host that takes it (its own counts), then the scheduler's cloud host
-            takes = masks[i][1:] & alloc.rooms(i)
-            takes[s.host] = True
-            near = int(self.by_distance[i][np.argmax(takes[self.by_distance[i]])])
-            big = s.host if s.host in self.cloud else alloc.least_allocated(i, self.big,
-                                                                            masks[i])
             threshold = self.thresholds[i]
-            if s.users > threshold:
-                to = big
-            elif s.users < (1 - self.hysteresis) * threshold or s.host not in (near, big):
-                to = near
+            if s.users > threshold:  # the scheduler's cloud host
+                to = s.host if s.host in self.cloud else alloc.least_allocated(i, self.big,
+                                                                                masks[i])
+            elif s.users < (1 - self.hysteresis) * threshold or s.host not in self.cloud:
+                to = self._near(alloc, i, s.host, masks[i])  # off the cloud it is never big
             else:
                 to = s.host  # between the two marks: where it is
             if to is not None and to != s.host:
                 actions[i] = alloc.move(i, to)
         return actions
+
+    def _near(self, alloc: Allocation, i: int, host: int, mask: np.ndarray) -> int:
+        """The nearest host that takes service i, its own `host` counting as one: only those
+        nearer than it are asked."""
+        nearer = self.by_distance[i][:self.rank[i][host]]
+        takes = mask[nearer + 1] & alloc.rooms_on(i, nearer)
+        return int(nearer[np.argmax(takes)]) if takes.any() else host

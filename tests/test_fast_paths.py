@@ -8,10 +8,13 @@ from dataclasses import astuple
 import numpy as np
 import pytest
 
-from orchestrator.config import load_scenario
+from orchestrator.config import ControllerConfig, load_scenario
 from orchestrator.model import Move
 from orchestrator.performance import PerformanceModel, curve_fraction, curve_fractions, curve_points
 from orchestrator.sim.continuum import VECTORIZED_FROM, SimulatedContinuum, measure
+from strategies.allocation import Allocation
+from strategies.gated import Proposals
+from strategies.prediction import Predictor
 from tests import reference
 
 SCENARIOS = ["paper", "continuum", "bursty"]
@@ -118,3 +121,48 @@ def test_masks_as_moves_are_claimed_match_masks_computed_whole(name):
         if sim.done:
             sim.reset()
     assert pending
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_rooms_kept_as_services_move_match_rooms_computed_whole(name):
+    """Allocation.rooms_on (the hosts each kind of request fits, kept as services are moved)
+    against `rooms` compared on every host, within the cores and within a lower limit."""
+    sc = load_scenario(name)
+    sim = SimulatedContinuum(sc, "train", seed=0)
+    alloc = Allocation(sc, sim.placement)
+    rng = np.random.default_rng(5)
+    every = np.arange(len(sc.hosts))
+    for _ in range(200):
+        i = int(rng.integers(len(sc.fleet)))
+        at = rng.permutation(every)[:int(rng.integers(1, len(every) + 1))]
+        for limit in (1.0, 0.5):
+            assert alloc.rooms_on(i, at, limit).tolist() == alloc.rooms(i, limit)[at].tolist()
+        alloc.move(i, int(rng.integers(len(sc.hosts))))
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_gated_choice_is_the_best_scoring_action_of_the_gated_mask(name):
+    """Proposals.choose (gains predicted in order of score until one passes) against the
+    argmax of the whole gated mask, on random scores (ties included) and masks."""
+    sc = load_scenario(name)
+    sim = SimulatedContinuum(sc, "train", seed=0)
+    predictor = Predictor(sc)
+    proposals = Proposals(ControllerConfig(min_predicted_gain=0.0, max_concurrent_migrations=2))
+    rng = np.random.default_rng(6)
+    passed = 0
+    for _ in range(sc.episode_steps):
+        snap = sim.snapshot()
+        proposals.begin(snap)
+        masks = sim.masks(snap)
+        for i in range(len(sim.specs)):
+            for _ in range(5):
+                scores = rng.integers(0, 4, masks.shape[1]).astype(np.float32)
+                mask = masks[i] & (rng.random(masks.shape[1]) < 0.7)
+                mask[0] = True
+                chosen = int(rng.integers(3))
+                full = proposals.mask(snap, i, mask, chosen, predictor)
+                expected = int(np.argmax(np.where(full, scores, -np.inf)))
+                assert proposals.choose(snap, i, mask, chosen, predictor, scores) == expected
+                passed += expected != 0
+        sim.apply([])
+    assert passed
