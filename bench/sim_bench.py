@@ -13,7 +13,8 @@
 - tick (issue 13): the policy tick (observe, masks, decide, gates, explain, plan, apply) for
   1008 services on 924 hosts (`continuum` 84 times over), per strategy (goal <= 50 ms): the
   first tick of all (tables empty), then each strategy's median tick once a simulated day
-  has filled the tables. maskppo's network is untrained: every service moves each tick.
+  has filled the tables. maskppo's network is untrained: it ranks hosts at random and,
+  knowing the gates, proposes the first move they let through (one a tick).
 - env: GreenWise-v0 steps/s on `continuum`, one episode and 24 at once (strategies/vec_env.py).
 - train (issue 13): MaskablePPO on `continuum`, 24 episodes at once, for --train-seconds of
   wall clock, checkpointed every tenth of it; each checkpoint's test reward (the test pattern,
