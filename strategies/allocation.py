@@ -64,14 +64,9 @@ class Allocation:
             out[self.where[i]] = False
         return out
 
-    def rooms_on(self, i: int, at: np.ndarray, limit: float = 1.0) -> np.ndarray:
-        """`rooms(i, limit)[at]`, computed on those hosts only."""
-        if limit == 1.0:
-            out = self.fit[self.kind[i], at]
-        else:
-            out = ((self.cpu[at] + self.request[i] <= limit * self.cores[at])
-                   & (self.mem[at] + self.needs[i] <= self.memory[at]))
-        return out & (at != self.where[i])
+    def rooms_on(self, i: int, at: np.ndarray) -> np.ndarray:
+        """`rooms(i)[at]` (within the cores), read from the kept table on those hosts only."""
+        return self.fit[self.kind[i], at] & (at != self.where[i])
 
     def move(self, i: int, to: int) -> int:
         """Count service i on host `to`; the action that moves it there (Eq. 8)."""

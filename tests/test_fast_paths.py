@@ -126,7 +126,7 @@ def test_masks_as_moves_are_claimed_match_masks_computed_whole(name):
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_rooms_kept_as_services_move_match_rooms_computed_whole(name):
     """Allocation.rooms_on (the hosts each kind of request fits, kept as services are moved)
-    against `rooms` compared on every host, within the cores and within a lower limit."""
+    against `rooms` compared on every host."""
     sc = load_scenario(name)
     sim = SimulatedContinuum(sc, "train", seed=0)
     alloc = Allocation(sc, sim.placement)
@@ -135,8 +135,7 @@ def test_rooms_kept_as_services_move_match_rooms_computed_whole(name):
     for _ in range(200):
         i = int(rng.integers(len(sc.fleet)))
         at = rng.permutation(every)[:int(rng.integers(1, len(every) + 1))]
-        for limit in (1.0, 0.5):
-            assert alloc.rooms_on(i, at, limit).tolist() == alloc.rooms(i, limit)[at].tolist()
+        assert alloc.rooms_on(i, at).tolist() == alloc.rooms(i)[at].tolist()
         alloc.move(i, int(rng.integers(len(sc.hosts))))
 
 
