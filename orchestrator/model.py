@@ -87,7 +87,7 @@ class Snapshot:
 
     def view(self, service: int) -> Observation:
         """Service `service` and all hosts (Eq. 4), with the other services' load per host."""
-        return self._load.view(service)
+        return self.load.view(service)
 
     @cached_property
     def background(self) -> tuple[float, ...]:
@@ -102,7 +102,8 @@ class Snapshot:
         return tuple(max(0.0, c) for c in cpu)
 
     @cached_property
-    def _load(self) -> Load:  # counted once per snapshot, never moved
+    def load(self) -> Load:
+        """The services' load per host as observed (counted once; never moved)."""
         return Load(self)
 
 

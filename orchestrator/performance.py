@@ -109,6 +109,11 @@ def on_grid(share: float) -> int:
     return max(0, round(share / SHARE_STEP))
 
 
+def grid_steps(share: np.ndarray) -> np.ndarray:
+    """`on_grid` elementwise (rint rounds halves to even, as `round` does)."""
+    return np.maximum(0, np.rint(share / SHARE_STEP)).astype(np.int64)
+
+
 class Backend:
     """TorchServe-like backend of one service on one host, with `taken` of the host's cores
     used by other managed services: their busy cores count as load on the same cores, so

@@ -67,33 +67,27 @@ class Proposals:
         if i not in self.free or chosen >= self.gates.max_concurrent_migrations:
             out[1:] = False
         elif self.gates.min_predicted_gain is not None:
-            obs = snapshot.view(i)
-            stay = predictor.predict(obs, STAY, i).reward
-            for a in np.flatnonzero(out[1:]) + 1:
-                out[a] = self.passes(predictor.predict(obs, int(a), i).reward - stay)
+            moves = np.flatnonzero(out[1:]) + 1
+            out[moves] = [self.passes(g) for g in predictor.gains(snapshot, [i] * len(moves),
+                                                                 moves)]
         return out
 
     def choose(self, snapshot: Snapshot, i: int, mask: np.ndarray, chosen: int,
                predictor: Predictor, scores: np.ndarray) -> int:
         """argmax(where(self.mask(...), scores, -inf)): the best-scoring action the gates let
-        through, predicting the gain of the moves in order of score only until one passes
-        (not of every host: most of a tick's services see several hundred)."""
+        through, predicting the gain only of the moves scored above staying (not of every
+        host: most of a tick's services see several hundred)."""
         g = self.gates
         if g is None or g.min_predicted_gain is None or i not in self.free \
                 or chosen >= g.max_concurrent_migrations:
             return int(np.argmax(np.where(self.mask(snapshot, i, mask, chosen, predictor),
                                           scores, -np.inf)))
-        obs, stay = snapshot.view(i), None
-        for a in np.argsort(-scores, kind="stable").tolist():  # ties: the first, as argmax
-            if not mask[a]:
-                continue
-            if a == STAY:
-                return STAY
-            if stay is None:
-                stay = predictor.predict(obs, STAY, i).reward
-            if self.passes(predictor.predict(obs, a, i).reward - stay):
-                return a
-        return STAY  # not reached: staying is always allowed
+        # the moves the mask allows scored above staying (ties: the first, as argmax), best
+        # first; staying is always allowed
+        above = np.flatnonzero(mask & (scores > scores[STAY]))
+        above = above[np.argsort(-scores[above], kind="stable")].tolist()
+        gains = predictor.gains(snapshot, [i] * len(above), above)
+        return next((a for a, gain in zip(above, gains, strict=True) if self.passes(gain)), STAY)
 
     def __call__(self, snapshot: Snapshot, best: Best) -> Iterator[tuple[int, int]]:
         """(service, action) of each move a planner proposes; the caller counts each one

@@ -3,15 +3,17 @@ minimum-gain gate. Users are assumed to stay as observed (one-step lookahead).""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from orchestrator.model import Observation, target_host
+import numpy as np
+
+from orchestrator.model import Observation, Snapshot, target_host
 from orchestrator.move_cost import MoveCost
-from orchestrator.performance import Outcome, PerformanceModel, prefetch
+from orchestrator.performance import TABLES, Outcome, PerformanceModel, grid_steps, prefetch
 from orchestrator.scenario import HostProfile, Scenario
 from orchestrator.topology import MoveKind, Topology
-from strategies.reward import reward
+from strategies.reward import reward, rewards
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,11 @@ class Predictor:
         self.move_cost = MoveCost(scenario, self.models)
         self.reward_kind = reward_kind
         self.p_max = self.topology.p_max
+        # the same as arrays (for `gains`): tables and network latency [service, host], ...
+        self.tables = np.array([m.tables for m in self.models])
+        self.network = np.array([m.network_ms for m in self.models])
+        self.slas = np.array([s.sla_latency_ms for s in scenario.fleet])
+        self.wake_s = np.array([h.wake_s or 0.0 for h in self.hosts])
 
     def index(self, name: str) -> int:
         """The index of the service named `name` (0 if unknown: the single service)."""
@@ -139,6 +146,45 @@ class Predictor:
                                                  (o.service_watts, o.latency_ms), wake_s)
         return Prediction(dst.host, watts, latency, self.reward(watts, latency, service), move,
                           watts - o.service_watts, latency - o.latency_ms, o.service_cpu)
+
+    def gains(self, snapshot: Snapshot, services: Sequence[int], actions: Sequence[int]
+              ) -> list[float]:
+        """What each (service, move action) is predicted to gain over staying, as `predict`
+        from `snapshot.view(service)` and `compare` give it (`compare`'s reward change), all at
+        once: the gates weigh many moves a tick (the same arithmetic, elementwise)."""
+        if not len(services):
+            return []
+        load = snapshot.load
+        dst = np.asarray(actions) - 1
+        ks, at = np.unique(services, return_inverse=True)  # each service asked once
+        k = ks[at]
+
+        def each(value: Callable[[int], float]) -> np.ndarray:
+            return np.array([value(i) for i in ks.tolist()])[at]
+
+        src, users = each(load.where.__getitem__), each(lambda i: snapshot.services[i].users)
+        own, alone = each(load.own), each(load.alone)  # the others on its own host
+        bg = np.asarray(snapshot.background)
+        asleep = np.array([h.asleep for h in snapshot.hosts])
+
+        def settled(host: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """(watts, latency ms) of each service on `host`, as `outcome` of `place`."""
+            mine = host == src
+            cpu = np.where(alone, 0.0, np.where(mine, own, load.cpu[host]))
+            count = np.where(alone, 0, load.count[host] - mine)
+            free = 1.0 - bg[host]
+            taken = np.minimum(cpu, free - free / (1 + count))
+            out = TABLES.lookup(self.tables[k, host], grid_steps(bg[host]),
+                                 grid_steps(taken),
+                                users)
+            return out[:, 3], out[:, 0] + self.network[k, host]
+
+        here, there = settled(src), settled(dst)
+        wake = np.where(asleep[dst], self.wake_s[dst], 0.0)
+        watts, latency = self.move_cost.steps(k, src, dst, here, there, wake)
+        stay = rewards(self.reward_kind, *here, self.p_max, self.slas[k])
+        chosen = rewards(self.reward_kind, watts, latency, self.p_max, self.slas[k])
+        return [round(c - s, 4) for c, s in zip(chosen.tolist(), stay.tolist(), strict=True)]
 
 
 def compare(stay: Prediction, chosen: Prediction) -> dict[str, dict[str, float]]:

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from orchestrator.config import ControllerConfig, load_scenario
-from orchestrator.model import Move
+from orchestrator.control.loop import Loop
+from orchestrator.model import STAY, Move
 from orchestrator.performance import PerformanceModel, curve_fraction, curve_fractions, curve_points
 from orchestrator.sim.continuum import VECTORIZED_FROM, SimulatedContinuum, measure
 from strategies.allocation import Allocation
+from strategies.base import StrategyContext, create
 from strategies.gated import Proposals
-from strategies.prediction import Predictor
+from strategies.prediction import Predictor, compare
 from tests import reference
 
 SCENARIOS = ["paper", "continuum", "bursty"]
@@ -141,7 +143,7 @@ def test_rooms_kept_as_services_move_match_rooms_computed_whole(name):
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_gated_choice_is_the_best_scoring_action_of_the_gated_mask(name):
-    """Proposals.choose (gains predicted in order of score until one passes) against the
+    """Proposals.choose (gains predicted only of the moves scored above staying) against the
     argmax of the whole gated mask, on random scores (ties included) and masks."""
     sc = load_scenario(name)
     sim = SimulatedContinuum(sc, "train", seed=0)
@@ -165,3 +167,31 @@ def test_gated_choice_is_the_best_scoring_action_of_the_gated_mask(name):
                 passed += expected != 0
         sim.apply([])
     assert passed
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_gains_at_once_match_each_move_predicted_alone(name):
+    """Predictor.gains (what the gates weigh, many moves at once) against `compare` of
+    `predict` move by move, for every service and host over an episode of random moves
+    (hosts shared, moves under way, hosts asleep where the scenario lets them sleep)."""
+    sc = load_scenario(name)
+    sim = SimulatedContinuum(sc, "test", seed=1)
+    predictor = Predictor(sc, model=sim.model)
+    strategy = create("random", StrategyContext(sc), None)
+    strategy.reset(sim)
+    loop = Loop(sim, strategy, predictor)
+    shared = asleep = 0
+    for _ in range(sc.episode_steps):
+        snap = sim.snapshot()
+        pairs = [(i, a) for i, s in enumerate(snap.services) if s.valid
+                 for a in range(1, len(snap.hosts) + 1)]
+        got = predictor.gains(snap, [i for i, _ in pairs], [a for _, a in pairs])
+        want = [compare(predictor.predict(snap.view(i), STAY, i),
+                        predictor.predict(snap.view(i), a, i))["reward"]["change"]
+                for i, a in pairs]
+        assert got == want
+        shared += int((snap.load.count > 1).sum())
+        asleep += sum(h.asleep for h in snap.hosts)
+        loop.tick()
+    assert shared or len(sc.fleet) == 1
+    assert asleep or not any(h.sleep_watts is not None for h in sc.hosts)

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from orchestrator.performance import (
-    SHARE_STEP,
     TABLES,
     Outcome,
     PerformanceModel,
     curve_fractions,
     curve_points,
+    grid_steps,
     share_watts,
 )
 from orchestrator.scenario import Scenario
@@ -130,7 +130,7 @@ class Sharing:
         present = members >= 0
         s, h = np.where(present, members, 0), np.broadcast_to(host[:, None], members.shape)
         table = self.tables[s, h]
-        steps = np.broadcast_to(on_grid(background)[:, None], members.shape)
+        steps = np.broadcast_to(grid_steps(background)[:, None], members.shape)
         procs = np.where(present, self.processes[s, h], 0)
         out = np.zeros((*members.shape, 4))  # backend ms, throughput, CPU, watts alone
         out[present] = TABLES.lookup(table[present], steps[present],
@@ -149,7 +149,7 @@ class Sharing:
                         break
                     cpu = np.where(rank != k, out[g, :, 2], 0.0)
                     others = np.cumsum(cpu, axis=1)[:, -1]  # in order, as Python's sum
-                    taken = on_grid(np.minimum(others, cap[g, k]))
+                    taken = grid_steps(np.minimum(others, cap[g, k]))
                     out[g, k] = TABLES.lookup(table[g, k], steps[g, k], taken, users[g, k])
         cpu = out[..., 2]
         host_cpu = np.minimum(1.0, background + (np.cumsum(cpu, axis=1)[:, -1]
@@ -163,11 +163,6 @@ class Sharing:
         watts = np.where(present, shares + self.idle[host][:, None] * procs / everyone, 0.0)
         latency = np.where(present, out[..., 0] + self.network[s, h], 0.0)
         return watts, latency, cpu, out[..., 1], self.idle[host] + dynamic, host_cpu
-
-
-def on_grid(share: np.ndarray) -> np.ndarray:
-    """Shares of a host's cores as whole numbers of grid steps (performance.on_grid)."""
-    return np.maximum(0, np.rint(share / SHARE_STEP)).astype(np.int64)
 
 
 def groups(where: np.ndarray, hosts: int) -> tuple[np.ndarray, np.ndarray]:
