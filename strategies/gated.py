@@ -50,6 +50,12 @@ class Proposals:
         self.free = set(free)
         return free
 
+    def closed(self, i: int, chosen: int) -> bool:
+        """Whether the gates hold every move of service i now, `chosen` moves being decided
+        before it in the tick (after `begin`): it stays, whatever it would choose."""
+        g = self.gates
+        return g is not None and (i not in self.free or chosen >= g.max_concurrent_migrations)
+
     def passes(self, gain: float) -> bool:
         """Whether the minimum-gain gate lets a move predicted to gain `gain` through (the
         loop's prediction, rounded as it rounds it)."""
@@ -64,7 +70,7 @@ class Proposals:
         if self.gates is None:
             return mask
         out = mask.copy()
-        if i not in self.free or chosen >= self.gates.max_concurrent_migrations:
+        if self.closed(i, chosen):
             out[1:] = False
         elif self.gates.min_predicted_gain is not None:
             moves = np.flatnonzero(out[1:]) + 1
@@ -78,8 +84,7 @@ class Proposals:
         through, predicting the gain only of the moves scored above staying (not of every
         host: most of a tick's services see several hundred)."""
         g = self.gates
-        if g is None or g.min_predicted_gain is None or i not in self.free \
-                or chosen >= g.max_concurrent_migrations:
+        if g is None or g.min_predicted_gain is None or self.closed(i, chosen):
             return int(np.argmax(np.where(self.mask(snapshot, i, mask, chosen, predictor),
                                           scores, -np.inf)))
         # the moves the mask allows scored above staying (ties: the first, as argmax), best

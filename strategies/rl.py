@@ -254,6 +254,8 @@ class _RLStrategy:
         start = np.clip(load.cpu.astype(np.float32), 0.0, 1.0)
         now, shift, moved = start.copy(), np.zeros(first.shape[1]), False
         for r, i in enumerate(valid):
+            if self.proposals.closed(i, chosen):
+                continue  # it stays: no need to ask the network
             pre = first[r]
             if not load.alone(i):  # its own host shows the others' CPU, not all of it
                 h = load.where[i]
