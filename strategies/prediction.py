@@ -165,7 +165,6 @@ class Predictor:
         src, users = each(load.where.__getitem__), each(lambda i: snapshot.services[i].users)
         own, alone = each(load.own), each(load.alone)  # the others on its own host
         bg = np.asarray(snapshot.background)
-        asleep = np.array([h.asleep for h in snapshot.hosts])
 
         def settled(host: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             """(watts, latency ms) of each service on `host`, as `outcome` of `place`."""
@@ -174,13 +173,15 @@ class Predictor:
             count = np.where(alone, 0, load.count[host] - mine)
             free = 1.0 - bg[host]
             taken = np.minimum(cpu, free - free / (1 + count))
-            out = TABLES.lookup(self.tables[k, host], grid_steps(bg[host]),
-                                 grid_steps(taken),
+            out = TABLES.lookup(self.tables[k, host], grid_steps(bg[host]), grid_steps(taken),
                                 users)
             return out[:, 3], out[:, 0] + self.network[k, host]
 
         here, there = settled(src), settled(dst)
-        wake = np.where(asleep[dst], self.wake_s[dst], 0.0)
+        # whether each target sleeps, read for the targets asked only: a call for a few moves
+        # (the gates ask per service) would otherwise read every host's state
+        asleep = np.array([snapshot.hosts[h].asleep for h in dst.tolist()], dtype=bool)
+        wake = np.where(asleep, self.wake_s[dst], 0.0)
         watts, latency = self.move_cost.steps(k, src, dst, here, there, wake)
         stay = rewards(self.reward_kind, *here, self.p_max, self.slas[k])
         chosen = rewards(self.reward_kind, watts, latency, self.p_max, self.slas[k])
