@@ -36,12 +36,14 @@ class Allocation:
         # services are moved: `rooms_on` reads it instead of comparing every host each time
         kinds, kind = np.unique(np.stack([self.request, self.needs], axis=1), axis=0,
                                 return_inverse=True)
-        self.kind, self.kind_req, self.kind_mem = kind.ravel(), kinds[:, :1], kinds[:, 1:]
-        self.fit = self._fit(slice(None))
+        self.kind, self.kind_req, self.kind_mem = kind.ravel(), kinds[:, 0], kinds[:, 1]
+        self.fit = ((self.cpu + self.kind_req[:, None] <= self.cores)
+                    & (self.mem + self.kind_mem[:, None] <= self.memory))  # [kind, host]
 
-    def _fit(self, hosts: slice | list[int]) -> np.ndarray:
-        return ((self.cpu[hosts] + self.kind_req <= self.cores[hosts])
-                & (self.mem[hosts] + self.kind_mem <= self.memory[hosts]))
+    def _refit(self, h: int) -> None:
+        """Host h's column of the kept table, once its totals changed (`__init__`'s test)."""
+        self.fit[:, h] = ((self.cpu[h] + self.kind_req <= self.cores[h])
+                          & (self.mem[h] + self.kind_mem <= self.memory[h]))
 
     def util(self, h: int) -> float:
         """CPU requested over the host's cores."""
@@ -66,7 +68,7 @@ class Allocation:
 
     def rooms_on(self, i: int, at: np.ndarray) -> np.ndarray:
         """`rooms(i)[at]` (within the cores), read from the kept table on those hosts only."""
-        return self.fit[self.kind[i], at] & (at != self.where[i])
+        return self.fit[self.kind[i]][at] & (at != self.where[i])
 
     def move(self, i: int, to: int) -> int:
         """Count service i on host `to`; the action that moves it there (Eq. 8)."""
@@ -78,9 +80,8 @@ class Allocation:
         self.mem[to] += self.needs[i]
         self.where[i] = to
         if h >= 0:
-            self.fit[:, [h, to]] = self._fit([h, to])
-        else:
-            self.fit[:, to] = self._fit([to])[:, 0]
+            self._refit(h)
+        self._refit(to)
         return to + 1
 
     def least_allocated(self, i: int, pool: Sequence[int], mask: np.ndarray) -> int | None:

@@ -85,5 +85,8 @@ class ThresholdStrategy(Stateless):
         """The nearest host that takes service i, its own `host` counting as one: only those
         nearer than it are asked."""
         nearer = self.by_distance[i][:self.rank[i][host]]
-        takes = mask[nearer + 1] & alloc.rooms_on(i, nearer)
-        return int(nearer[np.argmax(takes)]) if takes.any() else host
+        if not nearer.size:
+            return host
+        takes = mask[1:][nearer] & alloc.rooms_on(i, nearer)
+        first = takes.argmax()
+        return int(nearer[first]) if takes[first] else host

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -327,15 +328,21 @@ def test_gates_on_their_own() -> None:
     clock = Clock()
     g = Gates(ControllerConfig(cooldown_s=10, max_concurrent_migrations=1,
                                min_predicted_gain=0.1), clock)
-    assert g.hold("a", 0.2) is None
-    assert "below the minimum" in g.hold("a", 0.05)
+    def gain(value: float) -> Callable[[], float]:
+        return lambda: value
+
+    def unasked() -> float:  # a move the gates before the gain gate hold is not predicted
+        raise AssertionError("its gain was asked")
+
+    assert g.hold("a", gain(0.2)) is None
+    assert "below the minimum" in g.hold("a", gain(0.05))
     g.started("a")
-    assert g.hold("a", 0.2) == "a migration of it is in progress"
-    assert "1 migration(s) in progress" in g.hold("b", 0.2)
+    assert g.hold("a", unasked) == "a migration of it is in progress"
+    assert "1 migration(s) in progress" in g.hold("b", unasked)
     g.finished("a")
-    assert g.hold("b", 0.2) is None and g.hold("a", 0.2).startswith("cooldown")
+    assert g.hold("b", gain(0.2)) is None and g.hold("a", unasked).startswith("cooldown")
     clock.now += 10
-    assert g.hold("a", 0.2) is None
+    assert g.hold("a", gain(0.2)) is None
     # a move's target, until observed there or for SETTLE_S at most
     g.finished("a", Location("cloud", "cloud"))
     assert g.unsettled("a", Location("edge", "edge0")) is not None

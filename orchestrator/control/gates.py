@@ -27,8 +27,9 @@ class Gates:
         self.moved_to: dict[str, tuple[Location, float]] = {}  # not yet observed there
         self._lock = threading.Lock()
 
-    def hold(self, service: str, gain: float) -> str | None:
-        """Why a move of `service` predicted to gain `gain` must not start now (None: go)."""
+    def hold(self, service: str, gain: Callable[[], float]) -> str | None:
+        """Why a move of `service` must not start now (None: go). Its predicted `gain` is asked
+        last, only of a move the other gates let through: a prediction costs more."""
         s = self.settings
         with self._lock:
             if service in self.in_flight:
@@ -36,12 +37,11 @@ class Gates:
             since = self.clock() - self.last_move.get(service, float("-inf"))
             if since < s.cooldown_s:
                 return f"cooldown: it last moved {since:.0f} s ago (cooldown {s.cooldown_s:g} s)"
-            if s.min_predicted_gain is not None and gain < s.min_predicted_gain:
-                return (f"predicted gain {gain:+.4f} is below the minimum "
-                        f"{s.min_predicted_gain:g}")
             if len(self.in_flight) >= s.max_concurrent_migrations:
                 return (f"{len(self.in_flight)} migration(s) in progress (at most "
                         f"{s.max_concurrent_migrations})")
+            if s.min_predicted_gain is not None and (g := gain()) < s.min_predicted_gain:
+                return f"predicted gain {g:+.4f} is below the minimum {s.min_predicted_gain:g}"
             return None
 
     def started(self, service: str) -> None:

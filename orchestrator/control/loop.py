@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,6 @@ class Decision:
     service: str
     tick: int
     action: str  # stay | move | held (a gate held it back) | refused (infeasible) | none
-    state: dict[str, Any] | None = None
     target: str | None = None  # cluster/node
     kind: str | None = None  # intra | inter
     outcome: str = "no action"  # stay | migration started | dry run: not applied | no action
@@ -51,6 +51,14 @@ class Decision:
     # when first read (a gate reads a move's gain; a decision line all of it)
     predictions: Callable[[], tuple[Prediction, Prediction]] | None = field(
         default=None, repr=False, compare=False)
+    # The service's observed state (`Loop.state`), made when first read: a tick of a thousand
+    # services writes few decision lines in full
+    observed: Callable[[], dict[str, Any]] | None = field(default=None, repr=False,
+                                                           compare=False)
+
+    @cached_property
+    def state(self) -> dict[str, Any] | None:
+        return None if self.observed is None else self.observed()
 
     @cached_property
     def predicted(self) -> dict[str, dict[str, float]] | None:
@@ -76,7 +84,6 @@ class Tick:
     """One tick: what was seen, the actions asked, the decisions and the plans carried out."""
 
     snapshot: Snapshot
-    masks: np.ndarray
     actions: tuple[int, ...]
     decisions: tuple[Decision, ...]
     plans: tuple[Plan, ...]
@@ -92,6 +99,12 @@ class Learner(Protocol):
     def observed(self, service: str, obs: Observation) -> None: ...
 
     def acted(self, service: str, obs: Observation, mask: np.ndarray, action: int) -> None: ...
+
+
+# Moves whose gains are predicted together: a call costs about as much as a few dozen pairs,
+# and every pair predicted beyond the tick's last gated move is wasted (orchestrator default:
+# one migration at a time, after which the gain gate asks none).
+GAINS_AT_ONCE = 64
 
 
 def _finite(value: float, digits: int) -> float | None:
@@ -127,20 +140,22 @@ class Loop:
         """Gate, plan and (unless a dry run) carry out `actions`, one per service."""
         self.ticks += 1
         decisions, plans = [], []
-        seen = masks.copy()  # seen[i]: the mask service i was decided on
         claims = self.continuum.claims(snapshot)  # what the moves accepted so far take
         gains = self._gains(snapshot, actions)
         for i, state in enumerate(snapshot.services):
-            if plans:
-                seen[i] = claims.mask(i)
+            a = int(actions[i])
             try:
-                d, plan = self._decide(snapshot, i, seen[i], int(actions[i]), gains.get(i, 0.0))
+                # the mask it is decided on counts the moves accepted before it in the tick
+                allowed = 0 <= a < masks.shape[1] and (claims.allows(i, a) if plans
+                                                      else bool(masks[i, a]))
+                d, plan = self._decide(snapshot, i, allowed, a, partial(gains, i))
             except Exception as e:
                 if not self.contain_errors:
                     raise
                 # Policy mode: one service's failure (a bug, an unexpected API answer) must
                 # not stop the others; it is said in its decision line.
-                d, plan = Decision(state.name, self.ticks, "none", state=self.state(state),
+                d, plan = Decision(state.name, self.ticks, "none",
+                                   observed=partial(self.state, state),
                                    reason=f"internal error: {type(e).__name__}: {e}"), None
             decisions.append(d)
             if self.learner and state.valid and d.action != "none":
@@ -151,8 +166,7 @@ class Loop:
                 claims.add(plan.move)  # the next see what this move takes
         if not self.dry_run:
             self.continuum.apply(plans, self._done)
-        return Tick(snapshot, seen, tuple(int(a) for a in actions), tuple(decisions),
-                    tuple(plans))
+        return Tick(snapshot, tuple(int(a) for a in actions), tuple(decisions), tuple(plans))
 
     def _done(self, plan: Plan, outcome: str) -> None:
         if self.gates:
@@ -168,23 +182,30 @@ class Loop:
                 "power_w": _finite(s.power_w, 2), "cpu": _finite(s.cpu, 3),
                 "throughput_rps": _finite(s.throughput_rps, 2)}
 
-    def _gains(self, snapshot: Snapshot, actions: Sequence[int]) -> dict[int, float]:
-        """The predicted gain of each move asked (a decision's `predicted_gain`), for the
-        minimum-gain gate: all at once, as a tick may ask hundreds."""
-        if not self.gates or self.gates.settings.min_predicted_gain is None:
-            return {}
+    def _gains(self, snapshot: Snapshot, actions: Sequence[int]) -> Callable[[int], float]:
+        """Service i's predicted gain (its decision's `predicted_gain`) for the minimum-gain
+        gate: predicted for the next `GAINS_AT_ONCE` moves asked at once when first asked (a
+        tick may ask hundreds, and once the migration limit binds the gate asks none)."""
         n = len(snapshot.hosts)
-        movers = [i for i, a in enumerate(actions)
-                  if 0 < a <= n and snapshot.services[i].valid]
-        return dict(zip(movers, self.predictor.gains(snapshot, movers,
-                                                     [int(actions[i]) for i in movers]),
-                        strict=True))
+        movers = [i for i, a in enumerate(actions) if 0 < a <= n and snapshot.services[i].valid]
+        known: dict[int, float] = {}
 
-    def _decide(self, snapshot: Snapshot, i: int, mask: np.ndarray, action: int,
-                gain: float) -> tuple[Decision, Plan | None]:
+        def gain(i: int) -> float:
+            if i not in known:
+                first = bisect.bisect_left(movers, i)
+                batch = movers[first:first + GAINS_AT_ONCE]
+                known.update(zip(batch, self.predictor.gains(
+                    snapshot, batch, [int(actions[j]) for j in batch]), strict=True))
+            return known[i]
+        return gain
+
+    def _decide(self, snapshot: Snapshot, i: int, allowed: bool, action: int,
+                gain: Callable[[], float]) -> tuple[Decision, Plan | None]:
+        """Service i's decision on `action`, which its mask `allowed` or not."""
         s = snapshot.services[i]
         topology = self.continuum.topology
-        d = Decision(s.name, self.ticks, "none", state=self.state(s) if self.explain else None)
+        d = Decision(s.name, self.ticks, "none",
+                     observed=partial(self.state, s) if self.explain else None)
         if not s.valid:
             d.reason = f"observation invalid: {s.reason}"
             return d, None
@@ -198,7 +219,7 @@ class Loop:
         if self.learner:
             self.learner.observed(s.name, snapshot.view(i))
         target = target_host(action)
-        if not 0 <= action < len(mask) or not mask[action]:
+        if not allowed:
             d.masked, d.outcome = True, "stay"
             if target == s.host:  # Eq. 7 masks the current host: asking for it is staying
                 d.action, d.reason = "stay", "asked for its current host"
