@@ -102,6 +102,11 @@ class Snapshot:
         return tuple(max(0.0, c) for c in cpu)
 
     @cached_property
+    def sleeping(self) -> np.ndarray:
+        """bool[hosts]: whether each host sleeps (read once per snapshot, for many moves)."""
+        return np.array([h.asleep for h in self.hosts], dtype=bool)
+
+    @cached_property
     def load(self) -> Load:
         """The services' load per host as observed (counted once; never moved)."""
         return Load(self)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orchestrator.model import Observation, Snapshot, target_host
+from orchestrator.model import Load, Observation, Snapshot, target_host
 from orchestrator.move_cost import MoveCost
 from orchestrator.performance import TABLES, Outcome, PerformanceModel, grid_steps, prefetch
 from orchestrator.scenario import HostProfile, Scenario
@@ -151,10 +151,17 @@ class Predictor:
               ) -> list[float]:
         """What each (service, move action) is predicted to gain over staying, as `predict`
         from `snapshot.view(service)` and `compare` give it (`compare`'s reward change), all at
-        once: the gates weigh many moves a tick (the same arithmetic, elementwise)."""
+        once: the gates weigh many moves a tick."""
+        return [round(c, 4) for c in self.changes(snapshot, services, actions).tolist()]
+
+    def changes(self, snapshot: Snapshot, services: Sequence[int], actions: Sequence[int],
+                load: Load | None = None) -> np.ndarray:
+        """Each (service, move action)'s predicted reward minus staying's, as `predict` from
+        `load.view(service)` gives them (`load`: the snapshot's own), all at once: the same
+        arithmetic elementwise, equal to within float rounding (summed in another order)."""
         if not len(services):
-            return []
-        load = snapshot.load
+            return np.zeros(0)
+        load = snapshot.load if load is None else load
         dst = np.asarray(actions) - 1
         ks, at = np.unique(services, return_inverse=True)  # each service asked once
         k = ks[at]
@@ -178,14 +185,11 @@ class Predictor:
             return out[:, 3], out[:, 0] + self.network[k, host]
 
         here, there = settled(src), settled(dst)
-        # whether each target sleeps, read for the targets asked only: a call for a few moves
-        # (the gates ask per service) would otherwise read every host's state
-        asleep = np.array([snapshot.hosts[h].asleep for h in dst.tolist()], dtype=bool)
-        wake = np.where(asleep, self.wake_s[dst], 0.0)
+        wake = np.where(snapshot.sleeping[dst], self.wake_s[dst], 0.0)
         watts, latency = self.move_cost.steps(k, src, dst, here, there, wake)
         stay = rewards(self.reward_kind, *here, self.p_max, self.slas[k])
         chosen = rewards(self.reward_kind, watts, latency, self.p_max, self.slas[k])
-        return [round(c - s, 4) for c, s in zip(chosen.tolist(), stay.tolist(), strict=True)]
+        return chosen - stay
 
 
 def compare(stay: Prediction, chosen: Prediction) -> dict[str, dict[str, float]]:

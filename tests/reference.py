@@ -1,8 +1,9 @@
 """The straightforward computations the fast paths replace, kept as their reference: the
 performance model one point at a time in Python (orchestrator/performance.py's Backend and
 PerformanceModel before their outcomes were solved vectorized in blocks), the simulated
-continuum's masks computed whole after every move, and the RL strategies asking the model for
-one service at a time. Tests pin the fast paths to these."""
+continuum's masks computed whole after every move, the RL strategies asking the model for
+one service at a time, and greedy predicting every host one by one. Tests pin the fast paths
+to these."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 from orchestrator.model import STAY, Load, Move, Snapshot, target_host
 from orchestrator.performance import SHARE_STEP, Outcome, share_watts
 from orchestrator.scenario import HostProfile, ServiceSpec
+from strategies.allocation import Allocation
 from strategies.rl import CHOOSE
 
 
@@ -119,6 +121,29 @@ def rl_actions(strategy: Any, snapshot: Snapshot, masks: np.ndarray,
             moves.append(Move(i, to))
             load.move(i, to)
         actions.append(a)
+    return actions
+
+
+def greedy_actions(greedy: Any, snapshot: Snapshot, masks: np.ndarray) -> list[int]:
+    """GreedyStrategy.decide as first written: every action the masks and the requests allow
+    predicted one by one (`predict`), the best passing the gates taken (`greedy.proposals`:
+    as they were before it decided)."""
+    alloc = Allocation(greedy.scenario, [s.host for s in snapshot.services])
+    load = Load(snapshot, greedy.scenario.capacity)
+
+    def best(i: int) -> tuple[float, int]:
+        obs = load.view(i)
+        valid = [a for a in range(len(masks[i]))
+                 if a == STAY or (masks[i][a] and alloc.room(i, a - 1))]
+        r = {a: greedy.predictor.predict(obs, a, i).reward for a in valid}
+        a = max((a for a in r if a == STAY or greedy.proposals.passes(r[a] - r[STAY])),
+                key=r.__getitem__)
+        return r[a] - r[STAY], a
+
+    actions = [STAY] * len(snapshot.services)
+    for i, a in greedy.proposals(snapshot, best):
+        actions[i] = alloc.move(i, a - 1)
+        load.move(i, a - 1)
     return actions
 
 

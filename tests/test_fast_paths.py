@@ -10,12 +10,13 @@ import pytest
 
 from orchestrator.config import ControllerConfig, load_scenario
 from orchestrator.control.loop import Loop
-from orchestrator.model import STAY, Move
+from orchestrator.model import STAY, Load, Move
 from orchestrator.performance import PerformanceModel, curve_fraction, curve_fractions, curve_points
 from orchestrator.sim.continuum import VECTORIZED_FROM, SimulatedContinuum, measure
 from strategies.allocation import Allocation
 from strategies.base import StrategyContext, create
 from strategies.gated import Proposals
+from strategies.greedy import ROUNDING
 from strategies.prediction import Predictor, compare
 from tests import reference
 
@@ -173,13 +174,15 @@ def test_gated_choice_is_the_best_scoring_action_of_the_gated_mask(name):
 def test_gains_at_once_match_each_move_predicted_alone(name):
     """Predictor.gains (what the gates weigh, many moves at once) against `compare` of
     `predict` move by move, for every service and host over an episode of random moves
-    (hosts shared, moves under way, hosts asleep where the scenario lets them sleep)."""
+    (hosts shared, moves under way, hosts asleep where the scenario lets them sleep); and
+    `changes` (greedy's) from a load with moves decided, unrounded, to within float rounding."""
     sc = load_scenario(name)
     sim = SimulatedContinuum(sc, "test", seed=1)
     predictor = Predictor(sc, model=sim.model)
     strategy = create("random", StrategyContext(sc), None)
     strategy.reset(sim)
     loop = Loop(sim, strategy, predictor)
+    rng = np.random.default_rng(7)
     shared = asleep = 0
     for _ in range(sc.episode_steps):
         snap = sim.snapshot()
@@ -190,8 +193,44 @@ def test_gains_at_once_match_each_move_predicted_alone(name):
                         predictor.predict(snap.view(i), a, i))["reward"]["change"]
                 for i, a in pairs]
         assert got == want
+        # unrounded, from a tick's load once some of its moves are decided, for the services not
+        # decided yet (as greedy asks)
+        load, decided = Load(snap, sc.capacity), rng.random(len(snap.services)) < 0.5
+        for i in np.flatnonzero(decided).tolist():
+            if load.where[i] >= 0:
+                load.move(i, int(rng.integers(len(snap.hosts))))
+        undecided = [(i, a) for i, a in pairs if not decided[i]]
+        change = predictor.changes(snap, [i for i, _ in undecided], [a for _, a in undecided],
+                                   load)
+        exact = [predictor.predict(load.view(i), a, i).reward
+                 - predictor.predict(load.view(i), STAY, i).reward for i, a in undecided]
+        assert np.abs(change - exact).max(initial=0.0) <= ROUNDING / 1000
         shared += int((snap.load.count > 1).sum())
         asleep += sum(h.asleep for h in snap.hosts)
         loop.tick()
     assert shared or len(sc.fleet) == 1
     assert asleep or not any(h.sleep_watts is not None for h in sc.hosts)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize("gates", [None, ControllerConfig(), ControllerConfig(
+    max_concurrent_migrations=3, min_predicted_gain=0.0, cooldown_s=0)])
+def test_greedy_decides_as_when_it_predicted_every_host_one_by_one(name, gates):
+    """Greedy (every move predicted at once, the best few again one by one) against predicting
+    every allowed host one by one (tests/reference.py), tick by tick over an episode it plays,
+    without gates, with the default gates and with a limit of three moves a tick."""
+    sc = load_scenario(name)
+    sim = SimulatedContinuum(sc, "test", seed=1)
+    greedy, twin = (create("greedy", StrategyContext(sc, gates=gates)) for _ in range(2))
+    greedy.reset(sim)
+    twin.reset(sim)
+    moved = 0
+    for _ in range(sc.episode_steps):
+        snap = sim.snapshot()
+        masks = sim.masks(snap)
+        want = reference.greedy_actions(twin, snap, masks)
+        got = list(greedy.decide(snap, masks))
+        assert got == want
+        moved += sum(a != STAY for a in got)
+        sim.apply([sim.plan(Move(i, a - 1)) for i, a in enumerate(got) if a != STAY][:1])
+    assert moved
