@@ -19,8 +19,9 @@ from strategies.base import NoOptions, StrategyContext
 from strategies.gated import Proposals
 from strategies.prediction import Predictor
 
-# How far the predictions of many moves at once may be from each one's alone (the same
-# arithmetic in another order: ~1e-15 on rewards in [-1, 1]), with a wide margin
+# Predicted at once, moves' rewards equal those predicted one by one wherever the tests compare
+# them (tests/test_fast_paths.py); the moves within this of the best are predicted again one by
+# one, so that float rounding in another order could not change a choice
 ROUNDING = 1e-9
 
 

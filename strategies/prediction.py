@@ -157,8 +157,8 @@ class Predictor:
     def changes(self, snapshot: Snapshot, services: Sequence[int], actions: Sequence[int],
                 load: Load | None = None) -> np.ndarray:
         """Each (service, move action)'s predicted reward minus staying's, as `predict` from
-        `load.view(service)` gives them (`load`: the snapshot's own), all at once: the same
-        arithmetic elementwise, equal to within float rounding (summed in another order)."""
+        `load.view(service)` gives them for a service `load` has not moved (`load`: the
+        snapshot's own), all at once: the same arithmetic, elementwise."""
         if not len(services):
             return np.zeros(0)
         load = snapshot.load if load is None else load
