@@ -17,7 +17,7 @@ and user count, in blocks solved together (vectorized), so a simulator step is m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -340,20 +340,3 @@ class PerformanceModel:
         return Outcome(latency_ms=back_ms + self.network_ms[i], throughput_rps=x,
                        service_cpu=svc_cpu, service_watts=watts,
                        host_cpu=min(1.0, background + taken + svc_cpu), host_watts=host_watts)
-
-
-def prefetch(asks: Iterable[tuple[PerformanceModel, int, int, float, float | None]]) -> None:
-    """Look up at once the outcomes about to be asked of models (model, and the arguments of
-    its `outcome`: host, users, taken, background) that they do not know yet."""
-    todo = {}
-    for model, *args in asks:
-        key = model._key(*args)
-        if key not in model._known:
-            todo[id(model._known), key] = model, key
-    if not todo:
-        return
-    tables, background, taken, users = zip(*((m.tables[k[0]], *k[1:]) for m, k in
-                                             todo.values()), strict=True)
-    solved = TABLES.lookup(*(np.array(v) for v in (tables, background, taken, users))).tolist()
-    for (model, key), row in zip(todo.values(), solved, strict=True):
-        model._known[key] = model._outcome(key, row)

@@ -52,7 +52,6 @@ class GreedyStrategy:
             change = self.predictor.changes(snapshot, [i] * len(moves), moves, load)
             near = moves[change >= change.max() - ROUNDING].tolist() if len(moves) else []
             valid = [STAY, *near]
-            self.predictor.prefetch((i, obs, a) for a in valid)  # what is new, at once
             r = {a: self.predictor.predict(obs, a, i).reward for a in valid}
             a = max((a for a in r if a == STAY or self.proposals.passes(r[a] - r[STAY])),
                     key=r.__getitem__)

@@ -3,14 +3,14 @@ minimum-gain gate. Users are assumed to stay as observed (one-step lookahead).""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from orchestrator.model import Load, Observation, Snapshot, target_host
 from orchestrator.move_cost import MoveCost
-from orchestrator.performance import TABLES, Outcome, PerformanceModel, grid_steps, prefetch
+from orchestrator.performance import TABLES, Outcome, PerformanceModel, grid_steps
 from orchestrator.scenario import HostProfile, Scenario
 from orchestrator.topology import MoveKind, Topology
 from strategies.reward import reward, rewards
@@ -96,28 +96,13 @@ class Predictor:
         """`service` settled on `place` with `users`. The other services there leave it all
         they do not use, but at least an equal share with each (as the simulated continuum
         gives services with as many processes; an assumption where they differ)."""
-        model, *args = self._ask(service, place, users)
-        return model.outcome(*args)
-
-    def _ask(self, service: int, place: Place, users: int
-             ) -> tuple[PerformanceModel, int, int, float, float]:
-        """The model and the arguments of its `outcome` for `outcome(service, place, users)`."""
         background = place.background
         if background is None:
             background = self.hosts[place.host].background_utilization
         free = 1.0 - background
-        return (self.models[service], place.host, users,
-                min(place.cpu, free - free / (1 + place.count)), background)
-
-    def prefetch(self, asks: Iterable[tuple[int, Observation, int]]) -> None:
-        """Look up at once the outcomes `predict` will need for each (service, observation,
-        action), so that many predictions cost lookups of what is known."""
-        def places(obs: Observation, action: int) -> set[int]:
-            dst = target_host(action)
-            return {obs.service.host, obs.service.host if dst is None else dst}
-
-        prefetch([self._ask(service, self.place(obs, host), obs.service.users)
-                  for service, obs, action in asks for host in places(obs, action)])
+        return self.models[service].outcome(place.host, users,
+                                            min(place.cpu, free - free / (1 + place.count)),
+                                            background)
 
     def place(self, obs: Observation, host: int) -> Place:
         """`host` as `obs` shows it to its service: the others there, the co-tenants, whether
