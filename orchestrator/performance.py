@@ -234,8 +234,8 @@ class OutcomeTables:
 
     def lookup(self, table: np.ndarray, background: np.ndarray, taken: np.ndarray,
                users: np.ndarray) -> np.ndarray:
-        """[points, FIELDS] of the given tables at the given background steps, taken steps
-        and user counts (integer arrays of one shape)."""
+        """[..., FIELDS] of the given tables at the given background steps, taken steps and
+        user counts (integer arrays, broadcast together)."""
         tb, ub = taken // TAKEN_BLOCK, users // USERS_BLOCK
         if ub.size and ub.max() >= self.index.shape[3]:
             grown = np.full((*self.index.shape[:3], int(ub.max()) + 1), -1, dtype=np.int64)
@@ -244,6 +244,7 @@ class OutcomeTables:
         block = self.index[table, background, tb, ub]
         if (block < 0).any():
             new = block < 0
+            table, background, tb, ub = np.broadcast_arrays(table, background, tb, ub)
             self._solve(sorted(set(zip(table[new].tolist(), background[new].tolist(),
                                        tb[new].tolist(), ub[new].tolist(), strict=True))))
             block = self.index[table, background, tb, ub]

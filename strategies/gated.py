@@ -74,8 +74,19 @@ class Proposals:
             out[1:] = False
         elif self.gates.min_predicted_gain is not None:
             moves = np.flatnonzero(out[1:]) + 1
-            out[moves] = [self.passes(g) for g in predictor.gains(snapshot, [i] * len(moves),
-                                                                 moves)]
+            out[moves] = self.passing(predictor.changes(snapshot, [i] * len(moves), moves))
+        return out
+
+    def passing(self, gains: np.ndarray) -> np.ndarray:
+        """`passes` of each of `gains` (unrounded) at once: rounding to 4 decimals moves a gain
+        by at most half of 1e-4, so only those nearer the minimum than 1e-4 are rounded to
+        tell."""
+        g = self.gates
+        if g is None or g.min_predicted_gain is None:
+            return np.ones(len(gains), dtype=bool)
+        out = gains >= g.min_predicted_gain
+        near = np.flatnonzero(np.abs(gains - g.min_predicted_gain) < 1e-4)
+        out[near] = [self.passes(gain) for gain in gains[near].tolist()]
         return out
 
     def choose(self, snapshot: Snapshot, i: int, mask: np.ndarray, chosen: int,

@@ -17,12 +17,7 @@ from orchestrator.model import STAY, Load, Snapshot
 from strategies.allocation import Allocation
 from strategies.base import NoOptions, StrategyContext
 from strategies.gated import Proposals
-from strategies.prediction import Predictor
-
-# Predicted at once, moves' rewards equal those predicted one by one wherever the tests compare
-# them (tests/test_fast_paths.py); the moves within this of the best are predicted again one by
-# one, so that float rounding in another order could not change a choice
-ROUNDING = 1e-9
+from strategies.prediction import ROUNDING, Predictor
 
 
 class GreedyStrategy:

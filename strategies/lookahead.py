@@ -9,10 +9,13 @@ the horizon outweighs its cost, and a service does not crowd a host whose tenant
 than it gains. Services decided before it in the tick count where they go (their load and
 their requests), as in greedy; within gates it proposes what they let through
 (strategies/gated.py): while the limit on migrations binds, the moves worth most first.
+A service's every move is valued at once (`Plan.values`); the best, and those within float
+rounding of it, again one by one (`value`), so that ties fall as in valuing each in turn.
 """
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -24,7 +27,8 @@ from orchestrator.model import STAY, Snapshot
 from strategies.allocation import Allocation
 from strategies.base import NoOptions, StrategyContext
 from strategies.gated import Proposals
-from strategies.prediction import Place, Predictor
+from strategies.prediction import CPU, LATENCY, ROUNDING, WATTS, Place, Predictor
+from strategies.reward import rewards
 
 
 class LookaheadOptions(NoOptions):
@@ -68,39 +72,43 @@ class LookaheadStrategy:
     def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
         services = snapshot.services
         self.seen.append([s.users for s in services])
-        where = [s.host if s.valid else -1 for s in services]
-        users = [self.forecast(i) for i in range(len(services))]
-        background = self.forecast_background(snapshot)
-        alloc = Allocation(self.scenario, where)
+        plan = Plan(self.predictor, [s.host if s.valid else -1 for s in services],
+                    [self.forecast(i) for i in range(len(services))],
+                    self.forecast_background(snapshot))
+        alloc = Allocation(self.scenario, plan.where)
 
         def best(i: int) -> tuple[float, int]:
             host = services[i].host
             mask = self.proposals.mask(snapshot, i, masks[i], 0, self.predictor)
-            v = {a: self.value(i, host, host if a == STAY else a - 1, where, users, background,
-                                 snapshot)
-                 for a in range(len(mask)) if a == STAY or (mask[a] and alloc.room(i, a - 1))}
-            a = max(v, key=v.__getitem__)
-            return v[a] - v[STAY], a
+            moves = np.flatnonzero(mask[1:] & alloc.rooms(i)) + 1
+            v = plan.values(i, moves - 1, snapshot)
+            near = moves[v >= v.max() - ROUNDING].tolist() if len(moves) else []
+            value = {a: self.value(i, host, host if a == STAY else a - 1, plan.tenants,
+                                   plan.users, plan.background, snapshot)
+                     for a in (STAY, *near)}
+            a = max(value, key=value.__getitem__)
+            return value[a] - value[STAY], a
 
         actions = [STAY] * len(services)
         for i, a in self.proposals(snapshot, best):
             actions[i] = alloc.move(i, a - 1)
-            where[i] = a - 1
+            plan.move(i, a - 1)
         return actions
 
-    def value(self, i: int, src: int, dst: int, where: Sequence[int],
+    def value(self, i: int, src: int, dst: int, tenants: Sequence[Sequence[int]],
               users: Sequence[Sequence[int]], background: Sequence[Sequence[float]],
               now: Snapshot) -> float:
         """Predicted reward over the horizon of service i going from src to dst, and of the
-        services on dst with it there minus without it; users[o][k] and background[h][k] as
-        forecast, sleeping hosts as observed `now`."""
+        services on dst with it there minus without it; tenants[h] the services on host h (in
+        service order), users[o][k] and background[h][k] as forecast, sleeping hosts as
+        observed `now`."""
         p = self.predictor
 
         def alone(o: int, host: int, k: int) -> float:
             place = Place(host, background=background[host][k])
             return p.outcome(o, place, users[o][k]).service_cpu
 
-        beside = [o for o, at in enumerate(where) if at == dst and o != i]
+        beside = [o for o in tenants[dst] if o != i]
         total = 0.0
         for k in range(self.horizon):
             cpu = {o: alone(o, dst, k) for o in beside}
@@ -108,7 +116,7 @@ class LookaheadStrategy:
             there = Place(dst, load, len(beside), background[dst][k], now.hosts[dst].asleep)
             here = there
             if k == 0 and src != dst:  # where it serves until its new copy is ready
-                with_it = [o for o, at in enumerate(where) if at == src and o != i]
+                with_it = [o for o in tenants[src] if o != i]
                 here = Place(src, sum(alone(o, src, k) for o in with_it), len(with_it),
                              background[src][k])
             own = p.at(i, here, there, users[i][k])
@@ -120,3 +128,91 @@ class LookaheadStrategy:
                     place = Place(dst, others, count, background[dst][k])
                     total += sign * p.at(o, place, place, users[o][k]).reward
         return total
+
+
+def tenancy(where: Sequence[int], hosts: int) -> list[list[int]]:
+    """The services on each of `hosts` hosts (in service order), `where` each service is (-1:
+    nowhere)."""
+    tenants: list[list[int]] = [[] for _ in range(hosts)]
+    for o, h in enumerate(where):
+        if h >= 0:
+            tenants[h].append(o)
+    return tenants
+
+
+class Plan:
+    """A tick's forecast and where its services are as its moves are chosen; for `values`,
+    each service's CPU alone on its host in each step of the horizon and each host's sum of
+    them (summed in service order, as `LookaheadStrategy.value` sums them: both see the same
+    loads, so they put the same load on the same step of the performance tables)."""
+
+    def __init__(self, predictor: Predictor, where: Sequence[int],
+                 users: Sequence[Sequence[int]], background: Sequence[Sequence[float]]) -> None:
+        self.predictor = predictor
+        self.where = np.array(where, dtype=np.int64)
+        self.users, self.background = users, background  # as `value` reads them
+        self.users_array = np.array(users, dtype=np.int64).reshape(len(where), -1)
+        self.background_array = np.array(background, dtype=float)
+        self.tenants = tenancy(where, len(background))
+        self.count = np.array([len(t) for t in self.tenants])
+        self.alone = np.zeros(self.users_array.shape)  # [service, step]
+        self.load = np.zeros(self.background_array.shape)  # [host, step]
+        self._settle(np.flatnonzero(self.where >= 0))
+        for h in np.flatnonzero(self.count):
+            self._sum(h)
+
+    def _settle(self, services: np.ndarray) -> None:
+        """`alone` of `services` on their hosts."""
+        at = self.where[services]
+        self.alone[services] = self.predictor.outcomes(
+            services[:, None], at[:, None], 0.0, 0, self.background_array[at],
+            self.users_array[services])[..., CPU]
+
+    def _sum(self, h: int) -> None:
+        self.load[h] = [sum(step) for step in self.alone[self.tenants[h]].T.tolist()]
+
+    def move(self, i: int, to: int) -> None:
+        """Count service i on host `to`."""
+        src = int(self.where[i])
+        self.tenants[src].remove(i)
+        insort(self.tenants[to], i)
+        self.where[i] = to
+        self.count[[src, to]] += -1, 1
+        self._settle(np.array([i]))
+        self._sum(src)
+        self._sum(to)
+
+    def values(self, i: int, dst: np.ndarray, now: Snapshot) -> np.ndarray:
+        """`LookaheadStrategy.value` of service i going to each of the hosts `dst` (not its
+        own), all at once: the same arithmetic, summed in another order."""
+        p, src = self.predictor, int(self.where[i])
+        if not len(dst):
+            return np.zeros(0)
+        own = p.outcomes(i, dst[:, None], self.load[dst], self.count[dst, None],
+                         self.background_array[dst], self.users_array[i])
+        watts, latency = own[..., WATTS], own[..., LATENCY]
+        # its first step is the move, from where it serves with the others there until then
+        with_it = [o for o in self.tenants[src] if o != i]
+        here = p.outcome(i, Place(src, sum(self.alone[with_it, 0].tolist()), len(with_it),
+                                  self.background[src][0]), self.users[i][0])
+        wake = np.where(now.sleeping[dst], p.wake_s[dst], 0.0)
+        watts[:, 0], latency[:, 0] = p.move_cost.steps(
+            i, src, dst, (here.service_watts, here.latency_ms), (watts[:, 0], latency[:, 0]),
+            wake)
+        total = rewards(p.reward_kind, watts, latency, p.p_max, p.slas[i]).sum(axis=1)
+        # the services on each of dst (o, on host `at`, the slot-th of dst), with it there
+        # minus without it
+        slot = np.full(len(self.count), -1)
+        slot[dst] = np.arange(len(dst))
+        o = np.flatnonzero((self.where >= 0) & (slot[self.where] >= 0))
+        at = self.where[o]
+        rest, n = self.load[at] - self.alone[o], self.count[at, None]
+
+        def reward_with(cpu: np.ndarray, count: np.ndarray) -> np.ndarray:
+            out = p.outcomes(o[:, None], at[:, None], cpu, count, self.background_array[at],
+                             self.users_array[o])
+            return rewards(p.reward_kind, out[..., WATTS], out[..., LATENCY], p.p_max,
+                           p.slas[o, None])
+
+        change = reward_with(rest + own[slot[at], :, CPU], n) - reward_with(rest, n - 1)
+        return total + np.bincount(slot[at], weights=change.sum(axis=1), minlength=len(dst))

@@ -15,6 +15,12 @@ from orchestrator.scenario import HostProfile, Scenario
 from orchestrator.topology import MoveKind, Topology
 from strategies.reward import reward, rewards
 
+LATENCY, CPU, WATTS = 0, 2, 3  # fields of `outcomes` (the performance tables')
+# Predicted at once, rewards equal those predicted one by one wherever the tests compare them
+# (tests/test_fast_paths.py); planners predict again one by one the moves within this of the
+# best, so that float rounding in another order could not change a choice
+ROUNDING = 1e-9
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -104,6 +110,19 @@ class Predictor:
                                             min(place.cpu, free - free / (1 + place.count)),
                                             background)
 
+    def outcomes(self, service: np.ndarray | int, host: np.ndarray, cpu: np.ndarray,
+                 count: np.ndarray | int, background: np.ndarray, users: np.ndarray
+                 ) -> np.ndarray:
+        """`outcome` elementwise (the same arithmetic), arrays broadcast together: [...,
+        (LATENCY, throughput, CPU, WATTS)] of `service` on `host` with `users`, `count` other
+        services using `cpu` there and co-tenants using `background`."""
+        free = 1.0 - background
+        taken = np.minimum(cpu, free - free / (1 + count))
+        out = TABLES.lookup(self.tables[service, host], grid_steps(background),
+                            grid_steps(taken), users)
+        out[..., LATENCY] += self.network[service, host]
+        return out
+
     def place(self, obs: Observation, host: int) -> Place:
         """`host` as `obs` shows it to its service: the others there, the co-tenants, whether
         it sleeps (an observation of the service alone, as `migrate --dry-run` makes, shows no
@@ -149,30 +168,28 @@ class Predictor:
         load = snapshot.load if load is None else load
         dst = np.asarray(actions) - 1
         ks, at = np.unique(services, return_inverse=True)  # each service asked once
-        k = ks[at]
 
         def each(value: Callable[[int], float]) -> np.ndarray:
-            return np.array([value(i) for i in ks.tolist()])[at]
+            return np.array([value(i) for i in ks.tolist()])
 
         src, users = each(load.where.__getitem__), each(lambda i: snapshot.services[i].users)
         own, alone = each(load.own), each(load.alone)  # the others on its own host
         bg = np.asarray(snapshot.background)
 
-        def settled(host: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """(watts, latency ms) of each service on `host`, as `outcome` of `place`."""
-            mine = host == src
-            cpu = np.where(alone, 0.0, np.where(mine, own, load.cpu[host]))
-            count = np.where(alone, 0, load.count[host] - mine)
-            free = 1.0 - bg[host]
-            taken = np.minimum(cpu, free - free / (1 + count))
-            out = TABLES.lookup(self.tables[k, host], grid_steps(bg[host]), grid_steps(taken),
-                                users)
-            return out[:, 3], out[:, 0] + self.network[k, host]
+        def settled(s: np.ndarray, host: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """(watts, latency ms) of services ks[s] on `host`, as `outcome` of `place`."""
+            mine = host == src[s]
+            cpu = np.where(alone[s], 0.0, np.where(mine, own[s], load.cpu[host]))
+            count = np.where(alone[s], 0, load.count[host] - mine)
+            out = self.outcomes(ks[s], host, cpu, count, bg[host], users[s])
+            return out[..., WATTS], out[..., LATENCY]
 
-        here, there = settled(src), settled(dst)
+        here = settled(np.arange(len(ks)), src)  # staying: once per service
+        stay = rewards(self.reward_kind, *here, self.p_max, self.slas[ks])[at]
+        k, there = ks[at], settled(at, dst)
         wake = np.where(snapshot.sleeping[dst], self.wake_s[dst], 0.0)
-        watts, latency = self.move_cost.steps(k, src, dst, here, there, wake)
-        stay = rewards(self.reward_kind, *here, self.p_max, self.slas[k])
+        watts, latency = self.move_cost.steps(k, src[at], dst, (here[0][at], here[1][at]),
+                                              there, wake)
         chosen = rewards(self.reward_kind, watts, latency, self.p_max, self.slas[k])
         return chosen - stay
 

@@ -2,8 +2,8 @@
 performance model one point at a time in Python (orchestrator/performance.py's Backend and
 PerformanceModel before their outcomes were solved vectorized in blocks), the simulated
 continuum's masks computed whole after every move, the RL strategies asking the model for
-one service at a time, and greedy predicting every host one by one. Tests pin the fast paths
-to these."""
+one service at a time, and greedy and lookahead predicting every host one by one. Tests pin
+the fast paths to these."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from orchestrator.model import STAY, Load, Move, Snapshot, target_host
 from orchestrator.performance import SHARE_STEP, Outcome, share_watts
 from orchestrator.scenario import HostProfile, ServiceSpec
 from strategies.allocation import Allocation
+from strategies.lookahead import tenancy
 from strategies.rl import CHOOSE
 
 
@@ -144,6 +145,32 @@ def greedy_actions(greedy: Any, snapshot: Snapshot, masks: np.ndarray) -> list[i
     for i, a in greedy.proposals(snapshot, best):
         actions[i] = alloc.move(i, a - 1)
         load.move(i, a - 1)
+    return actions
+
+
+def lookahead_actions(look: Any, snapshot: Snapshot, masks: np.ndarray) -> list[int]:
+    """LookaheadStrategy.decide as first written: every action the masks, the gates and the
+    requests allow valued one by one (`value`)."""
+    services = snapshot.services
+    look.seen.append([s.users for s in services])
+    where = [s.host if s.valid else -1 for s in services]
+    users = [look.forecast(i) for i in range(len(services))]
+    background = look.forecast_background(snapshot)
+    alloc = Allocation(look.scenario, where)
+
+    def best(i: int) -> tuple[float, int]:
+        host, tenants = services[i].host, tenancy(where, len(background))
+        mask = look.proposals.mask(snapshot, i, masks[i], 0, look.predictor)
+        v = {a: look.value(i, host, host if a == STAY else a - 1, tenants, users, background,
+                           snapshot)
+             for a in range(len(mask)) if a == STAY or (mask[a] and alloc.room(i, a - 1))}
+        a = max(v, key=v.__getitem__)
+        return v[a] - v[STAY], a
+
+    actions = [STAY] * len(services)
+    for i, a in look.proposals(snapshot, best):
+        actions[i] = alloc.move(i, a - 1)
+        where[i] = a - 1
     return actions
 
 

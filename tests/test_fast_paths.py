@@ -16,8 +16,8 @@ from orchestrator.sim.continuum import VECTORIZED_FROM, SimulatedContinuum, meas
 from strategies.allocation import Allocation
 from strategies.base import StrategyContext, create
 from strategies.gated import Proposals
-from strategies.greedy import ROUNDING
-from strategies.prediction import Predictor, compare
+from strategies.lookahead import Plan
+from strategies.prediction import ROUNDING, Predictor, compare
 from tests import reference
 
 SCENARIOS = ["paper", "continuum", "bursty"]
@@ -170,6 +170,18 @@ def test_gated_choice_is_the_best_scoring_action_of_the_gated_mask(name):
     assert passed
 
 
+def test_gains_passed_at_once_as_one_by_one():
+    """Proposals.passing against `passes` of each gain: far from the minimum, near it and at
+    the half-steps of its rounding."""
+    proposals = Proposals(ControllerConfig(min_predicted_gain=0.02))
+    rng = np.random.default_rng(7)
+    gains = np.concatenate([rng.uniform(-1, 1, 1000), 0.02 + rng.uniform(-2e-4, 2e-4, 1000),
+                            0.02 + np.arange(-30, 31) * 0.5e-5])
+    passed = proposals.passing(gains).tolist()
+    assert passed == [proposals.passes(gain) for gain in gains.tolist()]
+    assert passed != (gains >= 0.02).tolist()  # rounding decides some
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_gains_at_once_match_each_move_predicted_alone(name):
     """Predictor.gains (what the gates weigh, many moves at once) against `compare` of
@@ -212,24 +224,66 @@ def test_gains_at_once_match_each_move_predicted_alone(name):
     assert asleep or not any(h.sleep_watts is not None for h in sc.hosts)
 
 
+@pytest.mark.parametrize("name", ["continuum", "bursty"])
+def test_lookahead_values_every_host_at_once_as_one_by_one(name):
+    """Plan.values against LookaheadStrategy.value for every valid service and every other
+    host, tick by tick over an episode the planner plays (services sharing hosts, hosts
+    asleep where they sleep), as the tick's first moves are chosen: equal within far less
+    than ROUNDING."""
+    sc = load_scenario(name)
+    sim = SimulatedContinuum(sc, "test", seed=2)
+    look = create("lookahead", StrategyContext(sc))
+    look.reset(sim)
+    rng = np.random.default_rng(0)
+    worst, shared, asleep = 0.0, 0, 0
+    for _ in range(sc.episode_steps):
+        snap = sim.snapshot()
+        look.seen.append([s.users for s in snap.services])
+        services = range(len(snap.services))
+        plan = Plan(look.predictor, [s.host if s.valid else -1 for s in snap.services],
+                    [look.forecast(i) for i in services], look.forecast_background(snap))
+        for i in rng.permutation(len(snap.services)).tolist():
+            src = int(plan.where[i])
+            if src < 0:
+                continue
+            dst = np.array([h for h in range(len(snap.hosts)) if h != src])
+            one_by_one = [look.value(i, src, d, plan.tenants, plan.users, plan.background,
+                                     snap) for d in dst.tolist()]
+            worst = max(worst, float(np.abs(plan.values(i, dst, snap) - one_by_one).max()))
+            if rng.random() < 0.3:  # as a move is chosen in the tick
+                plan.move(i, int(rng.choice(dst)))
+        shared += int((plan.count > 1).sum())
+        asleep += sum(h.asleep for h in snap.hosts)
+        look.seen.pop()  # decide sees this tick
+        sim.apply([sim.plan(Move(i, a - 1)) for i, a in enumerate(look.decide(snap,
+                   sim.masks(snap))) if a != STAY][:1])
+    assert worst <= ROUNDING / 1000
+    assert shared
+    assert asleep or not any(h.sleep_watts is not None for h in sc.hosts)
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 @pytest.mark.parametrize("gates", [None, ControllerConfig(), ControllerConfig(
     max_concurrent_migrations=3, min_predicted_gain=0.0, cooldown_s=0)])
-def test_greedy_decides_as_when_it_predicted_every_host_one_by_one(name, gates):
-    """Greedy (every move predicted at once, the best few again one by one) against predicting
-    every allowed host one by one (tests/reference.py), tick by tick over an episode it plays,
-    without gates, with the default gates and with a limit of three moves a tick."""
+@pytest.mark.parametrize("planner", ["greedy", "lookahead"])
+def test_planners_decide_as_when_they_predicted_every_host_one_by_one(planner, name, gates):
+    """Greedy and lookahead (every move predicted at once, the best few again one by one)
+    against predicting every allowed host one by one (tests/reference.py), tick by tick over
+    an episode they play, without gates, with the default gates and with a limit of three
+    moves a tick."""
     sc = load_scenario(name)
     sim = SimulatedContinuum(sc, "test", seed=1)
-    greedy, twin = (create("greedy", StrategyContext(sc, gates=gates)) for _ in range(2))
-    greedy.reset(sim)
+    fast, twin = (create(planner, StrategyContext(sc, gates=gates)) for _ in range(2))
+    fast.reset(sim)
     twin.reset(sim)
+    one_by_one = {"greedy": reference.greedy_actions,
+                  "lookahead": reference.lookahead_actions}[planner]
     moved = 0
     for _ in range(sc.episode_steps):
         snap = sim.snapshot()
         masks = sim.masks(snap)
-        want = reference.greedy_actions(twin, snap, masks)
-        got = list(greedy.decide(snap, masks))
+        want = one_by_one(twin, snap, masks)
+        got = list(fast.decide(snap, masks))
         assert got == want
         moved += sum(a != STAY for a in got)
         sim.apply([sim.plan(Move(i, a - 1)) for i, a in enumerate(got) if a != STAY][:1])

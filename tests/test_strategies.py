@@ -8,6 +8,7 @@ from orchestrator.sim.continuum import SimulatedContinuum
 from strategies.base import StrategyContext, create, names
 from strategies.env import GreenWiseEnv
 from strategies.evaluation import comparison, improvement, run_episodes
+from strategies.lookahead import tenancy
 from strategies.prediction import Place, Predictor
 
 HOST = {h.name: i for i, h in enumerate(PAPER.hosts)}
@@ -255,8 +256,9 @@ def test_lookahead_counts_what_a_service_costs_its_neighbours():
     users = [[30, 30], [20, 20]]  # b from edge0 to edge2, a on cloud or on edge2
     quiet = Snapshot(0, (), tuple(HostState(h.name, "c", 10.0, 0.0) for h in PAPER.hosts))
     background = s.forecast_background(quiet)
-    alone = s.value(1, edge0, edge2, [cloud, edge0], users, background, quiet)
-    beside = s.value(1, edge0, edge2, [edge2, edge0], users, background, quiet)
+    hosts = len(PAPER.hosts)
+    alone = s.value(1, edge0, edge2, tenancy([cloud, edge0], hosts), users, background, quiet)
+    beside = s.value(1, edge0, edge2, tenancy([edge2, edge0], hosts), users, background, quiet)
     a_cpu = s.predictor.outcome(0, Place(edge2), 30).service_cpu
     there = Place(edge2, a_cpu, 1)
     own = sum(s.predictor.at(1, Place(edge0) if k == 0 else there, there, 20).reward
