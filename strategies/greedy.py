@@ -43,9 +43,10 @@ class GreedyStrategy:
             moves = np.flatnonzero(masks[i][1:] & alloc.rooms(i)) + 1
             # Every move predicted at once finds the best; it and those within float rounding
             # of it are predicted one by one, so that ties fall as they always have (the best
-            # passes the gain gate if any move does: the gate is monotone in the gain)
+            # passes the gain gate if any move does: the gate is monotone in the gain), unless
+            # it gains less than staying (which ties go to)
             change = self.predictor.changes(snapshot, [i] * len(moves), moves, load)
-            near = moves[change >= change.max() - ROUNDING].tolist() if len(moves) else []
+            near = moves[change >= change.max(initial=0.0) - ROUNDING].tolist()
             valid = [STAY, *near]
             r = {a: self.predictor.predict(obs, a, i).reward for a in valid}
             a = max((a for a in r if a == STAY or self.proposals.passes(r[a] - r[STAY])),

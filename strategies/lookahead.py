@@ -77,17 +77,20 @@ class LookaheadStrategy:
                     self.forecast_background(snapshot))
         alloc = Allocation(self.scenario, plan.where)
 
-        def best(i: int) -> tuple[float, int]:
+        def value(i: int, a: int) -> float:
             host = services[i].host
+            return self.value(i, host, host if a == STAY else a - 1, plan.tenants, plan.users,
+                              plan.background, snapshot)
+
+        def best(i: int) -> tuple[float, int]:
             mask = self.proposals.mask(snapshot, i, masks[i], 0, self.predictor)
             moves = np.flatnonzero(mask[1:] & alloc.rooms(i)) + 1
-            v = plan.values(i, moves - 1, snapshot)
-            near = moves[v >= v.max() - ROUNDING].tolist() if len(moves) else []
-            value = {a: self.value(i, host, host if a == STAY else a - 1, plan.tenants,
-                                   plan.users, plan.background, snapshot)
-                     for a in (STAY, *near)}
-            a = max(value, key=value.__getitem__)
-            return value[a] - value[STAY], a
+            v, stay = plan.values(i, moves - 1, snapshot), value(i, STAY)
+            # a move worth less than staying is not taken (ties go to staying)
+            near = moves[v >= v.max(initial=stay) - ROUNDING].tolist()
+            values = {STAY: stay} | {a: value(i, a) for a in near}
+            a = max(values, key=values.__getitem__)
+            return values[a] - stay, a
 
         actions = [STAY] * len(services)
         for i, a in self.proposals(snapshot, best):
