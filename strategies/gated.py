@@ -70,12 +70,24 @@ class Proposals:
         if self.gates is None:
             return mask
         out = mask.copy()
-        if self.closed(i, chosen):
-            out[1:] = False
-        elif self.gates.min_predicted_gain is not None:
-            moves = np.flatnonzero(out[1:]) + 1
-            out[moves] = self.passing(predictor.changes(snapshot, [i] * len(moves), moves))
+        out[1:] = False
+        [allowed] = self.allowed(snapshot, [i], [np.flatnonzero(mask[1:]) + 1], chosen,
+                                 predictor)
+        out[allowed] = True
         return out
+
+    def allowed(self, snapshot: Snapshot, services: list[int], moves: list[np.ndarray],
+                chosen: int, predictor: Predictor) -> list[np.ndarray]:
+        """Of each service's move actions, those the gates would let through, `chosen` moves
+        being decided before them in the tick (after `begin`): the gains predicted at once."""
+        if self.gates is None:
+            return moves
+        moves = [m[:0] if self.closed(i, chosen) else m for i, m in zip(services, moves,
+                                                                       strict=True)]
+        if self.gates.min_predicted_gain is None:
+            return moves
+        changes = predictor.changes_each(snapshot, services, moves)
+        return [m[self.passing(c)] for m, c in zip(moves, changes, strict=True)]
 
     def passing(self, gains: np.ndarray) -> np.ndarray:
         """`passes` of each of `gains` (unrounded) at once: rounding to 4 decimals moves a gain
@@ -105,10 +117,14 @@ class Proposals:
         gains = predictor.gains(snapshot, [i] * len(above), above)
         return next((a for a, gain in zip(above, gains, strict=True) if self.passes(gain)), STAY)
 
-    def __call__(self, snapshot: Snapshot, best: Best) -> Iterator[tuple[int, int]]:
+    def __call__(self, snapshot: Snapshot, best: Best,
+                 weigh: Callable[[list[int]], None] | None = None
+                 ) -> Iterator[tuple[int, int]]:
         """(service, action) of each move a planner proposes; the caller counts each one
         (where it goes, what it requests) before the next is chosen. `best` must leave out
-        the moves `passes` refuses."""
+        the moves `passes` refuses. `weigh`, if given, is told the services about to be
+        weighed side by side (nothing moving between them), before `best` is asked of each:
+        a planner may predict them all at once."""
         pending = self.begin(snapshot)
         limit = len(pending) if self.gates is None else self.gates.max_concurrent_migrations
         if limit >= len(pending):  # in turn
@@ -118,6 +134,8 @@ class Proposals:
                     yield i, a
             return
         for _ in range(limit):  # best first
+            if weigh is not None:
+                weigh(pending)
             (_, a), i = max(((best(i), i) for i in pending), default=((0.0, STAY), -1))
             if a == STAY:
                 return

@@ -38,15 +38,23 @@ class GreedyStrategy:
         alloc = Allocation(self.scenario, [s.host for s in snapshot.services])
         load = Load(snapshot, self.scenario.capacity)
 
+        ahead: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # moves and changes, weighed
+
+        def weigh(services: list[int]) -> None:
+            each = [np.flatnonzero(masks[i][1:] & alloc.rooms(i)) + 1 for i in services]
+            ahead.update(zip(services, zip(each, self.predictor.changes_each(
+                snapshot, services, each, load), strict=True), strict=True))
+
         def best(i: int) -> tuple[float, int]:
             obs = load.view(i)
-            moves = np.flatnonzero(masks[i][1:] & alloc.rooms(i)) + 1
+            if i not in ahead:
+                weigh([i])
+            mine, change = ahead.pop(i)
             # Every move predicted at once finds the best; it and those within float rounding
             # of it are predicted one by one, so that ties fall as they always have (the best
             # passes the gain gate if any move does: the gate is monotone in the gain), unless
             # it gains less than staying (which ties go to)
-            change = self.predictor.changes(snapshot, [i] * len(moves), moves, load)
-            near = moves[change >= change.max(initial=0.0) - ROUNDING].tolist()
+            near = mine[change >= change.max(initial=0.0) - ROUNDING].tolist()
             valid = [STAY, *near]
             r = {a: self.predictor.predict(obs, a, i).reward for a in valid}
             a = max((a for a in r if a == STAY or self.proposals.passes(r[a] - r[STAY])),
@@ -54,7 +62,7 @@ class GreedyStrategy:
             return r[a] - r[STAY], a
 
         actions = [STAY] * len(snapshot.services)
-        for i, a in self.proposals(snapshot, best):
+        for i, a in self.proposals(snapshot, best, weigh):
             actions[i] = alloc.move(i, a - 1)
             load.move(i, a - 1)
         return actions

@@ -82,9 +82,17 @@ class LookaheadStrategy:
             return self.value(i, host, host if a == STAY else a - 1, plan.tenants, plan.users,
                               plan.background, snapshot)
 
+        ahead: dict[int, np.ndarray] = {}  # the moves the gates let through, weighed
+
+        def weigh(services: list[int]) -> None:
+            each = [np.flatnonzero(masks[i][1:] & alloc.rooms(i)) + 1 for i in services]
+            ahead.update(zip(services, self.proposals.allowed(snapshot, services, each, 0,
+                                                              self.predictor), strict=True))
+
         def best(i: int) -> tuple[float, int]:
-            mask = self.proposals.mask(snapshot, i, masks[i], 0, self.predictor)
-            moves = np.flatnonzero(mask[1:] & alloc.rooms(i)) + 1
+            if i not in ahead:
+                weigh([i])
+            moves = ahead.pop(i)
             v, stay = plan.values(i, moves - 1, snapshot), value(i, STAY)
             # a move worth less than staying is not taken (ties go to staying)
             near = moves[v >= v.max(initial=stay) - ROUNDING].tolist()
@@ -93,7 +101,7 @@ class LookaheadStrategy:
             return values[a] - stay, a
 
         actions = [STAY] * len(services)
-        for i, a in self.proposals(snapshot, best):
+        for i, a in self.proposals(snapshot, best, weigh):
             actions[i] = alloc.move(i, a - 1)
             plan.move(i, a - 1)
         return actions

@@ -13,6 +13,7 @@ from orchestrator.control.loop import Loop
 from orchestrator.model import STAY, Load, Move
 from orchestrator.performance import PerformanceModel, curve_fraction, curve_fractions, curve_points
 from orchestrator.sim.continuum import VECTORIZED_FROM, SimulatedContinuum, measure
+from strategies import prediction
 from strategies.allocation import Allocation
 from strategies.base import StrategyContext, create
 from strategies.gated import Proposals
@@ -183,11 +184,14 @@ def test_gains_passed_at_once_as_one_by_one():
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_gains_at_once_match_each_move_predicted_alone(name):
+def test_gains_at_once_match_each_move_predicted_alone(name, monkeypatch):
     """Predictor.gains (what the gates weigh, many moves at once) against `compare` of
     `predict` move by move, for every service and host over an episode of random moves
     (hosts shared, moves under way, hosts asleep where the scenario lets them sleep); and
-    `changes` (greedy's) from a load with moves decided, unrounded, to within float rounding."""
+    `changes` (greedy's) from a load with moves decided, unrounded, to within float rounding;
+    and `changes_each` (several services' moves in one array, a few services an array here)
+    exactly as `changes` of each service's alone."""
+    monkeypatch.setattr(prediction, "AT_ONCE", 3)
     sc = load_scenario(name)
     sim = SimulatedContinuum(sc, "test", seed=1)
     predictor = Predictor(sc, model=sim.model)
@@ -217,6 +221,11 @@ def test_gains_at_once_match_each_move_predicted_alone(name):
         exact = [predictor.predict(load.view(i), a, i).reward
                  - predictor.predict(load.view(i), STAY, i).reward for i, a in undecided]
         assert np.abs(change - exact).max(initial=0.0) <= ROUNDING / 1000
+        services = sorted({i for i, _ in undecided})
+        each = [np.array([a for j, a in undecided if j == i]) for i in services]
+        for i, a, c in zip(services, each, predictor.changes_each(snap, services, each, load),
+                           strict=True):
+            assert c.tolist() == predictor.changes(snap, [i] * len(a), a, load).tolist()
         shared += int((snap.load.count > 1).sum())
         asleep += sum(h.asleep for h in snap.hosts)
         loop.tick()
