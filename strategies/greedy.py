@@ -46,7 +46,6 @@ class GreedyStrategy:
                 snapshot, services, each, load), strict=True), strict=True))
 
         def best(i: int) -> tuple[float, int]:
-            obs = load.view(i)
             if i not in ahead:
                 weigh([i])
             mine, change = ahead.pop(i)
@@ -55,8 +54,10 @@ class GreedyStrategy:
             # passes the gain gate if any move does: the gate is monotone in the gain), unless
             # it gains less than staying (which ties go to)
             near = mine[change >= change.max(initial=0.0) - ROUNDING].tolist()
-            valid = [STAY, *near]
-            r = {a: self.predictor.predict(obs, a, i).reward for a in valid}
+            if not near:
+                return 0.0, STAY
+            obs = load.view(i)
+            r = {a: self.predictor.predict(obs, a, i).reward for a in (STAY, *near)}
             a = max((a for a in r if a == STAY or self.proposals.passes(r[a] - r[STAY])),
                     key=r.__getitem__)
             return r[a] - r[STAY], a

@@ -93,6 +93,8 @@ class LookaheadStrategy:
             if i not in ahead:
                 weigh([i])
             moves = ahead.pop(i)
+            if not len(moves):
+                return 0.0, STAY
             v, stay = plan.values(i, moves - 1, snapshot), value(i, STAY)
             # a move worth less than staying is not taken (ties go to staying)
             near = moves[v >= v.max(initial=stay) - ROUNDING].tolist()
