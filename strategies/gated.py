@@ -18,16 +18,18 @@ chosen before it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from orchestrator.config import ControllerConfig
 from orchestrator.model import STAY, Snapshot
-from strategies.prediction import Predictor
+from strategies.prediction import AT_ONCE, Predictor
 
 Best = Callable[[int], tuple[float, int]]
 """A service's best action given the moves chosen so far, and what it gains over staying."""
+Bounds = Callable[[list[int]], Sequence[float]]
+"""For each of some services, a gain its `Best` cannot exceed (inf: no bound known)."""
 
 
 class Proposals:
@@ -117,14 +119,15 @@ class Proposals:
         gains = predictor.gains(snapshot, [i] * len(above), above)
         return next((a for a, gain in zip(above, gains, strict=True) if self.passes(gain)), STAY)
 
-    def __call__(self, snapshot: Snapshot, best: Best,
-                 weigh: Callable[[list[int]], None] | None = None
-                 ) -> Iterator[tuple[int, int]]:
+    def __call__(self, snapshot: Snapshot, best: Best, weigh: Bounds | None = None,
+                 ceiling: Bounds | None = None) -> Iterator[tuple[int, int]]:
         """(service, action) of each move a planner proposes; the caller counts each one
         (where it goes, what it requests) before the next is chosen. `best` must leave out
-        the moves `passes` refuses. `weigh`, if given, is told the services about to be
-        weighed side by side (nothing moving between them), before `best` is asked of each:
-        a planner may predict them all at once."""
+        the moves `passes` refuses. While the limit binds, services are weighed side by side
+        (nothing moving between them), AT_ONCE at a time, those with the highest `ceiling`
+        first: `weigh`, if given, is told them before `best` is asked of each (a planner may
+        predict them all at once) and bounds their gains tighter; `best` is asked only of
+        those whose bounds reach the best gain found so far."""
         pending = self.begin(snapshot)
         limit = len(pending) if self.gates is None else self.gates.max_concurrent_migrations
         if limit >= len(pending):  # in turn
@@ -134,10 +137,27 @@ class Proposals:
                     yield i, a
             return
         for _ in range(limit):  # best first
-            if weigh is not None:
-                weigh(pending)
-            (_, a), i = max(((best(i), i) for i in pending), default=((0.0, STAY), -1))
+            (_, a), i = self.top(pending, best, weigh, ceiling)
             if a == STAY:
                 return
             yield i, a
             pending.remove(i)
+
+    @staticmethod
+    def top(pending: list[int], best: Best, weigh: Bounds | None, ceiling: Bounds | None
+            ) -> tuple[tuple[float, int], int]:
+        """max((best(i), i) for i in pending), without asking `best` of the services whose
+        bound is below a gain already found: no such service could be the max or tie it."""
+        cap = dict(zip(pending, ceiling(pending) if ceiling else [np.inf] * len(pending),
+                       strict=True))
+        order = sorted(pending, key=lambda i: -cap[i])  # stable: ties in service order
+        found = ((0.0, STAY), -1)  # every best gains >= 0, staying 0
+        for start in range(0, len(order), AT_ONCE):
+            some = [i for i in order[start:start + AT_ONCE] if cap[i] >= found[0][0]]
+            if not some:
+                break
+            bounds = weigh(some) if weigh else [np.inf] * len(some)
+            for i, bound in zip(some, bounds, strict=True):
+                if bound >= found[0][0]:
+                    found = max(found, (best(i), i))
+        return found

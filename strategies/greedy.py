@@ -3,7 +3,8 @@ best predicted reward for that service (move costs included), assuming users sta
 The services decided before it in the tick count where they go: their load on the hosts
 (contention, strategies/prediction.py) and their requests (no two onto a host that cannot take
 both). Within gates it proposes what they let through (strategies/gated.py): while the limit
-on migrations binds, the moves that gain most first."""
+on migrations binds, the moves that gain most first, predicting no move of a service whose
+ceiling (what any move could gain it, `Predictor.ceilings`) is below a gain already found."""
 
 from __future__ import annotations
 
@@ -40,10 +41,16 @@ class GreedyStrategy:
 
         ahead: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # moves and changes, weighed
 
-        def weigh(services: list[int]) -> None:
+        def weigh(services: list[int]) -> list[float]:
             each = [np.flatnonzero(masks[i][1:] & alloc.rooms(i)) + 1 for i in services]
-            ahead.update(zip(services, zip(each, self.predictor.changes_each(
-                snapshot, services, each, load), strict=True), strict=True))
+            changes = self.predictor.changes_each(snapshot, services, each, load)
+            ahead.update(zip(services, zip(each, changes, strict=True), strict=True))
+            # what `best` can gain: the best move's change (if above staying), as predicted
+            # one by one
+            return [max(0.0, c.max(initial=0.0)) + ROUNDING for c in changes]
+
+        def ceiling(services: list[int]) -> list[float]:
+            return self.predictor.ceilings(snapshot, services, load).tolist()
 
         def best(i: int) -> tuple[float, int]:
             if i not in ahead:
@@ -63,7 +70,7 @@ class GreedyStrategy:
             return r[a] - r[STAY], a
 
         actions = [STAY] * len(snapshot.services)
-        for i, a in self.proposals(snapshot, best, weigh):
+        for i, a in self.proposals(snapshot, best, weigh, ceiling):
             actions[i] = alloc.move(i, a - 1)
             load.move(i, a - 1)
         return actions

@@ -84,10 +84,11 @@ class LookaheadStrategy:
 
         ahead: dict[int, np.ndarray] = {}  # the moves the gates let through, weighed
 
-        def weigh(services: list[int]) -> None:
+        def weigh(services: list[int]) -> list[float]:
             each = [np.flatnonzero(masks[i][1:] & alloc.rooms(i)) + 1 for i in services]
-            ahead.update(zip(services, self.proposals.allowed(snapshot, services, each, 0,
-                                                              self.predictor), strict=True))
+            allowed = self.proposals.allowed(snapshot, services, each, 0, self.predictor)
+            ahead.update(zip(services, allowed, strict=True))
+            return [np.inf if len(moves) else 0.0 for moves in allowed]  # none: it stays
 
         def best(i: int) -> tuple[float, int]:
             if i not in ahead:

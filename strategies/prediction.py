@@ -13,7 +13,7 @@ from orchestrator.move_cost import MoveCost
 from orchestrator.performance import TABLES, Outcome, PerformanceModel, grid_steps
 from orchestrator.scenario import HostProfile, Scenario
 from orchestrator.topology import MoveKind, Topology
-from strategies.reward import reward, rewards
+from strategies.reward import SLA_PENALTY, reward, rewards
 
 LATENCY, CPU, WATTS = 0, 2, 3  # fields of `outcomes` (the performance tables')
 # Predicted at once, rewards equal those predicted one by one wherever the tests compare them
@@ -88,6 +88,17 @@ class Predictor:
         self.network = np.array([m.network_ms for m in self.models])
         self.slas = np.array([s.sla_latency_ms for s in scenario.fleet])
         self.wake_s = np.array([h.wake_s or 0.0 for h in self.hosts])
+        # The least power and latency any host could give each service, however loaded (for
+        # `ceilings`): its share of the host's idle power (its dynamic share is >= 0) and one
+        # batch of one image on a whole core of that host, plus its users' network latency
+        # (less float rounding: the tables' latency is solved by bisection)
+        processes = np.array([[1 + s.workers_on(h) for h in self.hosts] for s in scenario.fleet])
+        idle, base = (np.array([[getattr(h, f) for h in self.hosts]])
+                      for f in ("idle_watts", "base_processes"))
+        self.least_watts = (idle * processes / (base + processes)).min(axis=1)
+        batch_ms = np.array([[(s.batch_overhead_ms + s.inference_ms_per_image) / h.speed
+                              for h in self.hosts] for s in scenario.fleet])
+        self.least_latency = (batch_ms + self.network).min(axis=1) * (1.0 - 1e-9)
 
     def index(self, name: str) -> int:
         """The index of the service named `name` (0 if unknown: the single service)."""
@@ -181,34 +192,64 @@ class Predictor:
         snapshot's own), all at once: the same arithmetic, elementwise."""
         if not len(services):
             return np.zeros(0)
-        load = snapshot.load if load is None else load
-        dst = np.asarray(actions) - 1
         ks, at = np.unique(services, return_inverse=True)  # each service asked once
+        here = Here(self, snapshot, ks, load)
+        dst = np.asarray(actions) - 1
+        k, there = ks[at], here.settled(at, dst)
+        wake = np.where(snapshot.sleeping[dst], self.wake_s[dst], 0.0)
+        watts, latency = self.move_cost.steps(k, here.src[at], dst, (here.watts[at],
+                                                                    here.latency[at]),
+                                              there, wake)
+        chosen = rewards(self.reward_kind, watts, latency, self.p_max, self.slas[k])
+        return chosen - here.reward[at]
+
+    def ceilings(self, snapshot: Snapshot, services: Sequence[int], load: Load | None = None
+                 ) -> np.ndarray:
+        """For each of `services`, a bound no move's `changes` exceeds, without predicting
+        any move: a move's tick mixes where it serves before and after the move, its power
+        and latency weighted by the same parts of the tick (orchestrator/move_cost.py), so
+        they are at least the lesser of staying's and of the least any host could give
+        (`least_watts`, `least_latency`); the reward falls as either grows."""
+        if not len(services):
+            return np.zeros(0)
+        ks = np.asarray(services, dtype=np.int64)
+        here = Here(self, snapshot, ks, load)
+        most = rewards(self.reward_kind, np.minimum(here.watts, self.least_watts[ks]),
+                       np.minimum(here.latency, self.least_latency[ks]), self.p_max,
+                       self.slas[ks])
+        return np.maximum(most, SLA_PENALTY) - here.reward + ROUNDING
+
+
+class Here:
+    """Services `ks` (distinct) where `load` (default: the snapshot's own) has them: their
+    host, and their power, latency and reward settled there, as `outcome` of `place` gives
+    them."""
+
+    def __init__(self, predictor: Predictor, snapshot: Snapshot, ks: np.ndarray,
+                 load: Load | None) -> None:
+        self.predictor, self.ks = predictor, ks
+        self.load = snapshot.load if load is None else load
 
         def each(value: Callable[[int], float]) -> np.ndarray:
             return np.array([value(i) for i in ks.tolist()])
 
-        src, users = each(load.where.__getitem__), each(lambda i: snapshot.services[i].users)
-        own, alone = each(load.own), each(load.alone)  # the others on its own host
-        bg = np.asarray(snapshot.background)
+        self.src = each(self.load.where.__getitem__)
+        self.users = each(lambda i: snapshot.services[i].users)
+        self.own, self.alone = each(self.load.own), each(self.load.alone)  # others on its host
+        self.background = np.asarray(snapshot.background)
+        self.watts, self.latency = self.settled(np.arange(len(ks)), self.src)
+        self.reward = rewards(predictor.reward_kind, self.watts, self.latency,
+                              predictor.p_max, predictor.slas[ks])
 
-        def settled(s: np.ndarray, host: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """(watts, latency ms) of services ks[s] on `host`, as `outcome` of `place`."""
-            mine = host == src[s]
-            cpu = np.where(alone[s], 0.0, np.where(mine, own[s], load.cpu[host]))
-            count = np.where(alone[s], 0, load.count[host] - mine)
-            out = self.outcomes(ks[s], host, cpu, count, bg[host], users[s])
-            return out[..., WATTS], out[..., LATENCY]
-
-        here = settled(np.arange(len(ks)), src)  # staying: once per service
-        stay = rewards(self.reward_kind, *here, self.p_max, self.slas[ks])[at]
-        k, there = ks[at], settled(at, dst)
-        wake = np.where(snapshot.sleeping[dst], self.wake_s[dst], 0.0)
-        watts, latency = self.move_cost.steps(k, src[at], dst, (here[0][at], here[1][at]),
-                                              there, wake)
-        chosen = rewards(self.reward_kind, watts, latency, self.p_max, self.slas[k])
-        return chosen - stay
-
+    def settled(self, s: np.ndarray, host: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(watts, latency ms) of services ks[s] on `host`."""
+        load, alone = self.load, self.alone[s]
+        mine = host == self.src[s]
+        cpu = np.where(alone, 0.0, np.where(mine, self.own[s], load.cpu[host]))
+        count = np.where(alone, 0, load.count[host] - mine)
+        out = self.predictor.outcomes(self.ks[s], host, cpu, count, self.background[host],
+                                      self.users[s])
+        return out[..., WATTS], out[..., LATENCY]
 
 def compare(stay: Prediction, chosen: Prediction) -> dict[str, dict[str, float]]:
     """Staying vs the chosen action, per quantity. Power and latency: where the service settles

@@ -13,7 +13,7 @@ from orchestrator.control.loop import Loop
 from orchestrator.model import STAY, Load, Move
 from orchestrator.performance import PerformanceModel, curve_fraction, curve_fractions, curve_points
 from orchestrator.sim.continuum import VECTORIZED_FROM, SimulatedContinuum, measure
-from strategies import prediction
+from strategies import gated, prediction
 from strategies.allocation import Allocation
 from strategies.base import StrategyContext, create
 from strategies.gated import Proposals
@@ -171,6 +171,54 @@ def test_gated_choice_is_the_best_scoring_action_of_the_gated_mask(name):
     assert passed
 
 
+class _Pending:
+    """Services with known best (gain, action), weighed bound and ceiling; who was asked."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        n = int(rng.integers(1, 12))
+        gains = rng.choice([0.0, 0.5, 1.0, 2.0], n)
+        actions = np.where(gains > 0, rng.integers(1, 4, n), STAY)
+        gains[actions == STAY] = 0.0
+        weighed = gains + rng.choice([0.0, 0.25, 1.0], n)  # a bound, sometimes exact
+        ceiling = weighed + rng.choice([0.0, 0.5], n)
+        self.services = sorted(rng.choice(20, n, replace=False).tolist())
+        columns = zip(gains.tolist(), actions.tolist(), weighed.tolist(), ceiling.tolist(),
+                      strict=True)
+        self.known = dict(zip(self.services, columns, strict=True))
+        self.asked: list[int] = []
+
+    def best(self, i: int) -> tuple[float, int]:
+        self.asked.append(i)
+        return self.known[i][:2]
+
+    def weighed(self, some: list[int]) -> list[float]:
+        return [self.known[i][2] for i in some]
+
+    def ceiling(self, some: list[int]) -> list[float]:
+        return [self.known[i][3] for i in some]
+
+
+def test_top_proposal_asks_only_services_that_could_be_it(monkeypatch):
+    """Proposals.top against the max of every service's best, on random gains (ties
+    included) and bounds at or above them (some exact): the same service and action, and
+    `best` not asked of a service whose ceiling or weighed bound is below a gain found
+    before it."""
+    monkeypatch.setattr(gated, "AT_ONCE", 3)
+    rng = np.random.default_rng(8)
+    skipped = 0
+    for _ in range(300):
+        pending = _Pending(rng)
+        top = Proposals.top(pending.services, pending.best, pending.weighed, pending.ceiling)
+        want = max((pending.known[i][:2], i) for i in pending.services)
+        assert top == want or (want[0][1] == STAY and top[0][1] == STAY)
+        found = 0.0
+        for i in pending.asked:  # each asked could still reach the best found before it
+            assert min(pending.known[i][2:]) >= found
+            found = max(found, pending.known[i][0])
+        skipped += len(pending.services) - len(pending.asked)
+    assert skipped
+
+
 def test_gains_passed_at_once_as_one_by_one():
     """Proposals.passing against `passes` of each gain: far from the minimum, near it and at
     the half-steps of its rounding."""
@@ -190,7 +238,8 @@ def test_gains_at_once_match_each_move_predicted_alone(name, monkeypatch):
     (hosts shared, moves under way, hosts asleep where the scenario lets them sleep); and
     `changes` (greedy's) from a load with moves decided, unrounded, to within float rounding;
     and `changes_each` (several services' moves in one array, a few services an array here)
-    exactly as `changes` of each service's alone."""
+    exactly as `changes` of each service's alone; and no move's change above its service's
+    `ceilings`."""
     monkeypatch.setattr(prediction, "AT_ONCE", 3)
     sc = load_scenario(name)
     sim = SimulatedContinuum(sc, "test", seed=1)
@@ -218,10 +267,19 @@ def test_gains_at_once_match_each_move_predicted_alone(name, monkeypatch):
         undecided = [(i, a) for i, a in pairs if not decided[i]]
         change = predictor.changes(snap, [i for i, _ in undecided], [a for _, a in undecided],
                                    load)
-        exact = [predictor.predict(load.view(i), a, i).reward
-                 - predictor.predict(load.view(i), STAY, i).reward for i, a in undecided]
+        moves = [predictor.predict(load.view(i), a, i) for i, a in undecided]
+        exact = [m.reward - predictor.predict(load.view(i), STAY, i).reward
+                 for (i, _), m in zip(undecided, moves, strict=True)]
         assert np.abs(change - exact).max(initial=0.0) <= ROUNDING / 1000
+        # no move gains more than its service's ceiling (and the ceiling is a number)
         services = sorted({i for i, _ in undecided})
+        ceiling = dict(zip(services, predictor.ceilings(snap, services, load).tolist(),
+                           strict=True))
+        assert all(c <= ceiling[i] for (i, _), c in zip(undecided, exact, strict=True))
+        assert all(m.settled["power_w"] >= predictor.least_watts[i]
+                   and m.settled["latency_ms"] >= predictor.least_latency[i]
+                   for (i, _), m in zip(undecided, moves, strict=True))
+        assert np.isfinite(list(ceiling.values())).all()
         each = [np.array([a for j, a in undecided if j == i]) for i in services]
         for i, a, c in zip(services, each, predictor.changes_each(snap, services, each, load),
                            strict=True):
@@ -231,6 +289,29 @@ def test_gains_at_once_match_each_move_predicted_alone(name, monkeypatch):
         loop.tick()
     assert shared or len(sc.fleet) == 1
     assert asleep or not any(h.sleep_watts is not None for h in sc.hosts)
+
+
+@pytest.mark.parametrize("kind", ["power", "latency"])
+def test_no_move_gains_more_than_its_ceiling_under_either_reward(kind):
+    """`ceilings` (greedy skips services by them) above every move's change under the
+    Power-Aware and Latency-Aware rewards too, over an episode of random moves on `bursty`
+    (the default reward: test_gains_at_once_match_each_move_predicted_alone)."""
+    sc = load_scenario("bursty")
+    sim = SimulatedContinuum(sc, "test", seed=3)
+    predictor = Predictor(sc, kind, model=sim.model)
+    strategy = create("random", StrategyContext(sc), None)
+    strategy.reset(sim)
+    loop = Loop(sim, strategy, predictor)
+    margin = np.inf
+    for _ in range(sc.episode_steps):
+        snap = sim.snapshot()
+        services = [i for i, s in enumerate(snap.services) if s.valid]
+        moves = [np.arange(1, len(snap.hosts) + 1) for _ in services]
+        for c, change in zip(predictor.ceilings(snap, services),
+                             predictor.changes_each(snap, services, moves), strict=True):
+            margin = min(margin, c - change.max())
+        loop.tick()
+    assert 0 <= margin < np.inf
 
 
 @pytest.mark.parametrize("name", ["continuum", "bursty"])
