@@ -45,9 +45,9 @@ class GreedyStrategy:
             each = [np.flatnonzero(masks[i][1:] & alloc.rooms(i)) + 1 for i in services]
             changes = self.predictor.changes_each(snapshot, services, each, load)
             ahead.update(zip(services, zip(each, changes, strict=True), strict=True))
-            # what `best` can gain: the best move's change (if above staying), as predicted
+            # what `best` can gain: the best move's change if above staying's 0, as predicted
             # one by one
-            return [max(0.0, c.max(initial=0.0)) + ROUNDING for c in changes]
+            return [c.max(initial=0.0) + ROUNDING for c in changes]
 
         def ceiling(services: list[int]) -> list[float]:
             return self.predictor.ceilings(snapshot, services, load).tolist()

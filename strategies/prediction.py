@@ -251,6 +251,7 @@ class Here:
                                       self.users[s])
         return out[..., WATTS], out[..., LATENCY]
 
+
 def compare(stay: Prediction, chosen: Prediction) -> dict[str, dict[str, float]]:
     """Staying vs the chosen action, per quantity. Power and latency: where the service settles
     after the move (`change` = settled - staying) and what the move costs in its step apart
