@@ -180,8 +180,10 @@ class Predictor:
         out: list[np.ndarray] = []
         for start in range(0, len(services), AT_ONCE):
             some, each = services[start:start + AT_ONCE], actions[start:start + AT_ONCE]
+            ks, at = np.unique(some, return_inverse=True)
             counts = [len(a) for a in each]
-            change = self.changes(snapshot, np.repeat(some, counts), np.concatenate(each), load)
+            change = self._changes(snapshot, ks, np.repeat(at, counts), np.concatenate(each),
+                                   load)
             out += np.split(change, np.cumsum(counts)[:-1])
         return out
 
@@ -190,9 +192,14 @@ class Predictor:
         """Each (service, move action)'s predicted reward minus staying's, as `predict` from
         `load.view(service)` gives them for a service `load` has not moved (`load`: the
         snapshot's own), all at once: the same arithmetic, elementwise."""
-        if not len(services):
-            return np.zeros(0)
         ks, at = np.unique(services, return_inverse=True)  # each service asked once
+        return self._changes(snapshot, ks, at, actions, load)
+
+    def _changes(self, snapshot: Snapshot, ks: np.ndarray, at: np.ndarray,
+                 actions: Sequence[int], load: Load | None) -> np.ndarray:
+        """`changes` of the moves `actions`, of services ks[at]."""
+        if not len(at):
+            return np.zeros(0)
         here = Here(self, snapshot, ks, load)
         dst = np.asarray(actions) - 1
         k, there = ks[at], here.settled(at, dst)
