@@ -157,7 +157,9 @@ class Proposals:
             if not some:
                 break
             bounds = weigh(some) if weigh else [np.inf] * len(some)
-            for i, bound in zip(some, bounds, strict=True):
-                if bound >= found[0][0]:
-                    found = max(found, (best(i), i))
+            # the highest bounds first: the best found soonest, the fewest asked
+            for bound, i in sorted(zip(bounds, some, strict=True), key=lambda b: -b[0]):
+                if bound < found[0][0]:
+                    break
+                found = max(found, (best(i), i))
         return found

@@ -9,8 +9,9 @@ the horizon outweighs its cost, and a service does not crowd a host whose tenant
 than it gains. Services decided before it in the tick count where they go (their load and
 their requests), as in greedy; within gates it proposes what they let through
 (strategies/gated.py): while the limit on migrations binds, the moves worth most first.
-A service's every move is valued at once (`Plan.values`); the best, and those within float
-rounding of it, again one by one (`value`), so that ties fall as in valuing each in turn.
+A service's every move and staying are valued at once (`Plan.values`, `Plan.staying`); the
+best, and those within float rounding of it or of staying, again one by one (`value`), so that
+ties fall as in valuing each in turn.
 """
 
 from __future__ import annotations
@@ -82,21 +83,28 @@ class LookaheadStrategy:
             return self.value(i, host, host if a == STAY else a - 1, plan.tenants, plan.users,
                               plan.background, snapshot)
 
-        ahead: dict[int, np.ndarray] = {}  # the moves the gates let through, weighed
+        ahead: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # moves let through, valued
 
         def weigh(services: list[int]) -> list[float]:
             each = [np.flatnonzero(masks[i][1:] & alloc.rooms(i)) + 1 for i in services]
             allowed = self.proposals.allowed(snapshot, services, each, 0, self.predictor)
-            ahead.update(zip(services, allowed, strict=True))
-            return [np.inf if len(moves) else 0.0 for moves in allowed]  # none: it stays
+            bounds = []
+            for i, moves, staying in zip(services, allowed,
+                                         plan.staying(np.array(services)).tolist(),
+                                         strict=True):
+                ahead[i] = moves, plan.values(i, moves - 1, snapshot)
+                # what `best` can gain (>= 0), valued one by one within ROUNDING of these
+                bounds.append(max(ahead[i][1].max(initial=-np.inf) - staying, 0.0)
+                              + 2 * ROUNDING)
+            return bounds
 
         def best(i: int) -> tuple[float, int]:
             if i not in ahead:
                 weigh([i])
-            moves = ahead.pop(i)
+            moves, v = ahead.pop(i)
             if not len(moves):
                 return 0.0, STAY
-            v, stay = plan.values(i, moves - 1, snapshot), value(i, STAY)
+            stay = value(i, STAY)
             # a move worth less than staying is not taken (ties go to staying)
             near = moves[v >= v.max(initial=stay) - ROUNDING].tolist()
             values = {STAY: stay} | {a: value(i, a) for a in near}
@@ -158,7 +166,8 @@ class Plan:
     """A tick's forecast and where its services are as its moves are chosen; for `values`,
     each service's CPU alone on its host in each step of the horizon and each host's sum of
     them (summed in service order, as `LookaheadStrategy.value` sums them: both see the same
-    loads, so they put the same load on the same step of the performance tables)."""
+    loads, so they put the same load on the same step of the performance tables), and each
+    service's reward over the horizon where it is (what a move onto its host changes)."""
 
     def __init__(self, predictor: Predictor, where: Sequence[int],
                  users: Sequence[Sequence[int]], background: Sequence[Sequence[float]]) -> None:
@@ -171,9 +180,12 @@ class Plan:
         self.count = np.array([len(t) for t in self.tenants])
         self.alone = np.zeros(self.users_array.shape)  # [service, step]
         self.load = np.zeros(self.background_array.shape)  # [host, step]
-        self._settle(np.flatnonzero(self.where >= 0))
+        self.current = np.zeros(len(where))  # [service]
+        valid = np.flatnonzero(self.where >= 0)
+        self._settle(valid)
         for h in np.flatnonzero(self.count):
             self._sum(h)
+        self._reward_now(valid)
 
     def _settle(self, services: np.ndarray) -> None:
         """`alone` of `services` on their hosts."""
@@ -185,6 +197,21 @@ class Plan:
     def _sum(self, h: int) -> None:
         self.load[h] = [sum(step) for step in self.alone[self.tenants[h]].T.tolist()]
 
+    def _reward_now(self, services: np.ndarray) -> None:
+        """`current` of `services`."""
+        at = self.where[services]
+        self.current[services] = self._rewards(services, self.load[at] - self.alone[services],
+                                               self.count[at, None] - 1)
+
+    def _rewards(self, o: np.ndarray, others: np.ndarray, count: np.ndarray) -> np.ndarray:
+        """Over the horizon, the reward of each service o on its host with `count` others
+        there using `others` of its cores."""
+        p, at = self.predictor, self.where[o]
+        out = p.outcomes(o[:, None], at[:, None], others, count, self.background_array[at],
+                         self.users_array[o])
+        return rewards(p.reward_kind, out[..., WATTS], out[..., LATENCY], p.p_max,
+                       p.slas[o, None]).sum(axis=1)
+
     def move(self, i: int, to: int) -> None:
         """Count service i on host `to`."""
         src = int(self.where[i])
@@ -195,6 +222,7 @@ class Plan:
         self._settle(np.array([i]))
         self._sum(src)
         self._sum(to)
+        self._reward_now(np.array(self.tenants[src] + self.tenants[to], dtype=np.int64))
 
     def values(self, i: int, dst: np.ndarray, now: Snapshot) -> np.ndarray:
         """`LookaheadStrategy.value` of service i going to each of the hosts `dst` (not its
@@ -214,19 +242,30 @@ class Plan:
             i, src, dst, (here.service_watts, here.latency_ms), (watts[:, 0], latency[:, 0]),
             wake)
         total = rewards(p.reward_kind, watts, latency, p.p_max, p.slas[i]).sum(axis=1)
-        # the services on each of dst (o, on host `at`, the slot-th of dst), with it there
-        # minus without it
+        # the services on each of dst (o, the slot-th of dst), with it there minus without it
         slot = np.full(len(self.count), -1)
         slot[dst] = np.arange(len(dst))
         o = np.flatnonzero((self.where >= 0) & (slot[self.where] >= 0))
         at = self.where[o]
-        rest, n = self.load[at] - self.alone[o], self.count[at, None]
+        change = self._rewards(o, self.load[at] - self.alone[o] + own[slot[at], :, CPU],
+                               self.count[at, None]) - self.current[o]
+        return total + np.bincount(slot[at], weights=change, minlength=len(dst))
 
-        def reward_with(cpu: np.ndarray, count: np.ndarray) -> np.ndarray:
-            out = p.outcomes(o[:, None], at[:, None], cpu, count, self.background_array[at],
-                             self.users_array[o])
-            return rewards(p.reward_kind, out[..., WATTS], out[..., LATENCY], p.p_max,
-                           p.slas[o, None])
-
-        change = reward_with(rest + own[slot[at], :, CPU], n) - reward_with(rest, n - 1)
-        return total + np.bincount(slot[at], weights=change.sum(axis=1), minlength=len(dst))
+    def staying(self, services: np.ndarray) -> np.ndarray:
+        """`LookaheadStrategy.value` of each of `services` (valid) staying where it is, all
+        at once: the same arithmetic, summed in another order."""
+        p, src = self.predictor, self.where[services]
+        rest = self.load[src] - self.alone[services]  # the others' CPU on its host, per step
+        cpu = p.outcomes(services[:, None], src[:, None], rest, self.count[src, None] - 1,
+                         self.background_array[src], self.users_array[services])[..., CPU]
+        # the others on its host (o, beside the s-th of services), with it minus without it
+        pairs = [(s, o) for s, (i, h) in enumerate(zip(services.tolist(), src.tolist(),
+                                                       strict=True))
+                 for o in self.tenants[h] if o != i]
+        if not pairs:
+            return self.current[services]
+        s, o = np.array(pairs).T
+        others, n = rest[s] - self.alone[o], self.count[src[s], None] - 1
+        change = self._rewards(o, others + cpu[s], n) - self._rewards(o, others, n - 1)
+        return self.current[services] + np.bincount(s, weights=change,
+                                                    minlength=len(services))

@@ -316,10 +316,10 @@ def test_no_move_gains_more_than_its_ceiling_under_either_reward(kind):
 
 @pytest.mark.parametrize("name", ["continuum", "bursty"])
 def test_lookahead_values_every_host_at_once_as_one_by_one(name):
-    """Plan.values against LookaheadStrategy.value for every valid service and every other
-    host, tick by tick over an episode the planner plays (services sharing hosts, hosts
-    asleep where they sleep), as the tick's first moves are chosen: equal within far less
-    than ROUNDING."""
+    """Plan.values and Plan.staying against LookaheadStrategy.value for every valid service
+    and every other host, and its own, tick by tick over an episode the planner plays
+    (services sharing hosts, hosts asleep where they sleep), as the tick's first moves are
+    chosen: equal within far less than ROUNDING."""
     sc = load_scenario(name)
     sim = SimulatedContinuum(sc, "test", seed=2)
     look = create("lookahead", StrategyContext(sc))
@@ -332,14 +332,20 @@ def test_lookahead_values_every_host_at_once_as_one_by_one(name):
         services = range(len(snap.services))
         plan = Plan(look.predictor, [s.host if s.valid else -1 for s in snap.services],
                     [look.forecast(i) for i in services], look.forecast_background(snap))
+        mine = [(i, int(plan.where[i])) for i in np.flatnonzero(plan.where >= 0).tolist()]
+        stays = [look.value(i, h, h, plan.tenants, plan.users, plan.background, snap)
+                 for i, h in mine]
+        valid = np.array([i for i, _ in mine])
+        worst = max(worst, float(np.abs(plan.staying(valid) - stays).max()))
         for i in rng.permutation(len(snap.services)).tolist():
             src = int(plan.where[i])
             if src < 0:
                 continue
             dst = np.array([h for h in range(len(snap.hosts)) if h != src])
-            one_by_one = [look.value(i, src, d, plan.tenants, plan.users, plan.background,
-                                     snap) for d in dst.tolist()]
-            worst = max(worst, float(np.abs(plan.values(i, dst, snap) - one_by_one).max()))
+            *one_by_one, stay = [look.value(i, src, d, plan.tenants, plan.users,
+                                            plan.background, snap) for d in [*dst.tolist(), src]]
+            worst = max(worst, float(np.abs(plan.values(i, dst, snap) - one_by_one).max()),
+                        abs(plan.staying(np.array([i]))[0] - stay))
             if rng.random() < 0.3:  # as a move is chosen in the tick
                 plan.move(i, int(rng.choice(dst)))
         shared += int((plan.count > 1).sum())
