@@ -223,7 +223,8 @@ def tick() -> None:
         print(f"  {name:12s} {wall:10.1f} ms median of ticks 4-23 (CPU: {cpu:.1f})")
     # The model-based planners predict services on every host (each a service's hosts at
     # once; greedy not those whose ceiling is below a gain it found, lookahead every one over
-    # its horizon): their tick as the fleet grows
+    # its horizon, and again one by one only those that could be the best): their tick as
+    # the fleet grows
     for k, n, warm in ((1, 20, 3), (8, 3, 1), (84, 3, 1)):
         sc = repeated(continuum, k)
         for name in ("greedy", "lookahead") if k < 84 else ("lookahead",):
