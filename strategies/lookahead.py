@@ -93,7 +93,7 @@ class LookaheadStrategy:
                                          plan.staying(np.array(services)).tolist(),
                                          strict=True):
                 ahead[i] = moves, plan.values(i, moves - 1, snapshot)
-                # what `best` can gain (>= 0), valued one by one within ROUNDING of these
+                # what `best` can gain: >= 0, its values one by one within ROUNDING of these
                 bounds.append(max(ahead[i][1].max(initial=-np.inf) - staying, 0.0)
                               + 2 * ROUNDING)
             return bounds
