@@ -88,15 +88,12 @@ class LookaheadStrategy:
         def weigh(services: list[int]) -> list[float]:
             each = [np.flatnonzero(masks[i][1:] & alloc.rooms(i)) + 1 for i in services]
             allowed = self.proposals.allowed(snapshot, services, each, 0, self.predictor)
-            bounds = []
-            for i, moves, staying in zip(services, allowed,
-                                         plan.staying(np.array(services)).tolist(),
-                                         strict=True):
-                ahead[i] = moves, plan.values(i, moves - 1, snapshot)
-                # what `best` can gain: >= 0, its values one by one within ROUNDING of these
-                bounds.append(max(ahead[i][1].max(initial=-np.inf) - staying, 0.0)
-                              + 2 * ROUNDING)
-            return bounds
+            values = plan.values(services, [moves - 1 for moves in allowed], snapshot)
+            ahead.update(zip(services, zip(allowed, values, strict=True), strict=True))
+            # what `best` can gain: >= 0, its values one by one within ROUNDING of these
+            return [max(v.max(initial=-np.inf) - staying, 0.0) + 2 * ROUNDING
+                    for v, staying in zip(values, plan.staying(np.array(services)).tolist(),
+                                          strict=True)]
 
         def best(i: int) -> tuple[float, int]:
             if i not in ahead:
@@ -186,6 +183,7 @@ class Plan:
         for h in np.flatnonzero(self.count):
             self._sum(h)
         self._reward_now(valid)
+        self._index()
 
     def _settle(self, services: np.ndarray) -> None:
         """`alone` of `services` on their hosts."""
@@ -196,6 +194,12 @@ class Plan:
 
     def _sum(self, h: int) -> None:
         self.load[h] = [sum(step) for step in self.alone[self.tenants[h]].T.tolist()]
+
+    def _index(self) -> None:
+        """`by_host`: the services on every host, host after host (each in service order);
+        `first`: where each host's services start in it."""
+        self.by_host = np.array([o for t in self.tenants for o in t], dtype=np.int64)
+        self.first = np.cumsum(self.count) - self.count
 
     def _reward_now(self, services: np.ndarray) -> None:
         """`current` of `services`."""
@@ -223,33 +227,52 @@ class Plan:
         self._sum(src)
         self._sum(to)
         self._reward_now(np.array(self.tenants[src] + self.tenants[to], dtype=np.int64))
+        self._index()
 
-    def values(self, i: int, dst: np.ndarray, now: Snapshot) -> np.ndarray:
-        """`LookaheadStrategy.value` of service i going to each of the hosts `dst` (not its
-        own), all at once: the same arithmetic, summed in another order."""
-        p, src = self.predictor, int(self.where[i])
-        if not len(dst):
-            return np.zeros(0)
-        own = p.outcomes(i, dst[:, None], self.load[dst], self.count[dst, None],
-                         self.background_array[dst], self.users_array[i])
+    def values(self, services: Sequence[int], dst: Sequence[np.ndarray], now: Snapshot
+               ) -> list[np.ndarray]:
+        """`LookaheadStrategy.value` of each of `services` going to each of its hosts `dst`
+        (not its own), all at once: the same arithmetic, summed in another order."""
+        p, counts = self.predictor, [len(d) for d in dst]
+        i = np.repeat(np.asarray(services, dtype=np.int64), counts)  # each move's service
+        d = np.concatenate([*dst, np.zeros(0, dtype=np.int64)])  # and its host
+        src = self.where[i]
+        own = p.outcomes(i[:, None], d[:, None], self.load[d], self.count[d, None],
+                         self.background_array[d], self.users_array[i])
         watts, latency = own[..., WATTS], own[..., LATENCY]
         # its first step is the move, from where it serves with the others there until then
-        with_it = [o for o in self.tenants[src] if o != i]
-        here = p.outcome(i, Place(src, sum(self.alone[with_it, 0].tolist()), len(with_it),
-                                  self.background[src][0]), self.users[i][0])
-        wake = np.where(now.sleeping[dst], p.wake_s[dst], 0.0)
-        watts[:, 0], latency[:, 0] = p.move_cost.steps(
-            i, src, dst, (here.service_watts, here.latency_ms), (watts[:, 0], latency[:, 0]),
-            wake)
-        total = rewards(p.reward_kind, watts, latency, p.p_max, p.slas[i]).sum(axis=1)
-        # the services on each of dst (o, the slot-th of dst), with it there minus without it
-        slot = np.full(len(self.count), -1)
-        slot[dst] = np.arange(len(dst))
-        o = np.flatnonzero((self.where >= 0) & (slot[self.where] >= 0))
+        here = np.repeat(np.reshape([self._here(s) for s in services], (-1, 2)), counts,
+                         axis=0)
+        wake = np.where(now.sleeping[d], p.wake_s[d], 0.0)
+        watts[:, 0], latency[:, 0] = p.move_cost.steps(i, src, d, (here[:, 0], here[:, 1]),
+                                                       (watts[:, 0], latency[:, 0]), wake)
+        total = rewards(p.reward_kind, watts, latency, p.p_max, p.slas[i, None]).sum(axis=1)
+        # the services on each move's host (o, beside the m-th move), with it there minus
+        # without it
+        m, o = self._on(d)
         at = self.where[o]
-        change = self._rewards(o, self.load[at] - self.alone[o] + own[slot[at], :, CPU],
+        change = self._rewards(o, self.load[at] - self.alone[o] + own[m, :, CPU],
                                self.count[at, None]) - self.current[o]
-        return total + np.bincount(slot[at], weights=change, minlength=len(dst))
+        total += np.bincount(m, weights=change, minlength=len(d))
+        return np.split(total, np.cumsum(counts)[:-1])
+
+    def _on(self, hosts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The services on each of `hosts`, host after host (each in service order): which
+        of `hosts` (its index), and the service."""
+        n = self.count[hosts]
+        which = np.repeat(np.arange(len(hosts)), n)
+        return which, self.by_host[np.repeat(self.first[hosts] - np.cumsum(n) + n, n)
+                                   + np.arange(len(which))]
+
+    def _here(self, i: int) -> tuple[float, float]:
+        """(watts, latency ms) of service i in the first step where it is, beside the others
+        there (summed in service order, as `LookaheadStrategy.value` sums them)."""
+        src = int(self.where[i])
+        with_it = [o for o in self.tenants[src] if o != i]
+        o = self.predictor.outcome(i, Place(src, sum(self.alone[with_it, 0].tolist()),
+                                            len(with_it), self.background[src][0]),
+                                   self.users[i][0])
+        return o.service_watts, o.latency_ms
 
     def staying(self, services: np.ndarray) -> np.ndarray:
         """`LookaheadStrategy.value` of each of `services` (valid) staying where it is, all
@@ -259,12 +282,9 @@ class Plan:
         cpu = p.outcomes(services[:, None], src[:, None], rest, self.count[src, None] - 1,
                          self.background_array[src], self.users_array[services])[..., CPU]
         # the others on its host (o, beside the s-th of services), with it minus without it
-        pairs = [(s, o) for s, (i, h) in enumerate(zip(services.tolist(), src.tolist(),
-                                                       strict=True))
-                 for o in self.tenants[h] if o != i]
-        if not pairs:
-            return self.current[services]
-        s, o = np.array(pairs).T
+        which, o = self._on(src)
+        beside = o != services[which]
+        s, o = which[beside], o[beside]
         others, n = rest[s] - self.alone[o], self.count[src[s], None] - 1
         change = self._rewards(o, others + cpu[s], n) - self._rewards(o, others, n - 1)
         return self.current[services] + np.bincount(s, weights=change,
