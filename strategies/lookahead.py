@@ -9,9 +9,9 @@ the horizon outweighs its cost, and a service does not crowd a host whose tenant
 than it gains. Services decided before it in the tick count where they go (their load and
 their requests), as in greedy; within gates it proposes what they let through
 (strategies/gated.py): while the limit on migrations binds, the moves worth most first.
-A service's every move and staying are valued at once (`Plan.values`, `Plan.staying`); the
-best, and those within float rounding of it or of staying, again one by one (`value`), so that
-ties fall as in valuing each in turn.
+Every move of many services is valued at once (`Plan.values`), and their staying
+(`Plan.staying`); a service's best, and those within float rounding of it or of staying, again
+one by one (`value`), so that ties fall as in valuing each in turn.
 """
 
 from __future__ import annotations
@@ -163,8 +163,9 @@ class Plan:
     """A tick's forecast and where its services are as its moves are chosen; for `values`,
     each service's CPU alone on its host in each step of the horizon and each host's sum of
     them (summed in service order, as `LookaheadStrategy.value` sums them: both see the same
-    loads, so they put the same load on the same step of the performance tables), and each
-    service's reward over the horizon where it is (what a move onto its host changes)."""
+    loads, so they put the same load on the same step of the performance tables), each
+    service's reward over the horizon where it is (what a move onto its host changes), and
+    the services host by host."""
 
     def __init__(self, predictor: Predictor, where: Sequence[int],
                  users: Sequence[Sequence[int]], background: Sequence[Sequence[float]]) -> None:
