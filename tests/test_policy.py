@@ -22,6 +22,7 @@ import httpx
 import pytest
 import yaml
 
+from orchestrator.config import ContinuumConfig
 from orchestrator.kube.clusters import Clusters
 from orchestrator.kube.continuum import KubernetesContinuum
 from orchestrator.migration.executor import MigrationFailed, locate
@@ -327,10 +328,9 @@ def calibrated(d: Deployed) -> dict[str, Any]:
             "think_time_s": list(loadgen.THINK_S)}
 
 
-def modelled_latency(d: Deployed, location: str, users: float, ms: float) -> float:
-    """The model's settled latency of the service at `location` (cluster/host) with `users`,
-    were its time per request on a host of speed 1 `ms`."""
-    cfg = d.cfg()
+def modelled_latency(cfg: ContinuumConfig, location: str, users: float, ms: float) -> float:
+    """The model's settled latency of the config's service at `location` (cluster/host) with
+    `users`, were its time per request on a host of speed 1 `ms`."""
     host = [h.name for h in cfg.scenario().hosts].index(location.split("/")[1])
     performance = cfg.performance.model_copy(update={"inference_ms_per_image": ms})
     scenario = cfg.model_copy(update={"performance": performance}).scenario()
@@ -341,10 +341,11 @@ def fitted(d: Deployed, busy: dict[str, Any]) -> dict[str, Any]:
     """The config's performance section with the time per request that makes the model's
     latency where the service runs, at the observed users, the observed one: alone the service
     is faster than under load, as the load generator and Traefik share this lab's cores."""
+    cfg = d.cfg()
     low, high = 0.1, 1000.0  # ms; the latency grows with it
     for _ in range(30):
         mid = (low * high) ** 0.5
-        slower = modelled_latency(d, busy["location"], busy["users"], mid) < busy["latency_ms"]
+        slower = modelled_latency(cfg, busy["location"], busy["users"], mid) < busy["latency_ms"]
         low, high = (mid, high) if slower else (low, mid)
     doc = yaml.safe_load(d.config.read_text())
     doc["performance"]["inference_ms_per_image"] = round(low, 3)
@@ -447,7 +448,7 @@ def test_load_rises_the_controller_migrates_and_the_observed_change_is_the_predi
     # ms, saw 48.2 and 43.2; for the second the model's backend is 85.6 ms with the time under
     # load, 28.7 ms with the time alone), so the latency where it settles is checked against
     # the model over that range.
-    alone_there = modelled_latency(d, move["target"], busy["users"], alone_ms)
+    alone_there = modelled_latency(d.cfg(), move["target"], busy["users"], alone_ms)
     expected = {"latency_ms": (alone_there, predicted["latency_ms"]["chosen"]),
                 "power_w": (predicted["power_w"]["chosen"],)}
     figures = {"strategy": strategy, "calm": calm, "busy": busy, "after": after,
