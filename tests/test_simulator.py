@@ -9,7 +9,14 @@ from orchestrator.config import load_scenario
 from orchestrator.control.loop import Loop, step
 from orchestrator.errors import GreenwiseError
 from orchestrator.model import Move, Observation, Snapshot
-from orchestrator.performance import Backend, PerformanceModel, curve_fraction, erlang_c
+from orchestrator.performance import (
+    Backend,
+    PerformanceModel,
+    curve_fraction,
+    erlang_c,
+    grid_steps,
+    on_grid,
+)
 from orchestrator.scenario import PAPER, ClusterSpec, InterClusterMove, Scenario
 from orchestrator.sim.continuum import SimulatedContinuum
 from orchestrator.workload import day, episode_users, ramp, read_trace
@@ -50,6 +57,23 @@ def test_trace_replay(tmp_path):
 def test_erlang_c_matches_mm1_and_known_value():
     assert erlang_c(1, 0.5) == pytest.approx(0.5)
     assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
+
+
+def test_erlang_c_of_many_queue_sizes_at_once_is_each_one_alone():
+    servers = np.array([[4], [12], [1], [4], [8]])
+    load = np.array([[0.0, 0.5, 3.9], [0.0, 6.0, 11.5], [0.0, 0.3, 0.99], [1.0, 2.0, 3.0],
+                     [0.0, 7.0, 7.9]])
+    together = erlang_c(servers, load)
+    assert together.shape == load.shape
+    for (r, c), value in np.ndenumerate(together):
+        assert value == erlang_c(int(servers[r, 0]), load[r, c])
+
+
+def test_shares_on_the_grid_stay_within_it():
+    # a measured share may read above 1 (or below 0): the tables hold 0 .. 100 %
+    shares = [-0.2, 0.0, 0.014, 0.015, 0.5, 1.0, 1.3]
+    assert [on_grid(s) for s in shares] == [0, 0, 1, 2, 50, 100, 100]
+    assert grid_steps(np.array(shares)).tolist() == [0, 0, 1, 2, 50, 100, 100]
 
 
 def test_curve_fraction_interpolates():
