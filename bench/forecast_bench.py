@@ -48,8 +48,8 @@ class ToldUsers(LookaheadStrategy):
         t, last = self.sim.t, len(row) - 1
         return [row[min(t + k, last)] for k in range(1, self.horizon + 1)]
 
-    def forecast(self, service: int) -> list[int]:
-        return [int(u) for u in self._ahead(self.sim.episode.users[service])]
+    def forecast(self) -> list[list[int]]:
+        return [[int(u) for u in self._ahead(row)] for row in self.sim.episode.users]
 
 
 class ToldPattern(ToldUsers):
@@ -66,8 +66,8 @@ class ToldPattern(ToldUsers):
                     for o in range(len(curve))]
             self.patterns.append(curve[(int(np.argmin(fits)) + ticks) % len(curve)])
 
-    def forecast(self, service: int) -> list[int]:
-        return [round(u) for u in self._ahead(self.patterns[service])]
+    def forecast(self) -> list[list[int]]:
+        return [[round(u) for u in self._ahead(row)] for row in self.patterns]
 
 
 class ToldAll(ToldUsers):

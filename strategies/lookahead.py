@@ -60,21 +60,22 @@ class LookaheadStrategy:
         """Each host's co-tenant CPU in each of the next `horizon` steps: as observed now."""
         return [[b] * self.horizon for b in snapshot.background]
 
-    def forecast(self, service: int) -> list[int]:
-        """Users of `service` in each of the next `horizon` steps: the least-squares line
+    def forecast(self) -> list[list[int]]:
+        """Each service's users in each of the next `horizon` steps: the least-squares line
         through its last `window` observations, extended; never below 0."""
-        seen = np.array([tick[service] for tick in self.seen[-self.window:]], dtype=float)
+        seen = np.array(self.seen[-self.window:], dtype=float)  # [tick, service]
         if len(seen) < 2:
-            return [int(seen[-1])] * self.horizon
-        slope, level = np.polyfit(np.arange(len(seen)), seen, 1)
-        return [max(0, round(level + slope * (len(seen) - 1 + k)))
-                for k in range(1, self.horizon + 1)]
+            return [[int(u)] * self.horizon for u in seen[-1]]
+        slope, level = np.polyfit(np.arange(len(seen)), seen, 1)  # every service at once
+        ahead = len(seen) - 1 + np.arange(1, self.horizon + 1)
+        return np.maximum(0, np.rint(level[:, None] + slope[:, None] * ahead)).astype(
+            np.int64).tolist()
 
     def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
         services = snapshot.services
         self.seen.append([s.users for s in services])
         plan = Plan(self.predictor, [s.host if s.valid else -1 for s in services],
-                    [self.forecast(i) for i in range(len(services))],
+                    self.forecast(),
                     self.forecast_background(snapshot))
         alloc = Allocation(self.scenario, plan.where)
 

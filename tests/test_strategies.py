@@ -225,11 +225,29 @@ def test_within_gates_greedy_proposes_the_move_that_gains_most_and_none_cooling_
 def test_lookahead_forecasts_a_line_through_what_it_saw():
     s = create("lookahead", OPTS, {"horizon": 3, "window": 4})
     s.seen = [[10], [20], [30], [40]]
-    assert s.forecast(0) == [50, 60, 70]
+    assert s.forecast() == [[50, 60, 70]]
     s.seen = [[50], [30], [10], [5]]
-    assert s.forecast(0) == [0, 0, 0]  # falling: never below 0
+    assert s.forecast() == [[0, 0, 0]]  # falling: never below 0
     s.seen = [[7]]
-    assert s.forecast(0) == [7, 7, 7]  # one observation: it stays
+    assert s.forecast() == [[7, 7, 7]]  # one observation: it stays
+
+
+def test_lookahead_forecasts_every_service_as_it_would_each_alone():
+    s = create("lookahead", OPTS, {"horizon": 4, "window": 4})
+    rng = np.random.default_rng(0)
+    for ticks in (1, 2, 3, 4, 6):
+        seen = rng.integers(0, 300, size=(ticks, 500)).tolist()
+        s.seen = seen
+        together = s.forecast()
+        for i in range(0, 500, 7):
+            mine = [tick[i] for tick in seen[-4:]]
+            if ticks == 1:
+                line = mine * 4
+            else:  # as one service's forecast was first written
+                slope, level = np.polyfit(np.arange(len(mine)), mine, 1)
+                line = [max(0, round(level + slope * (len(mine) - 1 + k))) for k in (1, 2, 3, 4)]
+            s.seen = [[u] for u in mine]
+            assert together[i] == s.forecast()[0] == line
 
 
 def test_lookahead_over_one_step_is_greedy():
