@@ -469,11 +469,11 @@ def test_load_rises_the_controller_migrates_and_the_observed_change_is_the_predi
     # ms, saw 48.2 and 43.2; for the second the model's backend is 85.6 ms with the time under
     # load, 28.7 ms with the time alone), so the latency where it settles is checked against
     # the model over that range, and against the model with the time per request measured
-    # where it settled: this machine's 2 cores are shared (and their hypervisor took up to half
-    # of them in one session), so a request can take longer there than the host's speed-up
-    # promises (a CI run, rules -> cloud: predicted 45.6 ms, 38.6 with the time alone, saw
-    # 103.1 ms; another, maskppo -> fog0 at speed 1.5: 14.7 ms a request there, 15.7 ms on
-    # edge0 before, predicted -96.5 ms, saw -24.4 ms).
+    # where it settled: this machine's 2 cores are shared (and its hypervisor took up to a
+    # quarter of them for seconds at a time), so a request can take longer there than the
+    # host's speed-up promises (a CI run, rules -> cloud: predicted 45.6 ms, 38.6 with the time
+    # alone, saw 103.1 ms; another, maskppo -> fog0 at speed 1.5: 14.7 ms a request there,
+    # 15.7 ms on edge0 before, predicted -96.5 ms, saw -24.4 ms).
     cfg = d.cfg()
     [speed] = [h.speed for h in cfg.scenario().hosts if h.name == move["target"].split("/")[1]]
     alone_there, measured_there = (modelled_latency(cfg, move["target"], busy["users"], ms)
