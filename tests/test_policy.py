@@ -27,8 +27,9 @@ from orchestrator.config import ContinuumConfig
 from orchestrator.kube.clusters import Clusters
 from orchestrator.kube.continuum import KubernetesContinuum
 from orchestrator.migration.executor import MigrationFailed, locate
-from orchestrator.model import Move
+from orchestrator.model import Location, Move
 from orchestrator.monitoring import observe
+from orchestrator.monitoring.catalog import RULES_WINDOW, Source
 from orchestrator.performance import PerformanceModel
 from tests.lab import loadgen, prom
 from tests.lab.lab import Lab
@@ -285,12 +286,14 @@ def test_shutdown_rolls_back_before_traffic_moved_and_finishes_after(
 
 def _observed(d: Deployed, at: str | None = None, samples: int = 5,
               timeout: float = 90) -> dict[str, Any]:
-    """Median latency and power of a few valid observations of the service, located `at`
-    cluster/host if given (fails with the observation's own reason if it never becomes valid).
+    """Median latency, power, users and compute time of a few valid observations of the
+    service, located `at` cluster/host if given (fails with the observation's own reason if it
+    never becomes valid).
     The median, as this machine's hypervisor now and then takes a quarter of its CPU for a few
     seconds (vmstat's steal time while this test ran)."""
     cfg = d.cfg()
     got: list[Any] = []
+    computing: list[float] = []
     reasons: list[str] = []
 
     def valid() -> bool:
@@ -302,10 +305,9 @@ def _observed(d: Deployed, at: str | None = None, samples: int = 5,
             reasons.append(f"observed at {s.location}, not yet at {at}")
         else:
             got.append(s)
-            computing.append(_compute_ms(d, s.location.cluster, s.location.node))
+            computing.append(_compute_ms(cfg, d.ns, s.location))
         return len(got) >= samples
 
-    computing: list[float] = []
     with contextlib.suppress(TimeoutError):
         wait_for("valid observations", valid, timeout=timeout, every=3)
     if len(got) < samples:
@@ -318,18 +320,19 @@ def _observed(d: Deployed, at: str | None = None, samples: int = 5,
             "location": str(got[-1].location)}
 
 
-def _compute_ms(d: Deployed, cluster: str, node: str) -> float:
-    """The service's mean time computing a request on `node` (TorchServe's latency less its
-    queueing, per request) over the scrape interval the observation's latency covers: what the
-    request cost there, waits for this machine's shared cores included."""
-    where = f'{{namespace="{d.ns}",cluster="{cluster}",node="{node}"}}'
-    per_s = {m: f"sum(irate({m}{where}[1m]))" for m in (
-        "ts_inference_latency_microseconds", "ts_queue_latency_microseconds",
-        "ts_inference_requests_total")}
-    [result] = prom.query(d.cfg().prometheus.url, (
-        f"({per_s['ts_inference_latency_microseconds']}"
-        f" - {per_s['ts_queue_latency_microseconds']})"
-        f" / {per_s['ts_inference_requests_total']} / 1000"))
+def _compute_ms(cfg: ContinuumConfig, ns: str, where: Location) -> float:
+    """The service's mean time computing a request `where` it runs (TorchServe's latency less
+    its queueing, per request) over the scrape interval the observation's latency covers: what
+    the request cost there, waits for this machine's shared cores included."""
+    pods = f'{{namespace="{ns}",cluster="{where.cluster}",node="{where.node}"}}'
+
+    def per_s(metric: str) -> str:
+        return f"sum({Source(metric + pods, counter=True).value(RULES_WINDOW)})"
+
+    [result] = prom.query(cfg.prometheus.url, (
+        f"({per_s('ts_inference_latency_microseconds')}"
+        f" - {per_s('ts_queue_latency_microseconds')})"
+        f" / {per_s('ts_inference_requests_total')} / 1000"))
     return float(result["value"][1])
 
 
@@ -349,10 +352,15 @@ def calibrated(d: Deployed) -> dict[str, Any]:
             "think_time_s": list(loadgen.THINK_S)}
 
 
+def host_at(cfg: ContinuumConfig, location: str) -> int:
+    """The index among the config's hosts of the one at `location` (cluster/host)."""
+    return [h.name for h in cfg.scenario().hosts].index(location.split("/")[1])
+
+
 def modelled_latency(cfg: ContinuumConfig, location: str, users: float, ms: float) -> float:
     """The model's settled latency of the config's service at `location` (cluster/host) with
     `users`, were its time per request on a host of speed 1 `ms`."""
-    host = [h.name for h in cfg.scenario().hosts].index(location.split("/")[1])
+    host = host_at(cfg, location)
     performance = cfg.performance.model_copy(update={"inference_ms_per_image": ms})
     scenario = cfg.model_copy(update={"performance": performance}).scenario()
     return PerformanceModel(scenario).outcome(host, round(users)).latency_ms
@@ -475,7 +483,7 @@ def test_load_rises_the_controller_migrates_and_the_observed_change_is_the_predi
     # alone, saw 103.1 ms; another, maskppo -> fog0 at speed 1.5: 14.7 ms a request there,
     # 15.7 ms on edge0 before, predicted -96.5 ms, saw -24.4 ms).
     cfg = d.cfg()
-    [speed] = [h.speed for h in cfg.scenario().hosts if h.name == move["target"].split("/")[1]]
+    speed = cfg.scenario().hosts[host_at(cfg, move["target"])].speed
     alone_there, measured_there = (modelled_latency(cfg, move["target"], busy["users"], ms)
                                    for ms in (alone_ms, after["compute_ms"] * speed))
     expected = {"latency_ms": (alone_there, measured_there, predicted["latency_ms"]["chosen"]),
