@@ -435,6 +435,7 @@ def test_load_rises_the_controller_migrates_and_the_observed_change_is_the_predi
     alone_ms = doc["performance"]["inference_ms_per_image"]
     users = overload_users(doc["performance"])
     heavy = load(d, rate=400, duration=600, users=users)
+    overloaded: list[loadgen.Report] = []  # a load with more users than intended, replaced
     ctl = None
     try:
         time.sleep(10)
@@ -445,7 +446,7 @@ def test_load_rises_the_controller_migrates_and_the_observed_change_is_the_predi
         if abs(users - overload_users(performance)) > 0.3 * users:
             # Timed alone, the service looked much faster than it is under this load: load it
             # again with as many users as its time under load calls for, and fit again.
-            reports.append(heavy.stop())
+            overloaded.append(heavy.stop())
             users = overload_users(performance)
             heavy = load(d, rate=400, duration=600, users=users)
             time.sleep(10)
@@ -470,6 +471,10 @@ def test_load_rises_the_controller_migrates_and_the_observed_change_is_the_predi
         if ctl is not None:
             assert ctl.stop() == 0
     assert all(r.failed == 0 for r in reports), [r.failures for r in reports]
+    # Too many users queue past the load generator's 5 s timeout (one CI run: one ReadTimeout,
+    # before the controller started); time-outs only, and few: nothing was refused.
+    assert all(set(r.failures) <= {"ReadTimeout"} and r.failed <= 0.01 * r.sent
+               for r in overloaded), [r.failures for r in overloaded]
     predicted = move["predicted"]
     # The time per request is known here only between the two times measured: alone and
     # fitted under load (1.0-1.3x apart). Near a host's saturation that spread decides the
