@@ -8,7 +8,9 @@ cost (orchestrator/move_cost.py) counted in its first step. So a move pays when 
 the horizon outweighs its cost, and a service does not crowd a host whose tenants lose more
 than it gains. Services decided before it in the tick count where they go (their load and
 their requests), as in greedy; within gates it proposes what they let through
-(strategies/gated.py): while the limit on migrations binds, the moves worth most first.
+(strategies/gated.py): while the limit on migrations binds, the moves worth most first, not
+valuing the services whose ceiling (what any move could gain them, `Plan.ceilings`) is below a
+gain already found.
 Every move of many services is valued at once (`Plan.values`), and their staying
 (`Plan.staying`); a service's best, and those within float rounding of it or of staying, again
 one by one (`value`), so that ties fall as in valuing each in turn.
@@ -29,7 +31,7 @@ from strategies.allocation import Allocation
 from strategies.base import NoOptions, StrategyContext
 from strategies.gated import Proposals
 from strategies.prediction import CPU, LATENCY, ROUNDING, WATTS, Place, Predictor
-from strategies.reward import rewards
+from strategies.reward import SLA_PENALTY, WEIGHTS, rewards
 
 
 class LookaheadOptions(NoOptions):
@@ -110,7 +112,7 @@ class LookaheadStrategy:
             return values[a] - stay, a
 
         actions = [STAY] * len(services)
-        for i, a in self.proposals(snapshot, best, weigh):
+        for i, a in self.proposals(snapshot, best, weigh, plan.ceilings):
             actions[i] = alloc.move(i, a - 1)
             plan.move(i, a - 1)
         return actions
@@ -180,6 +182,7 @@ class Plan:
         self.alone = np.zeros(self.users_array.shape)  # [service, step]
         self.load = np.zeros(self.background_array.shape)  # [host, step]
         self.current = np.zeros(len(where))  # [service]
+        self.spared = np.zeros(len(where))  # [service], see `_reward_now`
         valid = np.flatnonzero(self.where >= 0)
         self._settle(valid)
         for h in np.flatnonzero(self.count):
@@ -204,19 +207,50 @@ class Plan:
         self.first = np.cumsum(self.count) - self.count
 
     def _reward_now(self, services: np.ndarray) -> None:
-        """`current` of `services`."""
-        at = self.where[services]
-        self.current[services] = self._rewards(services, self.load[at] - self.alone[services],
-                                               self.count[at, None] - 1)
+        """`current` and `spared` of `services`."""
+        p, at = self.predictor, self.where[services]
+        out = self._outcomes(services, self.load[at] - self.alone[services],
+                             self.count[at, None] - 1)
+        watts, latency = out[..., WATTS], out[..., LATENCY]
+        self.current[services] = rewards(p.reward_kind, watts, latency, p.p_max,
+                                         p.slas[services, None]).sum(axis=1)
+        # A service arriving on its host slows it (its latency does not fall) and may lower its
+        # power's dynamic share (its idle share stays): at most the reward of that share
+        # while within its SLA
+        dynamic = np.maximum(watts - p.idle_share[services, at][:, None], 0.0)
+        within = latency <= p.slas[services, None]
+        self.spared[services] = (WEIGHTS[p.reward_kind][0] / p.p_max
+                                 * np.where(within, dynamic, 0.0)).sum(axis=1)
+
+    def _outcomes(self, o: np.ndarray, others: np.ndarray, count: np.ndarray) -> np.ndarray:
+        """Over the horizon, the outcomes of each service o on its host with `count` others
+        there using `others` of its cores."""
+        p, at = self.predictor, self.where[o]
+        return p.outcomes(o[:, None], at[:, None], others, count, self.background_array[at],
+                          self.users_array[o])
 
     def _rewards(self, o: np.ndarray, others: np.ndarray, count: np.ndarray) -> np.ndarray:
         """Over the horizon, the reward of each service o on its host with `count` others
         there using `others` of its cores."""
-        p, at = self.predictor, self.where[o]
-        out = p.outcomes(o[:, None], at[:, None], others, count, self.background_array[at],
-                         self.users_array[o])
+        p, out = self.predictor, self._outcomes(o, others, count)
         return rewards(p.reward_kind, out[..., WATTS], out[..., LATENCY], p.p_max,
                        p.slas[o, None]).sum(axis=1)
+
+    def ceilings(self, services: list[int]) -> list[float]:
+        """For each of `services` (valid), a bound no move's `values` less its `staying`
+        exceeds, without valuing any move: in each step of the horizon its own reward is at
+        most what the least power and latency any host could give it earn
+        (`Predictor.least_watts`, `least_latency`), and the tenants of the host it goes to
+        gain at most what they would spare (`spared`), summed over the host that could
+        spare the most."""
+        p, ks = self.predictor, np.asarray(services, dtype=np.int64)
+        most = np.maximum(rewards(p.reward_kind, p.least_watts[ks], p.least_latency[ks],
+                                  p.p_max, p.slas[ks]), SLA_PENALTY)
+        valid = np.flatnonzero(self.where >= 0)
+        tenants = np.bincount(self.where[valid], self.spared[valid],
+                              minlength=len(self.count)).max(initial=0.0)
+        return (most * self.users_array.shape[1] + tenants - self.staying(ks)
+                + 4 * ROUNDING).tolist()
 
     def move(self, i: int, to: int) -> None:
         """Count service i on host `to`."""

@@ -95,7 +95,8 @@ class Predictor:
         processes = np.array([[1 + s.workers_on(h) for h in self.hosts] for s in scenario.fleet])
         idle, base = (np.array([[getattr(h, f) for h in self.hosts]])
                       for f in ("idle_watts", "base_processes"))
-        self.least_watts = (idle * processes / (base + processes)).min(axis=1)
+        self.idle_share = idle * processes / (base + processes)  # [service, host]
+        self.least_watts = self.idle_share.min(axis=1)
         batch_ms = np.array([[(s.batch_overhead_ms + s.inference_ms_per_image) / h.speed
                               for h in self.hosts] for s in scenario.fleet])
         self.least_latency = (batch_ms + self.network).min(axis=1) * (1.0 - 1e-9)

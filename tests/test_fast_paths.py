@@ -319,13 +319,14 @@ def test_lookahead_values_every_host_at_once_as_one_by_one(name):
     """Plan.values (of every valid service at once) and Plan.staying against
     LookaheadStrategy.value for every valid service and every other host, and its own, tick
     by tick over an episode the planner plays (services sharing hosts, hosts asleep where they
-    sleep), as the tick's first moves are chosen: equal within far less than ROUNDING."""
+    sleep), as the tick's first moves are chosen: equal within far less than ROUNDING; and
+    Plan.ceilings above what each service's best move gains."""
     sc = load_scenario(name)
     sim = SimulatedContinuum(sc, "test", seed=2)
     look = create("lookahead", StrategyContext(sc))
     look.reset(sim)
     rng = np.random.default_rng(0)
-    worst, shared, asleep = 0.0, 0, 0
+    worst, shared, asleep, margin = 0.0, 0, 0, np.inf
     for _ in range(sc.episode_steps):
         snap = sim.snapshot()
         look.seen.append([s.users for s in snap.services])
@@ -349,6 +350,8 @@ def test_lookahead_values_every_host_at_once_as_one_by_one(name):
             at_once = plan.values(others, hosts, snap)[others.tolist().index(i)]
             worst = max(worst, float(np.abs(at_once - one_by_one).max()),
                         abs(plan.staying(np.array([i]))[0] - stay))
+            # no move gains more than the service's ceiling (the planner skips services by it)
+            margin = min(margin, plan.ceilings([i])[0] - (max(one_by_one) - stay))
             if rng.random() < 0.3:  # as a move is chosen in the tick
                 plan.move(i, int(rng.choice(dst)))
         shared += int((plan.count > 1).sum())
@@ -357,6 +360,7 @@ def test_lookahead_values_every_host_at_once_as_one_by_one(name):
         sim.apply([sim.plan(Move(i, a - 1)) for i, a in enumerate(look.decide(snap,
                    sim.masks(snap))) if a != STAY][:1])
     assert worst <= ROUNDING / 1000
+    assert 0 <= margin < np.inf
     assert shared
     assert asleep or not any(h.sleep_watts is not None for h in sc.hosts)
 
