@@ -30,6 +30,7 @@ Best = Callable[[int], tuple[float, int]]
 """A service's best action given the moves chosen so far, and what it gains over staying."""
 Bounds = Callable[[list[int]], Sequence[float]]
 """For each of some services, a gain its `Best` cannot exceed (inf: no bound known)."""
+FIRST = 8  # services weighed first while the limit binds (then twice as many, up to AT_ONCE)
 
 
 class Proposals:
@@ -152,8 +153,11 @@ class Proposals:
                        strict=True))
         order = sorted(pending, key=lambda i: -cap[i])  # stable: ties in service order
         found = ((0.0, STAY), -1)  # every best gains >= 0, staying 0
-        for start in range(0, len(order), AT_ONCE):
-            some = [i for i in order[start:start + AT_ONCE] if cap[i] >= found[0][0]]
+        # a few first, then more at a time: once a gain is found, most bounds are below it
+        start, size = 0, FIRST
+        while start < len(order):
+            some = [i for i in order[start:start + size] if cap[i] >= found[0][0]]
+            start, size = start + size, min(2 * size, AT_ONCE)
             if not some:
                 break
             bounds = weigh(some) if weigh else [np.inf] * len(some)
