@@ -125,10 +125,11 @@ class Proposals:
         """(service, action) of each move a planner proposes; the caller counts each one
         (where it goes, what it requests) before the next is chosen. `best` must leave out
         the moves `passes` refuses. While the limit binds, services are weighed side by side
-        (nothing moving between them), AT_ONCE at a time, those with the highest `ceiling`
-        first: `weigh`, if given, is told them before `best` is asked of each (a planner may
-        predict them all at once) and bounds their gains tighter; `best` is asked only of
-        those whose bounds reach the best gain found so far."""
+        (nothing moving between them), FIRST and then twice as many at a time up to AT_ONCE,
+        those with the highest `ceiling` first: `weigh`, if given, is told them before
+        `best` is asked of each (a planner may predict them all at once) and bounds their
+        gains tighter; `best` is asked only of those whose bounds reach the best gain found
+        so far."""
         pending = self.begin(snapshot)
         limit = len(pending) if self.gates is None else self.gates.max_concurrent_migrations
         if limit >= len(pending):  # in turn
