@@ -58,8 +58,10 @@ class Encoder:
         self.l_max = scenario.fleet[service].sla_latency_ms
         self.u_max = 2.0 * scenario.workload_of(service).peak_users
         # its users' network latency to each host (its region's row), over the scenario's
-        # largest: which hosts are near them
-        farthest = max(max(scenario.network_ms(s)) for s in scenario.fleet) or 1.0
+        # largest: which hosts are near them (services of one region share a row)
+        rows = {s.region: s for s in scenario.fleet}.values()
+        farthest = max(max(scenario.network_ms(s)) for s in rows) or 1.0
+        self.region = scenario.fleet[service].region
         self.network = np.array(scenario.network_ms(scenario.fleet[service])) / farthest
         self.size = 2 * self.n + 4 + 3 * self.n
 
@@ -73,6 +75,23 @@ def host_state(hosts: Sequence[HostState]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([h.power_w for h in hosts]), np.array([h.cpu for h in hosts])
 
 
+def _seen(x: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Entries of an observation, as `encode` makes them: float32 within [0, 1]."""
+    return np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
+
+
+def _own(encoders: Sequence[Encoder], services: Sequence[ServiceState]) -> np.ndarray:
+    """[k, 4]: each service's power, CPU, latency and users, encoded."""
+    first = encoders[0]
+    return _seen(np.array([[s.power_w / first.p_max, s.cpu, 0.5 * s.latency_ms / e.l_max,
+                            s.users / e.u_max] for e, s in zip(encoders, services, strict=True)]))
+
+
+def _hosts(first: Encoder, host_power: np.ndarray, host_cpu: np.ndarray) -> np.ndarray:
+    """Each host's power and CPU, interleaved and encoded ([hosts, 2] or [k, hosts, 2])."""
+    return _seen(np.stack([np.asarray(host_power) / first.p_max, host_cpu], axis=-1))
+
+
 def encode(encoders: Sequence[Encoder], services: Sequence[ServiceState],
            host_power: np.ndarray, host_cpu: np.ndarray, others: np.ndarray | None
            ) -> np.ndarray:
@@ -83,16 +102,39 @@ def encode(encoders: Sequence[Encoder], services: Sequence[ServiceState],
     n, k = first.n, len(services)
     v = np.zeros((k, first.size), dtype=np.float32)
     v[np.arange(k), [s.host for s in services]] = 1.0
-    v[:, n] = np.array([s.power_w for s in services]) / first.p_max
-    v[:, n + 1] = [s.cpu for s in services]
-    v[:, n + 2] = 0.5 * np.array([s.latency_ms for s in services]) / [e.l_max for e in encoders]
-    v[:, n + 3] = np.array([s.users for s in services]) / [e.u_max for e in encoders]
-    v[:, n + 4:3 * n + 4:2] = host_power / first.p_max
-    v[:, n + 5:3 * n + 4:2] = host_cpu
+    v[:, n:n + 4] = _own(encoders, services)
+    v[:, n + 4:3 * n + 4] = _hosts(first, host_power, host_cpu).reshape(-1, 2 * n)
     if others is not None:
-        v[:, 3 * n + 4:4 * n + 4] = others
-    v[:, 4 * n + 4:] = [e.network for e in encoders]
-    return np.clip(v, 0.0, 1.0, out=v)
+        v[:, 3 * n + 4:4 * n + 4] = _seen(others)
+    v[:, 4 * n + 4:] = _seen([e.network for e in encoders])
+    return v
+
+
+def first_layer(encoders: Sequence[Encoder], load: Load, rows: Sequence[int],
+                columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """encode(...) @ columns [size, width] (float64) of the observations of the services `rows`
+    (on a host: valid) as `Load.view` makes them (their host as observed, the others' CPU as
+    `load` counts it now), without the [k, size] observations (a thousand services' are 15
+    MB): what every service sees alike is summed once, the network rows once per region.
+    Also [k]: what each sees of the others' CPU on the host `load` counts it on."""
+    snap, first = load.snapshot, encoders[rows[0]]
+    n = first.n
+    services = [snap.services[i] for i in rows]
+    pre = columns[[s.host for s in services]]  # the one-hot host
+    pre += _own([encoders[i] for i in rows], services) @ columns[n:n + 4]
+    pre += _hosts(first, *host_state(snap.hosts)).reshape(-1) @ columns[n + 4:3 * n + 4]
+    here = np.zeros(len(rows), dtype=np.float32)
+    if not load.alone(rows[0]):  # a valid service is alone only if it is the only one
+        everywhere = _seen(load.cpu).astype(np.float64)
+        here = _seen([load.own(i) for i in rows])
+        others = columns[3 * n + 4:4 * n + 4]
+        at = [load.where[i] for i in rows]  # where `load` counts them (moved or not)
+        pre += everywhere @ others + (here - everywhere[at])[:, None] * others[at]
+    regions = {encoders[i].region: encoders[i].network for i in rows}
+    index = {region: j for j, region in enumerate(regions)}
+    network = _seen(list(regions.values())) @ columns[4 * n + 4:]
+    pre += network[[index[encoders[i].region] for i in rows]]
+    return pre, here
 
 
 class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):

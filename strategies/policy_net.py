@@ -56,11 +56,6 @@ class PolicyNet:
         self.rest = list(map(_weights, list(net)[2::2]))
         self.out = _weights(self.policy.action_net)
 
-    def first(self, x: np.ndarray) -> np.ndarray:
-        """The first layer's pre-activations of observations x [k, size], in float64 (a
-        tick's moves are added to them)."""
-        return (x @ self.w1).astype(np.float64) + self.b1
-
     def logits(self, first: np.ndarray) -> np.ndarray:
         """The action logits from the first layer's pre-activations (then float32, as the
         model computes)."""

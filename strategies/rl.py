@@ -21,7 +21,7 @@ from orchestrator.errors import BadInput
 from orchestrator.model import STAY, Load, Move, Snapshot, target_host
 from orchestrator.scenario import Scenario
 from strategies.base import NoOptions, StrategyContext
-from strategies.env import Encoder, GreenWiseEnv, encode, host_state
+from strategies.env import Encoder, GreenWiseEnv, first_layer
 from strategies.gated import Proposals
 from strategies.policy_net import PolicyNet
 from strategies.prediction import Predictor
@@ -239,12 +239,11 @@ class _RLStrategy:
         net.refresh()  # online training updates the model between ticks
         gated, chosen = self.proposals.gates is not None, 0  # moves chosen so far
         claims = self.continuum.claims(snapshot) if self.continuum is not None else None
-        n = len(snapshot.hosts)
-        at = 3 * n + 4  # where the others' CPU per host starts in an observation
-        x = encode([self.encoders[i] for i in valid], [snapshot.services[i] for i in valid],
-                   *host_state(snapshot.hosts),
-                   np.array([np.zeros(n) if load.alone(i) else load.others(i) for i in valid]))
-        first = net.first(x)  # as encoded now: only what the moves change is added below
+        at = 3 * len(snapshot.hosts) + 4  # where the others' CPU per host starts in one
+        # the first layer of the observations as encoded now, and what they see of the others'
+        # CPU on their own host: only what the moves change is added below
+        first, here = first_layer(self.encoders, load, valid, net.columns)
+        first += net.b1
 
         def seen(cpu: float) -> np.float32:  # an observation's entry, as `encode` makes it
             return np.float32(min(max(np.float32(cpu), 0.0), 1.0))
@@ -260,7 +259,7 @@ class _RLStrategy:
             if not load.alone(i):  # its own host shows the others' CPU, not all of it
                 h = load.where[i]
                 pre = pre + shift + net.columns[at + h] * (
-                    (seen(load.own(i)) - x[r, at + h]) - (now[h] - start[h]))
+                    (seen(load.own(i)) - here[r]) - (now[h] - start[h]))
             # the most probable action the mask allows (the mask only if the first is not)
             logits = net.logits(pre)
             a = int(np.argmax(logits))

@@ -42,6 +42,30 @@ def test_services_in_different_regions_see_which_hosts_are_near():
         ["edge2", "edge0", "edge1"]
 
 
+@pytest.mark.parametrize("name", ["paper", "continuum"])
+def test_first_layer_of_a_ticks_observations_is_theirs_encoded(name):
+    """first_layer sums what every service sees alike once: it must equal the observations
+    as each service sees them (the moves decided so far counted) times the layer's columns,
+    and say what each sees of the others' CPU on its own host."""
+    from orchestrator.model import Load
+    from strategies.env import first_layer
+
+    sc = load_scenario(name)
+    env = GreenWiseEnv(sc)
+    env.reset(seed=0)
+    n, rng = len(sc.hosts), np.random.default_rng(0)
+    load = Load(env.snapshot, sc.capacity)
+    for i in range(0, len(sc.fleet), 3):  # some of the tick's moves decided
+        load.move(i, (load.where[i] + 1) % n)
+    rows = list(range(len(sc.fleet)))
+    columns = rng.normal(size=(env.encoders[0].size, 16))
+    pre, here = first_layer(env.encoders, load, rows, columns)
+    seen = np.stack([env.encoders[i](load.view(i)) for i in rows])
+    assert pre == pytest.approx(seen.astype(np.float64) @ columns, rel=1e-9, abs=1e-9)
+    at = [3 * n + 4 + h for h in load.where]
+    assert here.tolist() == seen[np.arange(len(rows)), at].tolist()
+
+
 def test_with_gates_the_masks_hide_what_the_gates_would_hold():
     """bursty (3 services) within the default gates: one migration a tick (later services may
     only stay once one moved), none below the minimum predicted gain, and a service that just
