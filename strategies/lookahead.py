@@ -31,7 +31,7 @@ from strategies.allocation import Allocation
 from strategies.base import NoOptions, StrategyContext
 from strategies.gated import Proposals
 from strategies.prediction import CPU, LATENCY, ROUNDING, WATTS, Place, Predictor
-from strategies.reward import SLA_PENALTY, WEIGHTS, rewards
+from strategies.reward import WEIGHTS, rewards
 
 
 class LookaheadOptions(NoOptions):
@@ -239,13 +239,12 @@ class Plan:
     def ceilings(self, services: list[int]) -> list[float]:
         """For each of `services` (valid), a bound no move's `values` less its `staying`
         exceeds, without valuing any move: in each step of the horizon its own reward is at
-        most what the least power and latency any host could give it earn
-        (`Predictor.least_watts`, `least_latency`), and the tenants of the host it goes to
+        most what the least power and latency any host could give it earn (`Predictor.most`),
+        and the tenants of the host it goes to
         gain at most what they would spare (`spared`), summed over the host that could
         spare the most."""
         p, ks = self.predictor, np.asarray(services, dtype=np.int64)
-        most = np.maximum(rewards(p.reward_kind, p.least_watts[ks], p.least_latency[ks],
-                                  p.p_max, p.slas[ks]), SLA_PENALTY)
+        most = p.most(ks)
         valid = np.flatnonzero(self.where >= 0)
         tenants = np.bincount(self.where[valid], self.spared[valid],
                               minlength=len(self.count)).max(initial=0.0)

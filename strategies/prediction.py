@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from orchestrator.model import Load, Observation, Snapshot, target_host
 from orchestrator.move_cost import MoveCost
@@ -222,10 +223,16 @@ class Predictor:
             return np.zeros(0)
         ks = np.asarray(services, dtype=np.int64)
         here = Here(self, snapshot, ks, load)
-        most = rewards(self.reward_kind, np.minimum(here.watts, self.least_watts[ks]),
-                       np.minimum(here.latency, self.least_latency[ks]), self.p_max,
-                       self.slas[ks])
-        return np.maximum(most, SLA_PENALTY) - here.reward + ROUNDING
+        return self.most(ks, here.watts, here.latency) - here.reward + ROUNDING
+
+    def most(self, ks: np.ndarray, watts: ArrayLike = np.inf, latency: ArrayLike = np.inf
+             ) -> np.ndarray:
+        """The most reward each service of `ks` could earn in a step: with the least power and
+        latency any host could give it (`least_watts`, `least_latency`), or `watts` and
+        `latency` where they are less; never below an SLA violation's (rewards' floor)."""
+        return np.maximum(rewards(self.reward_kind, np.minimum(watts, self.least_watts[ks]),
+                                  np.minimum(latency, self.least_latency[ks]), self.p_max,
+                                  self.slas[ks]), SLA_PENALTY)
 
 
 class Here:
