@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -85,10 +86,14 @@ class MoveCost:
         self.cold_start_s = [m.service.cold_start_s for m in models]
         self.network_ms = [m.network_ms for m in models]
         # What a loading copy draws on each host (Eq. 1-2, as if alone there: exact for the
-        # linear power curve, whatever else runs there)
-        self.loading_w = [[share_watts(h, 0.0, [COLD_START_CORES / h.cores],
-                                       [m.processes[i]])[1][0]
-                           for i, h in enumerate(self.hosts)] for m in models]
+        # linear power curve, whatever else runs there; alike for services of as many
+        # processes on a host)
+        @cache
+        def loading(host: int, processes: int) -> float:
+            h = self.hosts[host]
+            return share_watts(h, 0.0, [COLD_START_CORES / h.cores], [processes])[1][0]
+
+        self.loading_w = [[loading(i, p) for i, p in enumerate(m.processes)] for m in models]
         # the same, as arrays [service, host] (for `steps`)
         self.cluster = np.unique(self.topology.clusters, return_inverse=True)[1].ravel()
         self.cold_start = np.array(self.cold_start_s)
