@@ -91,19 +91,22 @@ def env_steps(scenario: Scenario, n: int) -> None:
 
 def tick_ms(strategy: str, model_path: Path | None = None, n: int = 500,
             scenario: Scenario = PAPER, warm: int = 0, steps: int | None = None
-            ) -> tuple[float, float]:
+            ) -> tuple[float, float, float]:
     """Median (wall, CPU) ms of n policy ticks after `warm` ones, as `run` ticks, in the test
-    episode of `steps` steps (seed 0; the draws differ with the length) or just long enough."""
+    episode of `steps` steps (seed 0; the draws differ with the length) or just long enough;
+    and the set-up in s of the strategy and the loop (before the first tick)."""
     steps = steps or warm + n + 1
     assert warm + n < steps, "the ticks measured must be in the episode"
     sim = SimulatedContinuum(scenario.model_copy(update={"episode_steps": steps}),
                              "test", seed=0)
     gates = ControllerConfig()  # as `run` decides: the strategy knows the gates it runs under
+    start = time.perf_counter()
     agent = create(strategy, StrategyContext(scenario, gates=gates),
                    {"model": model_path} if model_path else None)
     agent.reset(sim)
     loop = Loop(sim, agent, Predictor(scenario, model=sim.model),
                 Gates(gates, clock=lambda: sim.t * 900.0))
+    setup = time.perf_counter() - start
     for _ in range(warm):
         loop.tick()
     wall, cpu = [], []
@@ -112,7 +115,7 @@ def tick_ms(strategy: str, model_path: Path | None = None, n: int = 500,
         loop.tick()  # observe, decide, gate, plan, apply (the simulator advances)
         wall.append((time.perf_counter() - w) * 1000)
         cpu.append((time.process_time() - c) * 1000)
-    return statistics.median(wall), statistics.median(cpu)
+    return statistics.median(wall), statistics.median(cpu), setup
 
 
 def model(name: str) -> Path:
@@ -129,7 +132,7 @@ def paper() -> None:
               f"{'(goal <= 10 s)' if algo == 'maskppo' else ''}")
     for name in ("greedy", "rules", "maskppo", "a2c"):
         path = model(name) if name in rl.ALGORITHMS else None
-        wall, cpu = tick_ms(name, path)
+        wall, cpu, _ = tick_ms(name, path)
         print(f"control tick {name:8s} (paper)       {wall:10.3f} ms median (CPU: {cpu:.3f}) "
               "(goal <= 5 ms)")
 
@@ -210,7 +213,7 @@ def tick() -> None:
     # same users, background and start placement.
     day = DAY_STEPS + 2
     solved = TABLES.solved
-    wall, cpu = tick_ms("stay", n=1, scenario=big, steps=day)
+    wall, cpu, _ = tick_ms("stay", n=1, scenario=big, steps=day)
     print(f"  first tick (stay; {solved} blocks of the tables solved before) {wall:.1f} ms "
           f"(CPU: {cpu:.1f})")
     # An untrained network of the right shape
@@ -221,12 +224,12 @@ def tick() -> None:
     for name in ("stay", "descheduler", "threshold", "maskppo", "greedy", "lookahead"):
         path = model("big") if name == "maskppo" else None
         solved = TABLES.solved
-        wall, cpu = tick_ms(name, path, 20, big, warm=3, steps=day)
+        wall, cpu, setup = tick_ms(name, path, 20, big, warm=3, steps=day)
         solved = TABLES.solved - solved
         print(f"  {name:12s} {wall:10.1f} ms median of ticks 4-23 (CPU: {cpu:.1f}; "
-              f"{solved} blocks solved in ticks 1-23)")
+              f"{solved} blocks solved in ticks 1-23; set-up {setup:.1f} s)")
         if solved:  # a planner reads blocks the day of stay did not: once they are solved
-            wall, cpu = tick_ms(name, path, 20, big, warm=3, steps=day)
+            wall, cpu, _ = tick_ms(name, path, 20, big, warm=3, steps=day)
             print(f"  {name:12s} {wall:10.1f} ms again, the blocks it reads solved "
                   f"(CPU: {cpu:.1f})")
     # The model-based planners predict services on every host (each a service's hosts at
@@ -235,7 +238,7 @@ def tick() -> None:
     for k, n, warm in ((1, 20, 3), (8, 20, 3)):
         sc = repeated(continuum, k)
         for name in ("greedy", "lookahead"):
-            wall, cpu = tick_ms(name, n=n, scenario=sc, warm=warm, steps=day)
+            wall, cpu, _ = tick_ms(name, n=n, scenario=sc, warm=warm, steps=day)
             print(f"  {name:12s} {wall:10.1f} ms median of {n} tick(s) after {warm}, "
                   f"{len(sc.fleet)} services on {len(sc.hosts)} hosts (CPU: {cpu:.1f})")
 

@@ -213,6 +213,14 @@ FIELDS = 4
 TAKEN_BLOCK, USERS_BLOCK = 16, 32
 
 
+def kind(service: ServiceSpec, host: HostProfile) -> tuple[object, ...]:
+    """What the outcomes of `service` on `host` depend on besides the load (the served model
+    and the kind of host; not names, places or the host's own background load)."""
+    return (service.inference_ms_per_image, service.batch_overhead_ms, service.batch_size,
+            service.max_batch_delay_ms, service.workers, service.think_time_s, host.cores,
+            host.speed, host.idle_watts, host.max_watts, host.power_curve, host.base_processes)
+
+
 class OutcomeTables:
     """Outcomes of each served model on each kind of host (one table per pair), every point
     solved once; a lookup reads many points of many tables at once."""
@@ -228,10 +236,7 @@ class OutcomeTables:
     def id(self, service: ServiceSpec, host: HostProfile) -> int:
         """The table of `service` on `host` (what names and places do not change: its users'
         network latency is added per service)."""
-        key = (service.inference_ms_per_image, service.batch_overhead_ms, service.batch_size,
-               service.max_batch_delay_ms, service.workers, service.think_time_s, host.cores,
-               host.speed, host.idle_watts, host.max_watts, host.power_curve,
-               host.base_processes)
+        key = kind(service, host)
         if key not in self._ids:
             self._ids[key] = len(self.pairs)
             self.pairs.append((service, host))

@@ -80,7 +80,7 @@ def _seen(x: np.ndarray | Sequence[float]) -> np.ndarray:
     return np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
 
 
-def _own(encoders: Sequence[Encoder], services: Sequence[ServiceState]) -> np.ndarray:
+def _services(encoders: Sequence[Encoder], services: Sequence[ServiceState]) -> np.ndarray:
     """[k, 4]: each service's power, CPU, latency and users, encoded."""
     first = encoders[0]
     return _seen(np.array([[s.power_w / first.p_max, s.cpu, 0.5 * s.latency_ms / e.l_max,
@@ -102,7 +102,7 @@ def encode(encoders: Sequence[Encoder], services: Sequence[ServiceState],
     n, k = first.n, len(services)
     v = np.zeros((k, first.size), dtype=np.float32)
     v[np.arange(k), [s.host for s in services]] = 1.0
-    v[:, n:n + 4] = _own(encoders, services)
+    v[:, n:n + 4] = _services(encoders, services)
     v[:, n + 4:3 * n + 4] = _hosts(first, host_power, host_cpu).reshape(-1, 2 * n)
     if others is not None:
         v[:, 3 * n + 4:4 * n + 4] = _seen(others)
@@ -121,7 +121,7 @@ def first_layer(encoders: Sequence[Encoder], load: Load, rows: Sequence[int],
     n = first.n
     services = [snap.services[i] for i in rows]
     pre = columns[[s.host for s in services]]  # the one-hot host
-    pre += _own([encoders[i] for i in rows], services) @ columns[n:n + 4]
+    pre += _services([encoders[i] for i in rows], services) @ columns[n:n + 4]
     pre += _hosts(first, *host_state(snap.hosts)).reshape(-1) @ columns[n + 4:3 * n + 4]
     here = np.zeros(len(rows), dtype=np.float32)
     if not load.alone(rows[0]):  # a valid service is alone only if it is the only one

@@ -240,9 +240,8 @@ class Plan:
         """For each of `services` (valid), a bound no move's `values` less its `staying`
         exceeds, without valuing any move: in each step of the horizon its own reward is at
         most what the least power and latency any host could give it earn (`Predictor.most`),
-        and the tenants of the host it goes to
-        gain at most what they would spare (`spared`), summed over the host that could
-        spare the most."""
+        and the tenants of the host it goes to gain at most what they would spare (`spared`),
+        summed over the host that could spare the most."""
         p, ks = self.predictor, np.asarray(services, dtype=np.int64)
         most = p.most(ks)
         valid = np.flatnonzero(self.where >= 0)

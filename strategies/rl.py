@@ -202,9 +202,9 @@ class RLOptions(NoOptions):
 class _RLStrategy:
     """One trained model decides for every service in turn, each seeing the moves decided
     before it in the tick (in its observation and its mask), as it was trained; its mask
-    hides what the gates would hold (strategies/gated.py). The tick's observations are
-    encoded at once; a move changes what the next ones see on two hosts only, and the
-    network's first layer follows those entries (strategies/policy_net.py)."""
+    hides what the gates would hold (strategies/gated.py). The network's first layer is
+    summed for the tick's observations at once (`first_layer`); a move changes what the next
+    ones see on two hosts only, and that layer follows those entries."""
 
     name: ClassVar[str]
     fleet: ClassVar[bool] = True

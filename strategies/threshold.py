@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from orchestrator.model import STAY, Snapshot
-from orchestrator.performance import Backend
+from orchestrator.performance import Backend, kind
 from strategies.allocation import Allocation, cloud_hosts
 from strategies.base import NoOptions, Stateless, StrategyContext
 
@@ -53,14 +53,19 @@ class ThresholdStrategy(Stateless):
         self.by_distance: list[np.ndarray] = []
         self.rank: list[np.ndarray] = []
         self.thresholds: list[int] = []
+        known: dict[tuple[object, ...], int] = {}  # a fleet's copies of a service share theirs
         for spec in sc.fleet:
             network = sc.network_ms(spec)
             by_distance = sorted(range(len(hosts)), key=lambda h: network[h])
             near = by_distance[0]
             self.by_distance.append(np.array(by_distance, dtype=np.int64))
             self.rank.append(np.argsort(self.by_distance[-1]))
-            self.thresholds.append(capacity_users(Backend(spec, hosts[near]), network[near],
-                                                  options.sla_fraction * spec.sla_latency_ms))
+            limit = options.sla_fraction * spec.sla_latency_ms
+            key = (kind(spec, hosts[near]), hosts[near].background_utilization, network[near],
+                   limit)
+            if key not in known:
+                known[key] = capacity_users(Backend(spec, hosts[near]), network[near], limit)
+            self.thresholds.append(known[key])
         self.hysteresis = options.hysteresis
 
     def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
