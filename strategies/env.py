@@ -49,25 +49,38 @@ from strategies.reward import INVALID_ACTION_PENALTY, REWARDS
 ENV_ID = "GreenWise-v0"
 
 
+def farthest_ms(scenario: Scenario) -> float:
+    """The largest network latency from any service's users to any host (1 if none; services
+    of one region share a row)."""
+    rows = {s.region: s for s in scenario.fleet}.values()
+    return max(max(scenario.network_ms(s)) for s in rows) or 1.0
+
+
 class Encoder:
     """Turns one service's Observation into the normalized vector the RL policies see."""
 
-    def __init__(self, scenario: Scenario, service: int = 0) -> None:
+    def __init__(self, scenario: Scenario, service: int = 0, farthest: float | None = None
+                 ) -> None:
         self.n = len(scenario.hosts)
         self.p_max = max(h.max_watts for h in scenario.hosts)
         self.l_max = scenario.fleet[service].sla_latency_ms
         self.u_max = 2.0 * scenario.workload_of(service).peak_users
         # its users' network latency to each host (its region's row), over the scenario's
-        # largest: which hosts are near them (services of one region share a row)
-        rows = {s.region: s for s in scenario.fleet}.values()
-        farthest = max(max(scenario.network_ms(s)) for s in rows) or 1.0
+        # largest (`farthest_ms`, given by `encoders` for a whole fleet): which hosts are near
         self.region = scenario.fleet[service].region
-        self.network = np.array(scenario.network_ms(scenario.fleet[service])) / farthest
+        self.network = np.array(scenario.network_ms(scenario.fleet[service])) / (
+            farthest_ms(scenario) if farthest is None else farthest)
         self.size = 2 * self.n + 4 + 3 * self.n
 
     def __call__(self, obs: Observation) -> np.ndarray:
         others = np.asarray(obs.others_cpu)[None] if len(obs.others_cpu) else None
         return encode([self], [obs.service], *host_state(obs.hosts), others)[0]
+
+
+def encoders(scenario: Scenario) -> list[Encoder]:
+    """An Encoder for each service of the scenario (the farthest latency found once)."""
+    farthest = farthest_ms(scenario)
+    return [Encoder(scenario, i, farthest) for i in range(len(scenario.fleet))]
 
 
 def host_state(hosts: Sequence[HostState]) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +163,7 @@ class GreenWiseEnv(gym.Env[np.ndarray, np.int64]):
         self.predictor = Predictor(self.scenario, reward_kind, self.sim.model)
         self.loop = Loop(self.sim, None, self.predictor, explain=False)
         self.proposals = Proposals(gates)  # the masks hide what the gates would hold
-        self.encoders = [Encoder(self.scenario, i) for i in range(len(self.scenario.fleet))]
+        self.encoders = encoders(self.scenario)
         self.encode = self.encoders[0]
         self.reward_kind = reward_kind
         self.p_max = self.encode.p_max

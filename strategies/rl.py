@@ -21,7 +21,7 @@ from orchestrator.errors import BadInput
 from orchestrator.model import STAY, Load, Move, Snapshot, target_host
 from orchestrator.scenario import Scenario
 from strategies.base import NoOptions, StrategyContext
-from strategies.env import Encoder, GreenWiseEnv, first_layer
+from strategies.env import Encoder, GreenWiseEnv, encoders, first_layer
 from strategies.gated import Proposals
 from strategies.policy_net import PolicyNet
 from strategies.prediction import Predictor
@@ -213,7 +213,7 @@ class _RLStrategy:
 
     def __init__(self, context: StrategyContext, options: RLOptions) -> None:
         sc = context.scenario
-        self.encoders = [Encoder(sc, i) for i in range(len(sc.fleet))]
+        self.encoders = encoders(sc)
         self.capacity = sc.capacity
         if options.model is None:
             raise BadInput(f"strategy {self.name!r} needs a trained model: pass --model "
