@@ -46,17 +46,21 @@ class RulesStrategy:
     def reset(self, continuum: Continuum) -> None:
         self.evacuated_at = None
 
-    def _projected_cpu(self, obs: Observation, h: int) -> float:
+    def _cpu_on(self, obs: Observation, h: int) -> float:
+        """The service's CPU as a fraction of host h's cores."""
         cur = self.hosts[obs.service.host]
         work = obs.service.cpu * cur.cores * cur.speed  # core-seconds/s at unit speed
-        host = self.hosts[h]
-        return background(obs, self.hosts, h) + work / (host.cores * host.speed)
+        return work / (self.hosts[h].cores * self.hosts[h].speed)
+
+    def _projected_cpu(self, obs: Observation, h: int) -> float:
+        return background(obs, self.hosts, h) + self._cpu_on(obs, h)
 
     def _power_estimate(self, obs: Observation, h: int) -> float:
+        # not from the projected CPU less the background: hosts of one kind tie exactly (the
+        # first wins), not by the rounding of their different backgrounds
         host = self.hosts[h]
         idle_share = host.idle_watts * self.processes[h] / (host.base_processes + self.processes[h])
-        svc_cpu = self._projected_cpu(obs, h) - background(obs, self.hosts, h)
-        return idle_share + (host.max_watts - host.idle_watts) * svc_cpu
+        return idle_share + (host.max_watts - host.idle_watts) * self._cpu_on(obs, h)
 
     def decide(self, obs: Observation, mask: np.ndarray) -> int:
         candidates = [h for h in range(len(self.hosts)) if mask[h + 1]]
