@@ -17,6 +17,7 @@ and user count, in blocks solved together (vectorized), so a simulator step is m
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -177,32 +178,90 @@ class Backend:
         queue_wait = p_wait * t / (self.servers - load)
         return batch_wait * (1.0 - p_wait) + queue_wait + t
 
+    def capacity(self) -> np.ndarray:
+        """The throughput at which its busy workers fill the cores the others leave (busy
+        workers are piecewise linear in x: batches of 1 below 1 / delay, of x * delay up to
+        batch / delay, then full)."""
+        room = self.servers - self.others
+        o, p, b, d = self.overhead, self.per_image, np.asarray(self.batch, float), self.delay
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(room * d <= o + p, room / (o + p),
+                            np.where(room * d <= o + b * p, (room - o / d) / p,
+                                     room * b / (o + b * p)))
+
+    def part(self, shape: tuple[int, ...], at: Any = slice(None)) -> Backend:
+        """This backend's entries, broadcast to `shape` and flattened, at positions `at`."""
+        part = copy.copy(self)
+        for name in ("servers", "others", "per_image", "overhead", "batch", "delay", "think"):
+            setattr(part, name, np.broadcast_to(getattr(self, name), shape).ravel()[at])
+        return part
+
     def solve(self, users: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """(throughput, backend latency) for closed populations of `users`: bisections, 60
-        steps each, done for all at once."""
+        """(throughput, backend latency) for closed populations of `users`, all at once: x
+        solves x * (think + R(x)) = users, which grows with x, below `capacity` (beyond it
+        the others leave too little: R is infinite)."""
         users = np.asarray(users, dtype=float)
         shape = np.broadcast_shapes(users.shape, np.shape(self.others), np.shape(self.per_image))
-        users = np.broadcast_to(users, shape)
-        lo, hi = np.zeros(shape), users / self.think
-        # the largest x with busy workers below what the others leave
-        room = self.servers - self.others
-        capped = self.busy_workers(hi) >= room
-        if capped.any():
-            cap_lo, cap_hi = np.zeros(shape), hi
-            for _ in range(60):
-                mid = (cap_lo + cap_hi) / 2
-                below = self.busy_workers(mid) < room
-                cap_lo, cap_hi = np.where(below, mid, cap_lo), np.where(below, cap_hi, mid)
-            hi = np.where(capped, cap_lo, hi)
+        flat = self.part(shape)
+        users = np.broadcast_to(users, shape).ravel()
+
+        def short(x: np.ndarray, at: Any = slice(None)) -> np.ndarray:
+            b = flat.part((len(users),), at)
+            full = b.busy_workers(x) >= b.servers - b.others
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                f = x * (b.think + b.latency(x)) - users[at]
+            return np.where(full | ~np.isfinite(f), FAR, f)
+
+        hi = np.minimum(users / flat.think, flat.capacity())
+        f_hi = short(hi)
+        inside = (users > 0) & (f_hi > 0)  # else x = hi (none), or 0 (no users)
+        x, where = hi.copy(), np.flatnonzero(inside)
+        x[where] = increasing_root(lambda xs, at: short(xs, where[at]), np.zeros(len(where)),
+                                   hi[where], -users[where], f_hi[where])
+        idle = users <= 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            for _ in range(60):  # x * (think + R(x)) grows with x: bisect for = users
-                mid = (lo + hi) / 2
-                short = mid * (self.think + self.latency(mid)) < users
-                lo, hi = np.where(short, mid, lo), np.where(short, hi, mid)
-            x = (lo + hi) / 2
-            idle = users <= 0
-            return (np.where(idle, 0.0, x),
-                    np.where(idle, self.latency(np.zeros(shape)), users / x - self.think))
+            back = np.where(idle, flat.latency(np.zeros(len(users))), users / x - flat.think)
+        return np.where(idle, 0.0, x).reshape(shape), back.reshape(shape)
+
+
+FAR = np.finfo(float).max / 4  # f where x is beyond capacity: finite, so interpolation works
+
+
+def increasing_root(f: Callable[[np.ndarray, np.ndarray], np.ndarray], lo: np.ndarray,
+                    hi: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray) -> np.ndarray:
+    """x with f(x) = 0 for each element of the brackets lo < hi (f(lo) = f_lo < 0 < f_hi =
+    f(hi)), to a few units in the last place; f(x, at) evaluates the elements `at`.
+    Chandrupatla's method (inverse quadratic interpolation where it is safe, else bisection;
+    scipy's elementwise.find_root uses it too), each element only until it has converged."""
+    out = np.where(np.abs(f_lo) < np.abs(f_hi), lo, hi)
+    at = np.arange(len(lo))
+    a, fa, b, fb = lo, f_lo, hi, f_hi  # a: the newest point; a and b bracket the root
+    t = np.full(len(lo), 0.5)
+    for _ in range(200):  # converges long before; bisection alone would take ~60 steps
+        x = a + t * (b - a)
+        fx = f(x, at)
+        same = np.sign(fx) == np.sign(fa)
+        c, fc = np.where(same, a, b), np.where(same, fa, fb)  # the point given up
+        b, fb = np.where(same, b, a), np.where(same, fb, fa)
+        a, fa = x, fx
+        nearer = np.abs(fa) < np.abs(fb)
+        best = np.where(nearer, a, b)
+        tol, dx = 4 * np.finfo(float).eps * np.abs(best), np.abs(b - a)
+        done = (np.where(nearer, fa, fb) == 0) | (dx < tol)
+        out[at[done]] = best[done]
+        if done.all():
+            break
+        go = ~done
+        at, a, fa, b, fb, c, fc, tol, dx = (v[go] for v in (at, a, fa, b, fb, c, fc, tol, dx))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            xi, phi = (a - b) / (c - b), (fa - fb) / (fc - fb)
+            t = np.where((phi ** 2 < xi) & ((1 - phi) ** 2 < 1 - xi),
+                         fa / (fb - fa) * fc / (fb - fc)
+                         + (c - a) / (b - a) * fa / (fc - fa) * fb / (fc - fb), 0.5)
+            t = np.clip(np.where(np.isfinite(t), t, 0.5), 0.5 * tol / dx, 1 - 0.5 * tol / dx)
+    else:
+        out[at] = best[go]
+    return out
 
 
 # Outcome tables hold (backend ms, throughput, service CPU, service watts) per background step,
