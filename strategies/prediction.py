@@ -92,7 +92,7 @@ class Predictor:
         # The least power and latency any host could give each service, however loaded (for
         # `ceilings`): its share of the host's idle power (its dynamic share is >= 0) and one
         # batch of one image on a whole core of that host, plus its users' network latency
-        # (less float rounding: the tables' latency is solved by bisection)
+        # (less float rounding: the tables' latency is found numerically, to ~1e-15)
         processes = np.array([[1 + s.workers_on(h) for h in self.hosts] for s in scenario.fleet])
         idle, base = (np.array([[getattr(h, f) for h in self.hosts]])
                       for f in ("idle_watts", "base_processes"))
