@@ -223,9 +223,9 @@ def tick() -> None:
     print(f"  a simulated day of stay fills the tables: {time.perf_counter() - start:.0f} s")
     for name in ("stay", "descheduler", "threshold", "maskppo", "greedy", "lookahead"):
         path = model("big") if name == "maskppo" else None
-        solved = TABLES.solved
+        before = TABLES.solved
         wall, cpu, setup = tick_ms(name, path, 20, big, warm=3, steps=day)
-        solved = TABLES.solved - solved
+        solved = TABLES.solved - before
         print(f"  {name:12s} {wall:10.1f} ms median of ticks 4-23 (CPU: {cpu:.1f}; "
               f"{solved} blocks solved in ticks 1-23; set-up {setup:.1f} s)")
         if solved:  # a planner reads blocks the day of stay did not: once they are solved
