@@ -391,3 +391,20 @@ def test_a_prediction_needs_no_hosts_observed():
     observed = Observation(0, obs.service, tuple(HostState(h.name, "testbed", 0.0, 0.0)
                                                  for h in PAPER.hosts))
     assert p.predict(observed, 4) == alone
+
+
+def test_rules_judge_hosts_of_one_kind_alike_whatever_their_co_tenants():
+    """Two hosts of one kind (continuum's fog0 and fog1) get the same power estimate however
+    busy their co-tenants are, so a tie goes to the first of them, not to float rounding (a
+    1-ulp difference once decided a move)."""
+    from orchestrator.config import load_scenario
+    sc = load_scenario("continuum")
+    fog0, fog1 = (next(i for i, h in enumerate(sc.hosts) if h.name == n) for n in ("fog0", "fog1"))
+    rules = create("rules", StrategyContext(sc, seed=0)).parts[0]
+    rng = np.random.default_rng(0)
+    hosts = tuple(HostState(h.name, sc.cluster_of(h.name), h.idle_watts, 0.0) for h in sc.hosts)
+    for _ in range(200):
+        cpu, bg = rng.uniform(0.001, 0.2), rng.uniform(0.0, 0.5, len(sc.hosts))
+        obs = Observation(0, ServiceState("svc", 0, 5.0, cpu, 150.0, 3, 1.0), hosts,
+                          background=tuple(bg.tolist()))
+        assert rules._power_estimate(obs, fog0) == rules._power_estimate(obs, fog1)
