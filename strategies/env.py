@@ -88,7 +88,7 @@ def host_state(hosts: Sequence[HostState]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([h.power_w for h in hosts]), np.array([h.cpu for h in hosts])
 
 
-def _seen(x: np.ndarray | Sequence[float]) -> np.ndarray:
+def seen(x: np.ndarray | Sequence[float]) -> np.ndarray:
     """Entries of an observation, as `encode` makes them: float32 within [0, 1]."""
     return np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
 
@@ -96,13 +96,13 @@ def _seen(x: np.ndarray | Sequence[float]) -> np.ndarray:
 def _services(encoders: Sequence[Encoder], services: Sequence[ServiceState]) -> np.ndarray:
     """[k, 4]: each service's power, CPU, latency and users, encoded."""
     first = encoders[0]
-    return _seen(np.array([[s.power_w / first.p_max, s.cpu, 0.5 * s.latency_ms / e.l_max,
+    return seen(np.array([[s.power_w / first.p_max, s.cpu, 0.5 * s.latency_ms / e.l_max,
                             s.users / e.u_max] for e, s in zip(encoders, services, strict=True)]))
 
 
 def _hosts(first: Encoder, host_power: np.ndarray, host_cpu: np.ndarray) -> np.ndarray:
     """Each host's power and CPU, interleaved and encoded ([hosts, 2] or [k, hosts, 2])."""
-    return _seen(np.stack([np.asarray(host_power) / first.p_max, host_cpu], axis=-1))
+    return seen(np.stack([np.asarray(host_power) / first.p_max, host_cpu], axis=-1))
 
 
 def encode(encoders: Sequence[Encoder], services: Sequence[ServiceState],
@@ -118,8 +118,8 @@ def encode(encoders: Sequence[Encoder], services: Sequence[ServiceState],
     v[:, n:n + 4] = _services(encoders, services)
     v[:, n + 4:3 * n + 4] = _hosts(first, host_power, host_cpu).reshape(-1, 2 * n)
     if others is not None:
-        v[:, 3 * n + 4:4 * n + 4] = _seen(others)
-    v[:, 4 * n + 4:] = _seen([e.network for e in encoders])
+        v[:, 3 * n + 4:4 * n + 4] = seen(others)
+    v[:, 4 * n + 4:] = seen([e.network for e in encoders])
     return v
 
 
@@ -138,14 +138,14 @@ def first_layer(encoders: Sequence[Encoder], load: Load, rows: Sequence[int],
     pre += _hosts(first, *host_state(snap.hosts)).reshape(-1) @ columns[n + 4:3 * n + 4]
     here = np.zeros(len(rows), dtype=np.float32)
     if not load.alone(rows[0]):  # a valid service is alone only if it is the only one
-        everywhere = _seen(load.cpu).astype(np.float64)
-        here = _seen([load.own(i) for i in rows])
+        everywhere = seen(load.cpu).astype(np.float64)
+        here = seen([load.own(i) for i in rows])
         others = columns[3 * n + 4:4 * n + 4]
         at = [load.where[i] for i in rows]  # where `load` counts them (moved or not)
         pre += everywhere @ others + (here - everywhere[at])[:, None] * others[at]
     regions = {encoders[i].region: encoders[i].network for i in rows}
     index = {region: j for j, region in enumerate(regions)}
-    network = _seen(list(regions.values())) @ columns[4 * n + 4:]
+    network = seen(list(regions.values())) @ columns[4 * n + 4:]
     pre += network[[index[encoders[i].region] for i in rows]]
     return pre, here
 

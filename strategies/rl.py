@@ -21,7 +21,7 @@ from orchestrator.errors import BadInput
 from orchestrator.model import STAY, Load, Move, Snapshot, target_host
 from orchestrator.scenario import Scenario
 from strategies.base import NoOptions, StrategyContext
-from strategies.env import Encoder, GreenWiseEnv, encoders, first_layer
+from strategies.env import Encoder, GreenWiseEnv, encoders, first_layer, seen
 from strategies.gated import Proposals
 from strategies.policy_net import PolicyNet
 from strategies.prediction import Predictor
@@ -245,12 +245,12 @@ class _RLStrategy:
         first, here = first_layer(self.encoders, load, valid, net.columns)
         first += net.b1
 
-        def seen(cpu: float) -> np.float32:  # an observation's entry, as `encode` makes it
+        def seen_one(cpu: float) -> np.float32:  # `seen` of one entry: 1 us, numpy 2.8
             return np.float32(min(max(np.float32(cpu), 0.0), 1.0))
 
         # What the observations see of each host's managed CPU: at the tick's start, and now
         # (the first layer's change since, over the hosts, is `shift`)
-        start = np.clip(load.cpu.astype(np.float32), 0.0, 1.0)
+        start = seen(load.cpu)
         now, shift, moved = start.copy(), np.zeros(first.shape[1]), False
         for r, i in enumerate(valid):
             if self.proposals.closed(i, chosen):
@@ -259,7 +259,7 @@ class _RLStrategy:
             if not load.alone(i):  # its own host shows the others' CPU, not all of it
                 h = load.where[i]
                 pre = pre + shift + net.columns[at + h] * (
-                    (seen(load.own(i)) - here[r]) - (now[h] - start[h]))
+                    (seen_one(load.own(i)) - here[r]) - (now[h] - start[h]))
             # the most probable action the mask allows (the mask only if the first is not)
             logits = net.logits(pre)
             a = int(np.argmax(logits))
@@ -277,7 +277,7 @@ class _RLStrategy:
             src, moved = load.where[i], True
             load.move(i, to)
             for h in (src, to):
-                now_h = seen(load.cpu[h])
+                now_h = seen_one(load.cpu[h])
                 shift += net.columns[at + h] * (now_h - now[h])
                 now[h] = now_h
         return actions
