@@ -99,6 +99,18 @@ def test_shipped_example_scenario_loads():
     assert len(s.hosts) == 5 and {c.tier for c in s.clusters} == {"edge", "fog", "cloud"}
 
 
+@pytest.mark.parametrize("name", ["two-sites", "plant-depot"])
+def test_the_held_out_scenarios_load_with_every_service_placed(name):
+    """The held-out contended scenarios: every service's users in one of its regions, every
+    host in every region's row, and the services together fitting their hosts' memory."""
+    s = load_scenario(DOCS / f"{name}.yaml")
+    hosts = {h.name for h in s.hosts}
+    assert all(set(row) == hosts for row in s.regions.values())
+    assert {f.region for f in s.fleet} == set(s.regions)
+    assert sum(f.memory_gib for f in s.fleet) <= sum(h.memory_gib for h in s.hosts)
+    assert len(s.fleet) >= 10 and {c.tier for c in s.clusters} == {"edge", "fog", "cloud"}
+
+
 HOSTS = ("clusters:\n  - {name: c, tier: edge, hosts: [{name: a, cores: 2, idle_watts: 5, "
          "max_watts: 40}, {name: b, cores: 2, idle_watts: 5, max_watts: 40}]}\n")
 
