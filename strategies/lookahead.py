@@ -1,13 +1,15 @@
 """Lookahead: a receding-horizon planner on the performance model, for every service in turn.
 
 Each tick it forecasts each service's users `horizon` steps ahead from what it has observed
-(a straight line through its last `window` observations; never the future) and gives each
-service the host with the best predicted reward summed over the horizon: its own, plus what
-its being there costs the services it would share the host with (contention), with a move's
-cost (orchestrator/move_cost.py) counted in its first step. So a move pays when its gain over
-the horizon outweighs its cost, and a service does not crowd a host whose tenants lose more
-than it gains. Services decided before it in the tick count where they go (their load and
-their requests), as in greedy; within gates it proposes what they let through
+(a straight line through its last `window` observations; never the future), spread over the
+errors that forecast has made so far (`outlook`: a service whose users jumped before may jump
+again), and gives each service the host with the best predicted reward summed over the
+horizon, averaged over the spread: its own, plus what its being there costs the services it
+would share the host with (contention), with a move's cost (orchestrator/move_cost.py)
+counted in its first step. So a move pays when its gain over the horizon outweighs its cost,
+and a service does not crowd a host whose tenants lose more than it gains, nor one a tenant's
+likely jump would overload. Services decided before it in the tick count where they go (their
+load and their requests), as in greedy; within gates it proposes what they let through
 (strategies/gated.py): while the limit on migrations binds, the moves worth most first, not
 valuing the services whose ceiling (what any move could gain them, `Plan.ceilings`) is below a
 gain already found.
@@ -27,18 +29,30 @@ from pydantic import Field
 
 from orchestrator.continuum import Continuum
 from orchestrator.model import STAY, Snapshot
+from orchestrator.workload import DAY_STEPS
 from strategies.allocation import Allocation
 from strategies.base import NoOptions, StrategyContext
 from strategies.gated import Proposals
 from strategies.prediction import CPU, LATENCY, ROUNDING, WATTS, Place, Predictor
 from strategies.reward import WEIGHTS, rewards
 
+# [assume] the errors of the last day's forecasts (of 15-minute steps in simulation; on clusters
+# as many ticks)
+HISTORY = DAY_STEPS
+
 
 class LookaheadOptions(NoOptions):
-    # [assume] an hour ahead (4 steps of 15 minutes), a trend over the last hour (window 1:
-    # users stay as last seen)
-    horizon: int = Field(default=4, ge=1)
-    window: int = Field(default=4, ge=1)
+    # Steps of 15 minutes planned over. [measured] With users as last seen and spread, 2 or 4
+    # steps scored as 1 within noise on continuum and bursty (40 episodes each), and each
+    # step costs a tick as much again (README, lookahead)
+    horizon: int = Field(default=1, ge=1)
+    # The line through the last `window` observations (1: users stay as last seen). [measured]
+    # A trend over the last hour (4) scored lower on continuum and bursty
+    window: int = Field(default=1, ge=1)
+    # Each step's forecast spread over this many equiprobable quantiles of the errors the
+    # forecast made as many steps ahead so far in the episode (0: the forecast alone). [measured]
+    # 4, 8 and 16 scored alike; each costs a tick as much again
+    spread: int = Field(default=4, ge=0)
 
 
 class LookaheadStrategy:
@@ -50,17 +64,45 @@ class LookaheadStrategy:
     def __init__(self, context: StrategyContext, options: LookaheadOptions) -> None:
         self.scenario = context.scenario
         self.predictor = Predictor(context.scenario, context.reward)
-        self.horizon, self.window = options.horizon, options.window
+        self.horizon, self.window, self.spread = options.horizon, options.window, options.spread
         self.proposals = Proposals(context.gates)
-        self.seen: list[list[int]] = []  # users observed per tick, per service
+        # users observed per tick, per service, and the forecast made at each tick: the last
+        # HISTORY ticks' (a policy runs for days)
+        self.seen: list[Sequence[int]] = []
+        self.made: list[np.ndarray] = []
 
     def reset(self, continuum: Continuum) -> None:
-        self.seen = []
+        self.seen, self.made = [], []
         self.proposals.reset()
 
+    @property
+    def columns(self) -> int:
+        """Columns per step of the horizon in `outlook` (the first step's are the move's)."""
+        return max(self.spread, 1)
+
     def forecast_background(self, snapshot: Snapshot) -> list[list[float]]:
-        """Each host's co-tenant CPU in each of the next `horizon` steps: as observed now."""
-        return [[b] * self.horizon for b in snapshot.background]
+        """Each host's co-tenant CPU in each column of the horizon: as observed now."""
+        return [[b] * (self.horizon * self.columns) for b in snapshot.background]
+
+    def outlook(self, forecast: list[list[int]]) -> list[list[int]]:
+        """Each service's users in each column of the horizon, step after step: `forecast`
+        (this tick's) times each of `spread` equiprobable quantiles of (seen + 1) /
+        (forecast + 1) over the forecasts made so far for as many steps ahead (quantile by
+        quantile across services: together high, together low; a cautious joint spread, as
+        the services' errors are not known to be independent). Before any error is seen: the
+        forecast."""
+        point = np.array(forecast, dtype=float).reshape(-1, self.horizon)
+        ratios = np.ones((self.columns, *point.shape))  # [quantile, service, step]
+        seen = np.array(self.seen, dtype=float)  # [tick, service]
+        made = np.array(self.made[:len(seen) - 1]).reshape(-1, *point.shape)
+        for k in range(self.horizon if self.spread else 0):
+            # the forecasts of step k made at ticks 0 .. len(seen) - k - 2, and what came
+            errors = (seen[k + 1:] + 1.0) / (made[:len(seen) - k - 1, :, k] + 1.0)
+            if len(errors):
+                ratios[:, :, k] = np.quantile(errors, (np.arange(self.spread) + 0.5)
+                                              / self.spread, axis=0, method="inverted_cdf")
+        users = np.maximum(0, np.rint((point + 1.0) * ratios - 1.0)).astype(np.int64)
+        return users.transpose(1, 2, 0).reshape(len(point), -1).tolist()
 
     def forecast(self) -> list[list[int]]:
         """Each service's users in each of the next `horizon` steps: the least-squares line
@@ -75,10 +117,12 @@ class LookaheadStrategy:
 
     def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
         services = snapshot.services
-        self.seen.append([s.users for s in services])
+        self.seen.append(np.array([s.users for s in services]))
+        forecast = self.forecast()
         plan = Plan(self.predictor, [s.host if s.valid else -1 for s in services],
-                    self.forecast(),
-                    self.forecast_background(snapshot))
+                    self.outlook(forecast), self.forecast_background(snapshot), self.columns)
+        self.made.append(np.array(forecast))
+        del self.seen[:-HISTORY], self.made[:-HISTORY]
         alloc = Allocation(self.scenario, plan.where)
 
         def value(i: int, a: int) -> float:
@@ -122,8 +166,9 @@ class LookaheadStrategy:
               now: Snapshot) -> float:
         """Predicted reward over the horizon of service i going from src to dst, and of the
         services on dst with it there minus without it; tenants[h] the services on host h (in
-        service order), users[o][k] and background[h][k] as forecast, sleeping hosts as
-        observed `now`."""
+        service order), users[o][k] and background[h][k] in column k of the horizon
+        (`outlook`: the first `columns` are the move's step), sleeping hosts as observed
+        `now`."""
         p = self.predictor
 
         def alone(o: int, host: int, k: int) -> float:
@@ -132,12 +177,12 @@ class LookaheadStrategy:
 
         beside = [o for o in tenants[dst] if o != i]
         total = 0.0
-        for k in range(self.horizon):
+        for k in range(len(users[i])):
             cpu = {o: alone(o, dst, k) for o in beside}
             load = sum(cpu.values())
             there = Place(dst, load, len(beside), background[dst][k], now.hosts[dst].asleep)
             here = there
-            if k == 0 and src != dst:  # where it serves until its new copy is ready
+            if k < self.columns and src != dst:  # where it serves until its copy is ready
                 with_it = [o for o in tenants[src] if o != i]
                 here = Place(src, sum(alone(o, src, k) for o in with_it), len(with_it),
                              background[src][k])
@@ -171,8 +216,10 @@ class Plan:
     the services host by host."""
 
     def __init__(self, predictor: Predictor, where: Sequence[int],
-                 users: Sequence[Sequence[int]], background: Sequence[Sequence[float]]) -> None:
+                 users: Sequence[Sequence[int]], background: Sequence[Sequence[float]],
+                 moving: int = 1) -> None:
         self.predictor = predictor
+        self.moving = moving  # the columns of the horizon that are the move's step
         self.where = np.array(where, dtype=np.int64)
         self.users, self.background = users, background  # as `value` reads them
         self.users_array = np.array(users, dtype=np.int64).reshape(len(where), -1)
@@ -275,11 +322,12 @@ class Plan:
                          self.background_array[d], self.users_array[i])
         watts, latency = own[..., WATTS], own[..., LATENCY]
         # its first step is the move, from where it serves with the others there until then
-        here = np.repeat(np.reshape([self._here(s) for s in services], (-1, 2)), counts,
-                         axis=0)
+        here = np.repeat(np.reshape([self._here(s) for s in services], (-1, self.moving, 2)),
+                         counts, axis=0)
         wake = np.where(now.sleeping[d], p.wake_s[d], 0.0)
-        watts[:, 0], latency[:, 0] = p.move_cost.steps(i, src, d, (here[:, 0], here[:, 1]),
-                                                       (watts[:, 0], latency[:, 0]), wake)
+        for k in range(self.moving):
+            watts[:, k], latency[:, k] = p.move_cost.steps(
+                i, src, d, (here[:, k, 0], here[:, k, 1]), (watts[:, k], latency[:, k]), wake)
         total = rewards(p.reward_kind, watts, latency, p.p_max, p.slas[i, None]).sum(axis=1)
         # the services on each move's host (o, beside the m-th move), with it there minus
         # without it
@@ -298,15 +346,19 @@ class Plan:
         return which, self.by_host[np.repeat(self.first[hosts] - np.cumsum(n) + n, n)
                                    + np.arange(len(which))]
 
-    def _here(self, i: int) -> tuple[float, float]:
-        """(watts, latency ms) of service i in the first step where it is, beside the others
-        there (summed in service order, as `LookaheadStrategy.value` sums them)."""
+    def _here(self, i: int) -> list[tuple[float, float]]:
+        """(watts, latency ms) of service i in each column of the move's step where it is,
+        beside the others there (summed in service order, as `LookaheadStrategy.value` sums
+        them)."""
         src = int(self.where[i])
         with_it = [o for o in self.tenants[src] if o != i]
-        o = self.predictor.outcome(i, Place(src, sum(self.alone[with_it, 0].tolist()),
-                                            len(with_it), self.background[src][0]),
-                                   self.users[i][0])
-        return o.service_watts, o.latency_ms
+        out = []
+        for k in range(self.moving):
+            o = self.predictor.outcome(i, Place(src, sum(self.alone[with_it, k].tolist()),
+                                                len(with_it), self.background[src][k]),
+                                       self.users[i][k])
+            out.append((o.service_watts, o.latency_ms))
+        return out
 
     def staying(self, services: np.ndarray) -> np.ndarray:
         """`LookaheadStrategy.value` of each of `services` (valid) staying where it is, all

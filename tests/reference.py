@@ -154,7 +154,9 @@ def lookahead_actions(look: Any, snapshot: Snapshot, masks: np.ndarray) -> list[
     services = snapshot.services
     look.seen.append([s.users for s in services])
     where = [s.host if s.valid else -1 for s in services]
-    users = look.forecast()
+    forecast = look.forecast()
+    users = look.outlook(forecast)
+    look.made.append(np.array(forecast))
     background = look.forecast_background(snapshot)
     alloc = Allocation(look.scenario, where)
 

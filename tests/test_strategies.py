@@ -5,6 +5,7 @@ from orchestrator.errors import GreenwiseError
 from orchestrator.model import HostState, Move, Observation, ServiceState, Snapshot
 from orchestrator.scenario import PAPER
 from orchestrator.sim.continuum import SimulatedContinuum
+from strategies import lookahead
 from strategies.base import StrategyContext, create, names
 from strategies.env import GreenWiseEnv
 from strategies.evaluation import comparison, improvement, run_episodes
@@ -250,6 +251,76 @@ def test_lookahead_forecasts_every_service_as_it_would_each_alone():
             assert together[i] == s.forecast()[0] == line
 
 
+def _two_services():
+    return PAPER.model_copy(update={"services": (
+        PAPER.service.model_copy(update={"name": "a"}),
+        PAPER.service.model_copy(update={"name": "b"}))})
+
+
+def test_lookahead_spreads_its_forecast_over_the_errors_it_made():
+    """Users as last seen (window 1), spread over 4 quantiles of (seen + 1) / (forecast + 1)
+    so far: a steady service's columns are its forecast; one that jumped 10 -> 40 -> 10 may
+    jump again (41/11), or drop (11/41), in the same quantiles as the others."""
+    fleet = _two_services()
+    sim = SimulatedContinuum(fleet, "test", seed=0)
+    sim.reset(seed=0)
+    sim.episode.users[0, :] = 10
+    sim.episode.users[1, :4] = [10, 40, 10, 10]
+    look = create("lookahead", StrategyContext(fleet), {"horizon": 1, "spread": 4})
+    look.reset(sim)
+    look.decide(sim.snapshot(), sim.masks(sim.snapshot()))
+    assert look.outlook(look.forecast()) == [[10] * 4, [10] * 4]  # no error seen yet
+    for _ in range(3):
+        sim.apply([])
+        look.decide(sim.snapshot(), sim.masks(sim.snapshot()))
+    assert look.seen[-1].tolist() == [10, 10] and len(look.made) == 4
+    assert look.outlook(look.forecast()) == [[10] * 4, [round(11 * 11 / 41 - 1), 10, 10, 40]]
+    # two steps ahead: the errors of the forecasts made two steps before what came
+    two = create("lookahead", StrategyContext(fleet), {"horizon": 2, "spread": 2})
+    two.seen = [[10, 10], [10, 40], [10, 10], [10, 10]]
+    two.made = [np.array([[10, 10], ahead]) for ahead in ([10, 20], [40, 10], [10, 10])]
+    # step 0: 41/11, 11/41, 11/11 -> quantiles 0.25, 0.75: 11/41, 41/11; step 1: 11/21 (made
+    # at tick 0 for tick 2), 11/11 (at 1 for 3) -> 11/21, 1
+    assert two.outlook(two.forecast())[1] == [round(11 * 11 / 41 - 1), 40,
+                                              round(11 * 11 / 21 - 1), 10]
+
+
+def test_lookahead_keeps_the_last_history_of_ticks(monkeypatch):
+    """A policy runs for days: lookahead keeps what it saw and forecast over the last HISTORY
+    ticks only, tick by tick alike."""
+    monkeypatch.setattr(lookahead, "HISTORY", 3)
+    sim = SimulatedContinuum(_two_services(), "test", seed=0)
+    sim.reset(seed=0)
+    look = create("lookahead", StrategyContext(sim.scenario), {"horizon": 2})
+    look.reset(sim)
+    for t in range(6):
+        look.decide(sim.snapshot(), sim.masks(sim.snapshot()))
+        assert len(look.seen) == len(look.made) == min(t + 1, 3)
+        assert look.seen[-1].tolist() == sim.episode.users[:, t].tolist()
+        sim.apply([])
+
+
+def test_lookahead_values_a_host_less_beside_a_tenant_that_jumped_before():
+    """Service a joining b on edge2: b now has 5 users, but went 5 -> 40 -> 5 before. With
+    the spread, a's move is worth less than with the forecast alone (b's jump would slow
+    both); without b's jump in its past, the spread changes nothing."""
+    fleet = _two_services()
+    edge0, edge2 = HOST["edge0"], HOST["edge2"]
+    quiet = Snapshot(0, (), tuple(HostState(h.name, "c", 10.0, 0.0) for h in PAPER.hosts))
+    where = tenancy([edge0, edge2], len(PAPER.hosts))
+
+    def value(b_seen: list[int], spread: int) -> float:
+        look = create("lookahead", StrategyContext(fleet), {"horizon": 1, "spread": spread})
+        look.seen = [[20, u] for u in b_seen]
+        look.made = [np.array([[20], [u]]) for u in b_seen[:-1]]
+        users = look.outlook(look.forecast())
+        return look.value(0, edge0, edge2, where, users, look.forecast_background(quiet),
+                          quiet) / look.columns
+
+    assert value([5, 40, 5, 5], 4) < value([5, 40, 5, 5], 0) - 0.01
+    assert value([5, 5, 5, 5], 4) == pytest.approx(value([5, 5, 5, 5], 0), abs=1e-12)
+
+
 def test_lookahead_over_one_step_is_greedy():
     """Horizon 1 with one service and one observation: the same one-step prediction."""
     env = GreenWiseEnv(PAPER, "test")
@@ -266,10 +337,7 @@ def test_lookahead_over_one_step_is_greedy():
 def test_lookahead_counts_what_a_service_costs_its_neighbours():
     """Joining a busy host is worth less than the service's own reward there: the tenant slows
     down, and the planner counts that."""
-    fleet = PAPER.model_copy(update={"services": (
-        PAPER.service.model_copy(update={"name": "a"}),
-        PAPER.service.model_copy(update={"name": "b"}))})
-    s = create("lookahead", StrategyContext(fleet), {"horizon": 2})
+    s = create("lookahead", StrategyContext(_two_services()), {"horizon": 2, "spread": 0})
     edge0, edge2, cloud = HOST["edge0"], HOST["edge2"], HOST["cloud"]
     users = [[30, 30], [20, 20]]  # b from edge0 to edge2, a on cloud or on edge2
     quiet = Snapshot(0, (), tuple(HostState(h.name, "c", 10.0, 0.0) for h in PAPER.hosts))
