@@ -1,6 +1,6 @@
 """How much of the oracle's lead is knowing the future (issue 13)?
 
-    python -m bench.forecast_bench [--scenarios continuum,docs/scenarios/two-sites.yaml]
+    python -m bench.forecast_bench [--scenarios continuum,docs/scenarios/two-sites.yaml,...]
                                    [--episodes 10] [--seed 0]
 
 The oracle knows every future draw (users, co-tenants, latency noise) and plans every service's
@@ -30,7 +30,8 @@ from strategies.base import StrategyContext, create
 from strategies.evaluation import OPERATOR_BASELINES, run_episodes
 from strategies.lookahead import LookaheadOptions, LookaheadStrategy
 
-SCENARIOS = f"continuum,{Path(__file__).parent.parent / 'docs/scenarios/two-sites.yaml'}"
+DOCS = Path(__file__).parent.parent / "docs/scenarios"
+SCENARIOS = f"continuum,{DOCS / 'two-sites.yaml'},{DOCS / 'plant-depot.yaml'}"
 
 
 class ToldUsers(LookaheadStrategy):

@@ -81,16 +81,17 @@ class LookaheadStrategy:
         return max(self.spread, 1)
 
     def forecast_background(self, snapshot: Snapshot) -> list[list[float]]:
-        """Each host's co-tenant CPU in each column of the horizon: as observed now."""
-        return [[b] * (self.horizon * self.columns) for b in snapshot.background]
+        """Each host's co-tenant CPU in each of the next `horizon` steps: as observed now."""
+        return [[b] * self.horizon for b in snapshot.background]
 
-    def outlook(self, forecast: list[list[int]]) -> list[list[int]]:
-        """Each service's users in each column of the horizon, step after step: `forecast`
-        (this tick's) times each of `spread` equiprobable quantiles of (seen + 1) /
+    def outlook(self, forecast: list[list[int]], background: list[list[float]]
+                ) -> tuple[list[list[int]], list[list[float]]]:
+        """The horizon in `columns` per step, step after step: each service's users,
+        `forecast` (this tick's) times each of `spread` equiprobable quantiles of (seen + 1) /
         (forecast + 1) over the forecasts made so far for as many steps ahead (quantile by
         quantile across services: together high, together low; a cautious joint spread, as
-        the services' errors are not known to be independent). Before any error is seen: the
-        forecast."""
+        the services' errors are not known to be independent; before any error is seen: the
+        forecast); each host's co-tenant CPU, `background` in each of its step's columns."""
         point = np.array(forecast, dtype=float).reshape(-1, self.horizon)
         ratios = np.ones((self.columns, *point.shape))  # [quantile, service, step]
         seen = np.array(self.seen, dtype=float)  # [tick, service]
@@ -102,7 +103,8 @@ class LookaheadStrategy:
                 ratios[:, :, k] = np.quantile(errors, (np.arange(self.spread) + 0.5)
                                               / self.spread, axis=0, method="inverted_cdf")
         users = np.maximum(0, np.rint((point + 1.0) * ratios - 1.0)).astype(np.int64)
-        return users.transpose(1, 2, 0).reshape(len(point), -1).tolist()
+        return (users.transpose(1, 2, 0).reshape(len(point), -1).tolist(),
+                [[b for b in row for _ in range(self.columns)] for row in background])
 
     def forecast(self) -> list[list[int]]:
         """Each service's users in each of the next `horizon` steps: the least-squares line
@@ -120,7 +122,7 @@ class LookaheadStrategy:
         self.seen.append(np.array([s.users for s in services]))
         forecast = self.forecast()
         plan = Plan(self.predictor, [s.host if s.valid else -1 for s in services],
-                    self.outlook(forecast), self.forecast_background(snapshot), self.columns)
+                    *self.outlook(forecast, self.forecast_background(snapshot)), self.columns)
         self.made.append(np.array(forecast))
         del self.seen[:-HISTORY], self.made[:-HISTORY]
         alloc = Allocation(self.scenario, plan.where)

@@ -155,9 +155,8 @@ def lookahead_actions(look: Any, snapshot: Snapshot, masks: np.ndarray) -> list[
     look.seen.append([s.users for s in services])
     where = [s.host if s.valid else -1 for s in services]
     forecast = look.forecast()
-    users = look.outlook(forecast)
+    users, background = look.outlook(forecast, look.forecast_background(snapshot))
     look.made.append(np.array(forecast))
-    background = look.forecast_background(snapshot)
     alloc = Allocation(look.scenario, where)
 
     def best(i: int) -> tuple[float, int]:

@@ -333,7 +333,7 @@ def test_lookahead_values_every_host_at_once_as_one_by_one(name):
         snap = sim.snapshot()
         look.seen.append([s.users for s in snap.services])
         plan = Plan(look.predictor, [s.host if s.valid else -1 for s in snap.services],
-                    look.outlook(look.forecast()), look.forecast_background(snap),
+                    *look.outlook(look.forecast(), look.forecast_background(snap)),
                     look.columns)
         mine = [(i, int(plan.where[i])) for i in np.flatnonzero(plan.where >= 0).tolist()]
         stays = [look.value(i, h, h, plan.tenants, plan.users, plan.background, snap)

@@ -269,20 +269,21 @@ def test_lookahead_spreads_its_forecast_over_the_errors_it_made():
     look = create("lookahead", StrategyContext(fleet), {"horizon": 1, "spread": 4})
     look.reset(sim)
     look.decide(sim.snapshot(), sim.masks(sim.snapshot()))
-    assert look.outlook(look.forecast()) == [[10] * 4, [10] * 4]  # no error seen yet
+    assert look.outlook(look.forecast(), [])[0] == [[10] * 4, [10] * 4]  # no error seen yet
     for _ in range(3):
         sim.apply([])
         look.decide(sim.snapshot(), sim.masks(sim.snapshot()))
     assert look.seen[-1].tolist() == [10, 10] and len(look.made) == 4
-    assert look.outlook(look.forecast()) == [[10] * 4, [round(11 * 11 / 41 - 1), 10, 10, 40]]
+    assert look.outlook(look.forecast(), [])[0] == [[10] * 4, [round(11 * 11 / 41 - 1), 10, 10, 40]]
     # two steps ahead: the errors of the forecasts made two steps before what came
     two = create("lookahead", StrategyContext(fleet), {"horizon": 2, "spread": 2})
     two.seen = [[10, 10], [10, 40], [10, 10], [10, 10]]
     two.made = [np.array([[10, 10], ahead]) for ahead in ([10, 20], [40, 10], [10, 10])]
     # step 0: 41/11, 11/41, 11/11 -> quantiles 0.25, 0.75: 11/41, 41/11; step 1: 11/21 (made
     # at tick 0 for tick 2), 11/11 (at 1 for 3) -> 11/21, 1
-    assert two.outlook(two.forecast())[1] == [round(11 * 11 / 41 - 1), 40,
-                                              round(11 * 11 / 21 - 1), 10]
+    users, background = two.outlook(two.forecast(), [[0.2, 0.3]])
+    assert users[1] == [round(11 * 11 / 41 - 1), 40, round(11 * 11 / 21 - 1), 10]
+    assert background == [[0.2, 0.2, 0.3, 0.3]]  # a host's co-tenants: each step's columns
 
 
 def test_lookahead_keeps_the_last_history_of_ticks(monkeypatch):
@@ -313,9 +314,8 @@ def test_lookahead_values_a_host_less_beside_a_tenant_that_jumped_before():
         look = create("lookahead", StrategyContext(fleet), {"horizon": 1, "spread": spread})
         look.seen = [[20, u] for u in b_seen]
         look.made = [np.array([[20], [u]]) for u in b_seen[:-1]]
-        users = look.outlook(look.forecast())
-        return look.value(0, edge0, edge2, where, users, look.forecast_background(quiet),
-                          quiet) / look.columns
+        users, background = look.outlook(look.forecast(), look.forecast_background(quiet))
+        return look.value(0, edge0, edge2, where, users, background, quiet) / look.columns
 
     assert value([5, 40, 5, 5], 4) < value([5, 40, 5, 5], 0) - 0.01
     assert value([5, 5, 5, 5], 4) == pytest.approx(value([5, 5, 5, 5], 0), abs=1e-12)
