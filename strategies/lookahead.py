@@ -50,8 +50,8 @@ class LookaheadOptions(NoOptions):
     # A trend over the last hour (4) scored lower on continuum and bursty
     window: int = Field(default=1, ge=1)
     # Each step's forecast spread over this many equiprobable quantiles of the errors the
-    # forecast made as many steps ahead so far in the episode (0: the forecast alone). [measured]
-    # 4, 8 and 16 scored alike; each costs a tick as much again
+    # forecast made as many steps ahead (over the last HISTORY ticks; 0: the forecast alone).
+    # [measured] 4, 8 and 16 scored alike; each costs a tick as much again
     spread: int = Field(default=4, ge=0)
 
 

@@ -16,7 +16,7 @@ from orchestrator.model import STAY, Load, Move, Snapshot, target_host
 from orchestrator.performance import SHARE_STEP, Outcome, share_watts
 from orchestrator.scenario import HostProfile, ServiceSpec
 from strategies.allocation import Allocation
-from strategies.lookahead import tenancy
+from strategies.lookahead import HISTORY, tenancy
 from strategies.rl import CHOOSE
 
 
@@ -157,6 +157,7 @@ def lookahead_actions(look: Any, snapshot: Snapshot, masks: np.ndarray) -> list[
     forecast = look.forecast()
     users, background = look.outlook(forecast, look.forecast_background(snapshot))
     look.made.append(np.array(forecast))
+    del look.seen[:-HISTORY], look.made[:-HISTORY]
     alloc = Allocation(look.scenario, where)
 
     def best(i: int) -> tuple[float, int]:
