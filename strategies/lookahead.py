@@ -117,14 +117,20 @@ class LookaheadStrategy:
         return np.maximum(0, np.rint(level[:, None] + slope[:, None] * ahead)).astype(
             np.int64).tolist()
 
-    def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
-        services = snapshot.services
-        self.seen.append(np.array([s.users for s in services]))
+    def observe(self, snapshot: Snapshot) -> tuple[list[list[int]], list[list[float]]]:
+        """Keep this tick's users and forecast (the last HISTORY ticks'); the horizon's
+        columns of users and co-tenants the tick plans over (`outlook`)."""
+        self.seen.append(np.array([s.users for s in snapshot.services]))
         forecast = self.forecast()
-        plan = Plan(self.predictor, [s.host if s.valid else -1 for s in services],
-                    *self.outlook(forecast, self.forecast_background(snapshot)), self.columns)
+        columns = self.outlook(forecast, self.forecast_background(snapshot))
         self.made.append(np.array(forecast))
         del self.seen[:-HISTORY], self.made[:-HISTORY]
+        return columns
+
+    def decide(self, snapshot: Snapshot, masks: np.ndarray) -> Sequence[int]:
+        services = snapshot.services
+        plan = Plan(self.predictor, [s.host if s.valid else -1 for s in services],
+                    *self.observe(snapshot), self.columns)
         alloc = Allocation(self.scenario, plan.where)
 
         def value(i: int, a: int) -> float:

@@ -16,7 +16,7 @@ from orchestrator.model import STAY, Load, Move, Snapshot, target_host
 from orchestrator.performance import SHARE_STEP, Outcome, share_watts
 from orchestrator.scenario import HostProfile, ServiceSpec
 from strategies.allocation import Allocation
-from strategies.lookahead import HISTORY, tenancy
+from strategies.lookahead import tenancy
 from strategies.rl import CHOOSE
 
 
@@ -152,12 +152,8 @@ def lookahead_actions(look: Any, snapshot: Snapshot, masks: np.ndarray) -> list[
     """LookaheadStrategy.decide as first written: every action the masks, the gates and the
     requests allow valued one by one (`value`)."""
     services = snapshot.services
-    look.seen.append([s.users for s in services])
     where = [s.host if s.valid else -1 for s in services]
-    forecast = look.forecast()
-    users, background = look.outlook(forecast, look.forecast_background(snapshot))
-    look.made.append(np.array(forecast))
-    del look.seen[:-HISTORY], look.made[:-HISTORY]
+    users, background = look.observe(snapshot)
     alloc = Allocation(look.scenario, where)
 
     def best(i: int) -> tuple[float, int]:

@@ -251,10 +251,11 @@ def test_lookahead_forecasts_every_service_as_it_would_each_alone():
             assert together[i] == s.forecast()[0] == line
 
 
-def _two_services():
+def _two_services(**b: object):
+    """`paper` with two services, a and b (`b`: b's fields that differ)."""
     return PAPER.model_copy(update={"services": (
         PAPER.service.model_copy(update={"name": "a"}),
-        PAPER.service.model_copy(update={"name": "b"}))})
+        PAPER.service.model_copy(update={"name": "b", **b}))})
 
 
 def test_lookahead_spreads_its_forecast_over_the_errors_it_made():
@@ -414,9 +415,7 @@ def test_options_are_typed_and_checked_at_creation():
 
 
 def test_every_service_gets_its_own_decision_and_sla():
-    fleet = PAPER.model_copy(update={"services": (
-        PAPER.service.model_copy(update={"name": "a"}),
-        PAPER.service.model_copy(update={"name": "b", "sla_latency_ms": 200.0}))})
+    fleet = _two_services(sla_latency_ms=200.0)
     sim = SimulatedContinuum(fleet, "test", seed=3)
     s = create("greedy", StrategyContext(fleet))
     assert [s.predictor.sla(i) for i in range(2)] == [500.0, 200.0]
