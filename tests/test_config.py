@@ -99,7 +99,7 @@ def test_shipped_example_scenario_loads():
     assert len(s.hosts) == 5 and {c.tier for c in s.clusters} == {"edge", "fog", "cloud"}
 
 
-@pytest.mark.parametrize("name", ["two-sites", "plant-depot"])
+@pytest.mark.parametrize("name", ["two-sites", "plant-depot", "stores"])
 def test_the_held_out_scenarios_load_with_every_service_placed(name):
     """The held-out contended scenarios: every service's users in one of its regions, every
     host in every region's row, and the services together fitting their hosts' memory."""
