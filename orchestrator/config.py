@@ -32,10 +32,15 @@ SCENARIO_DIR = Path(__file__).parent / "scenarios"
 BUILTIN = ("paper", *sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")))
 
 
+# libyaml's safe loader where PyYAML has it (its wheels do): a scenario of 1,000 services reads
+# in 0.13 s instead of 0.84 s
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_mapping(path: Path, expected: str) -> dict[str, Any]:
     """A YAML file whose top level is a mapping; anything else is one clear error."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=SAFE_LOADER)
     except yaml.YAMLError as e:
         raise BadInput(f"{path}: not valid YAML ({_first_line(str(e))})") from e
     if not isinstance(data, dict):

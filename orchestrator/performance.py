@@ -21,12 +21,14 @@ import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from orchestrator.scenario import HostProfile, Scenario, ServiceSpec
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -272,12 +274,35 @@ FIELDS = 4
 TAKEN_BLOCK, USERS_BLOCK = 16, 32
 
 
+def host_kind(host: HostProfile) -> tuple[object, ...]:
+    """What the outcomes of a service on `host` depend on of the host (not its name, place or
+    its own background load)."""
+    return (host.cores, host.speed, host.idle_watts, host.max_watts, host.power_curve,
+            host.base_processes)
+
+
 def kind(service: ServiceSpec, host: HostProfile) -> tuple[object, ...]:
     """What the outcomes of `service` on `host` depend on besides the load (the served model
-    and the kind of host; not names, places or the host's own background load)."""
+    and the kind of host)."""
     return (service.inference_ms_per_image, service.batch_overhead_ms, service.batch_size,
-            service.max_batch_delay_ms, service.workers, service.think_time_s, host.cores,
-            host.speed, host.idle_watts, host.max_watts, host.power_curve, host.base_processes)
+            service.max_batch_delay_ms, service.workers, service.think_time_s,
+            *host_kind(host))
+
+
+class HostKinds:
+    """A continuum's hosts as their kinds (`host_kind`): a large one is a few kinds of host
+    many times, so what a service's model reads of a host is computed once per kind."""
+
+    def __init__(self, hosts: Sequence[HostProfile]) -> None:
+        self.hosts = hosts
+        first: dict[tuple[object, ...], int] = {}
+        self.first = [first.setdefault(host_kind(h), i) for i, h in enumerate(hosts)]
+        self.kinds = sorted(first.values())  # the first host of each kind
+
+    def each(self, value: Callable[[HostProfile], T]) -> list[T]:
+        """`value` of every host, computed on the first host of each kind."""
+        known = {i: value(self.hosts[i]) for i in self.kinds}
+        return [known[i] for i in self.first]
 
 
 class OutcomeTables:
@@ -381,14 +406,17 @@ class PerformanceModel:
     """Outcomes of one service (default: the scenario's first) on every host of a scenario, by
     the share of the host taken by other services and the user count."""
 
-    def __init__(self, scenario: Scenario, service: ServiceSpec | None = None) -> None:
+    def __init__(self, scenario: Scenario, service: ServiceSpec | None = None,
+                 kinds: HostKinds | None = None) -> None:
         self.scenario = scenario
-        self.service = service or scenario.fleet[0]
-        self.hosts = scenario.hosts
-        self.tables = [TABLES.id(self.service, h) for h in self.hosts]
-        self.processes = [1 + self.service.workers_on(h) for h in self.hosts]  # front end + workers
+        self.service = service = service or scenario.fleet[0]
+        kinds = kinds or HostKinds(scenario.hosts)
+        self.hosts = kinds.hosts
+        self.tables = kinds.each(lambda h: TABLES.id(service, h))
+        self.processes = kinds.each(lambda h: 1 + service.workers_on(h))  # front end + workers
         self.network_ms = scenario.network_ms(self.service)  # from its users, per host
-        self.p_max = max(h.max_watts for h in self.hosts)  # reward normalization (Eq. 9)
+        # reward normalization (Eq. 9; max_watts is of the host's kind)
+        self.p_max = max(self.hosts[i].max_watts for i in kinds.kinds)
         # (host, background step, taken step, users) -> outcome, shared by the models of the
         # services that share tables and network latencies (a fleet's copies of one service)
         self._known = _KNOWN.setdefault((tuple(self.tables), self.network_ms), {})
@@ -417,3 +445,13 @@ class PerformanceModel:
         return Outcome(latency_ms=back_ms + self.network_ms[i], throughput_rps=x,
                        service_cpu=svc_cpu, service_watts=watts,
                        host_cpu=min(1.0, background + taken + svc_cpu), host_watts=host_watts)
+
+
+
+def fleet_models(scenario: Scenario, first: PerformanceModel | None = None
+                 ) -> list[PerformanceModel]:
+    """A performance model for every service of `scenario` (`first` for the first, if given),
+    the hosts' kinds found once for all of them."""
+    kinds = HostKinds(scenario.hosts)
+    return [first if first is not None and i == 0 else PerformanceModel(scenario, s, kinds)
+            for i, s in enumerate(scenario.fleet)]

@@ -11,7 +11,13 @@ from numpy.typing import ArrayLike
 
 from orchestrator.model import Load, Observation, Snapshot, target_host
 from orchestrator.move_cost import MoveCost
-from orchestrator.performance import TABLES, Outcome, PerformanceModel, grid_steps
+from orchestrator.performance import (
+    TABLES,
+    Outcome,
+    PerformanceModel,
+    fleet_models,
+    grid_steps,
+)
 from orchestrator.scenario import HostProfile, Scenario
 from orchestrator.topology import MoveKind, Topology
 from strategies.reward import SLA_PENALTY, reward, rewards
@@ -78,9 +84,7 @@ class Predictor:
         self.scenario = scenario
         self.hosts = scenario.hosts  # a property that builds the tuple: read once
         self.topology = Topology(scenario.clusters)
-        self.models = [model if model is not None and i == 0 else
-                       PerformanceModel(scenario, service=s)
-                       for i, s in enumerate(scenario.fleet)]
+        self.models = fleet_models(scenario, model)
         self.move_cost = MoveCost(scenario, self.models)
         self.reward_kind = reward_kind
         self.p_max = self.topology.p_max
@@ -93,13 +97,14 @@ class Predictor:
         # `ceilings`): its share of the host's idle power (its dynamic share is >= 0) and one
         # batch of one image on a whole core of that host, plus its users' network latency
         # (less float rounding: the tables' latency is found numerically, to ~1e-15)
-        processes = np.array([[1 + s.workers_on(h) for h in self.hosts] for s in scenario.fleet])
+        processes = np.array([m.processes for m in self.models])
         idle, base = (np.array([[getattr(h, f) for h in self.hosts]])
                       for f in ("idle_watts", "base_processes"))
         self.idle_share = idle * processes / (base + processes)  # [service, host]
         self.least_watts = self.idle_share.min(axis=1)
-        batch_ms = np.array([[(s.batch_overhead_ms + s.inference_ms_per_image) / h.speed
-                              for h in self.hosts] for s in scenario.fleet])
+        batch_ms = (np.array([[s.batch_overhead_ms + s.inference_ms_per_image]
+                              for s in scenario.fleet])
+                    / np.array([h.speed for h in self.hosts]))
         self.least_latency = (batch_ms + self.network).min(axis=1) * (1.0 - 1e-9)
 
     def index(self, name: str) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 from orchestrator.migration.plan import INTER_STEPS, INTRA_STEPS
 from orchestrator.model import HostState, Move, ServiceState, Snapshot
 from orchestrator.move_cost import MoveCost, Timeline
-from orchestrator.performance import SHARE_STEP, PerformanceModel
+from orchestrator.performance import SHARE_STEP, PerformanceModel, fleet_models
 from orchestrator.scenario import Scenario
 from orchestrator.sim.claims import Requests, SimulatedClaims
 from orchestrator.sim.sharing import Settled, Sharing
@@ -76,8 +76,7 @@ class SimulatedContinuum:
         self.scenario = scenario
         self.topology = Topology(scenario.clusters)
         self.specs = scenario.fleet
-        self.models = [model if model is not None and i == 0 else
-                       PerformanceModel(scenario, service=s) for i, s in enumerate(self.specs)]
+        self.models = fleet_models(scenario, model)
         self.hosts = scenario.hosts
         self.names = [h.name for h in self.hosts]
         self.service_names = [s.name for s in self.specs]
