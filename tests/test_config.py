@@ -4,7 +4,7 @@ import pytest
 
 from orchestrator.config import load_scenario
 from orchestrator.errors import GreenwiseError
-from orchestrator.performance import PerformanceModel
+from orchestrator.performance import TABLES, PerformanceModel, fleet_models
 from orchestrator.scenario import PAPER
 from orchestrator.topology import Topology
 
@@ -125,6 +125,32 @@ def test_a_services_latency_comes_from_its_regions_row(tmp_path):
     for host in (0, 1):  # the same backend; the network differs by the rows' difference
         assert south.outcome(host, 5).latency_ms - north.outcome(host, 5).latency_ms == \
             pytest.approx(s.network_ms(s.fleet[1])[host] - s.network_ms(s.fleet[0])[host])
+
+
+def test_a_fleets_models_read_each_kind_of_host_once_and_each_host_as_its_kind(tmp_path):
+    """fleet_models finds the hosts' kinds once for every service: hosts alike but for their
+    names, places and co-tenants share a table; a host of other cores, speed or power does
+    not; each model's tables, workers and p_max are the service's on each host one by one."""
+    f = tmp_path / "s.yaml"
+    f.write_text("clusters:\n  - {name: e, tier: edge, hosts: [\n"
+                 "    {name: a, cores: 2, idle_watts: 5, max_watts: 40, network_latency_ms: 2},\n"
+                 "    {name: b, cores: 2, idle_watts: 5, max_watts: 40, network_latency_ms: 9,"
+                 " background_utilization: 0.2},\n"
+                 "    {name: c, cores: 2, idle_watts: 5, max_watts: 40, network_latency_ms: 2,"
+                 " speed: 2},\n"
+                 "    {name: d, cores: 4, idle_watts: 5, max_watts: 40, network_latency_ms: 2},\n"
+                 "    {name: g, cores: 2, idle_watts: 5, max_watts: 90, network_latency_ms: 2}]}\n"
+                 "services: [{name: x}, {name: y, workers: 3, inference_ms_per_image: 10}]\n")
+    s = load_scenario(f)
+    models = fleet_models(s)
+    for m, service in zip(models, s.fleet, strict=True):
+        assert m.tables == [TABLES.id(service, h) for h in s.hosts]
+        assert m.processes == [1 + service.workers_on(h) for h in s.hosts]
+        assert m.p_max == 90.0
+        a, b, c, d, g = m.tables
+        assert a == b and len({a, c, d, g}) == 4
+    assert not set(models[0].tables) & set(models[1].tables)
+    assert models[0].processes == [3, 3, 3, 5, 3]  # a worker per core: d's are its own
 
 
 @pytest.mark.parametrize("body, message", [
