@@ -31,7 +31,8 @@ from strategies.evaluation import OPERATOR_BASELINES, run_episodes
 from strategies.lookahead import LookaheadOptions, LookaheadStrategy
 
 DOCS = Path(__file__).parent.parent / "docs/scenarios"
-SCENARIOS = f"continuum,{DOCS / 'two-sites.yaml'},{DOCS / 'plant-depot.yaml'}"
+SCENARIOS = (f"continuum,{DOCS / 'two-sites.yaml'},{DOCS / 'plant-depot.yaml'},"
+             f"{DOCS / 'stores.yaml'}")
 
 
 class ToldUsers(LookaheadStrategy):
