@@ -447,7 +447,6 @@ class PerformanceModel:
                        host_cpu=min(1.0, background + taken + svc_cpu), host_watts=host_watts)
 
 
-
 def fleet_models(scenario: Scenario, first: PerformanceModel | None = None
                  ) -> list[PerformanceModel]:
     """A performance model for every service of `scenario` (`first` for the first, if given),
