@@ -200,19 +200,23 @@ class Backend:
 
     def solve(self, users: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """(throughput, backend latency) for closed populations of `users`, all at once: x
-        solves x * (think + R(x)) = users, which grows with x, below `capacity` (beyond it
-        the others leave too little: R is infinite)."""
+        solves x * (think + R(x)) = users, which grows with x, below `capacity` (where the
+        busy workers fill the room the others leave and R has a pole)."""
         users = np.asarray(users, dtype=float)
         shape = np.broadcast_shapes(users.shape, np.shape(self.others), np.shape(self.per_image))
         flat = self.part(shape)
         users = np.broadcast_to(users, shape).ravel()
 
         def short(x: np.ndarray, at: Any = slice(None)) -> np.ndarray:
+            # x * (think + R(x)) - users times the share of the room still free: the same
+            # root, but finite up to capacity (the pole cancels: there it tends to x * t /
+            # room), so the root finder interpolates instead of bisecting towards it
             b = flat.part((len(users),), at)
-            full = b.busy_workers(x) >= b.servers - b.others
+            room = b.servers - b.others
+            free = 1.0 - b.busy_workers(x) / room
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                f = x * (b.think + b.latency(x)) - users[at]
-            return np.where(full | ~np.isfinite(f), FAR, f)
+                f = (x * (b.think + b.latency(x)) - users[at]) * free
+            return np.where((free > 0) & np.isfinite(f), f, x * b._batch(x)[1] / room)
 
         hi = np.minimum(users / flat.think, flat.capacity())
         f_hi = short(hi)
@@ -224,9 +228,6 @@ class Backend:
         with np.errstate(divide="ignore", invalid="ignore"):
             back = np.where(idle, flat.latency(np.zeros(len(users))), users / x - flat.think)
         return np.where(idle, 0.0, x).reshape(shape), back.reshape(shape)
-
-
-FAR = np.finfo(float).max / 4  # f where x is beyond capacity: finite, so interpolation works
 
 
 def increasing_root(f: Callable[[np.ndarray, np.ndarray], np.ndarray], lo: np.ndarray,
