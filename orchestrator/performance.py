@@ -222,8 +222,11 @@ class Backend:
         f_hi = short(hi)
         inside = (users > 0) & (f_hi > 0)  # else x = hi (none), or 0 (no users)
         x, where = hi.copy(), np.flatnonzero(inside)
+        # f is a difference of terms about `users` in size: within a few ulps of them of 0,
+        # x is as good a root as f can tell
         x[where] = increasing_root(lambda xs, at: short(xs, where[at]), np.zeros(len(where)),
-                                   hi[where], -users[where], f_hi[where])
+                                   hi[where], -users[where], f_hi[where],
+                                   4 * np.finfo(float).eps * users[where])
         idle = users <= 0
         with np.errstate(divide="ignore", invalid="ignore"):
             back = np.where(idle, flat.latency(np.zeros(len(users))), users / x - flat.think)
@@ -231,9 +234,12 @@ class Backend:
 
 
 def increasing_root(f: Callable[[np.ndarray, np.ndarray], np.ndarray], lo: np.ndarray,
-                    hi: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray) -> np.ndarray:
+                    hi: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray,
+                    f_tol: np.ndarray) -> np.ndarray:
     """x with f(x) = 0 for each element of the brackets lo < hi (f(lo) = f_lo < 0 < f_hi =
-    f(hi)), to a few units in the last place; f(x, at) evaluates the elements `at`.
+    f(hi)), to a few units in the last place or to |f(x)| <= f_tol (f's rounding error: beyond
+    it, a root finder only narrows the bracket from one side); f(x, at) evaluates the elements
+    `at`.
     Chandrupatla's method (inverse quadratic interpolation where it is safe, else bisection;
     scipy's elementwise.find_root uses it too), each element only until it has converged."""
     out = np.where(np.abs(f_lo) < np.abs(f_hi), lo, hi)
@@ -250,12 +256,13 @@ def increasing_root(f: Callable[[np.ndarray, np.ndarray], np.ndarray], lo: np.nd
         nearer = np.abs(fa) < np.abs(fb)
         best = np.where(nearer, a, b)
         tol, dx = 4 * np.finfo(float).eps * np.abs(best), np.abs(b - a)
-        done = (np.where(nearer, fa, fb) == 0) | (dx < tol)
+        done = (np.abs(np.where(nearer, fa, fb)) <= f_tol) | (dx < tol)
         out[at[done]] = best[done]
         if done.all():
             break
         go = ~done
-        at, a, fa, b, fb, c, fc, tol, dx = (v[go] for v in (at, a, fa, b, fb, c, fc, tol, dx))
+        at, a, fa, b, fb, c, fc, tol, dx, f_tol = (
+            v[go] for v in (at, a, fa, b, fb, c, fc, tol, dx, f_tol))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             xi, phi = (a - b) / (c - b), (fa - fb) / (fc - fb)
             t = np.where((phi ** 2 < xi) & ((1 - phi) ** 2 < 1 - xi),
