@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+from orchestrator import performance
 from orchestrator.config import load_scenario
 from orchestrator.control.loop import Loop, step
 from orchestrator.errors import GreenwiseError
@@ -101,6 +102,35 @@ def test_small_hosts_saturate():
     x120, _ = edge.solve(120)
     assert x120 < 1.2 * x60  # throughput stops growing
     assert edge.busy_workers(x120) < edge.servers
+
+
+def test_the_throughput_converges_in_a_few_evaluations_however_full_the_host(monkeypatch):
+    """The root finder interpolates up to capacity (no pole there) and stops once f is within
+    its rounding, on continuum's hosts from empty to 95 % taken by others, 1 to 200 users: 6.2
+    evaluations a point, 25 rounds at most (bisecting towards the pole and narrowing the bracket
+    from one side past f's rounding took 12.1 and 70)."""
+    calls: list[list[int]] = []  # per solve, the points evaluated in each round
+    real = performance.increasing_root
+
+    def counting(f, *args):
+        rounds: list[int] = []
+        calls.append(rounds)
+
+        def counted(x, at):
+            rounds.append(len(at))
+            return f(x, at)
+        return real(counted, *args)
+
+    monkeypatch.setattr(performance, "increasing_root", counting)
+    sc = load_scenario("continuum")
+    points = 0
+    for host in sc.hosts:
+        taken = np.linspace(0.0, 0.95, 20)[:, None]
+        _, back = Backend(sc.fleet[0], host, taken).solve(np.arange(1, 201))
+        points += back.size
+        assert np.isfinite(back).all() and (back > 0).all()
+    assert len(calls) == len(sc.hosts) and max(len(r) for r in calls) <= 30
+    assert sum(map(sum, calls)) <= 8 * points
 
 
 def test_service_power_shares_idle_by_processes_and_stays_below_host_power():
