@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 import yaml
 from requests import Session
 
-from orchestrator.config import load_continuum
+from orchestrator.config import load_continuum, parse_yaml
 from orchestrator.control.gates import Gates
 from orchestrator.control.loop import Loop
 from orchestrator.kube.clusters import Clusters
@@ -108,7 +108,7 @@ def idle_deployment(ns: str, name: str, node: str, hostname: str) -> dict[str, A
 
 def deploy(lab: Lab, ns: str, count: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`count` idle services over every host in turn; (the lab's config, the services' entries)."""
-    doc = yaml.safe_load(lab.continuum_file.read_text())
+    doc = parse_yaml(lab.continuum_file.read_text())
     clusters = Clusters(load_continuum(lab.continuum_file))
     hosts = [(c["name"], h["name"]) for c in doc["clusters"] for h in c["hosts"]]
     for c in clusters:

@@ -37,10 +37,15 @@ BUILTIN = ("paper", *sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")))
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def parse_yaml(text: str | bytes) -> Any:
+    """YAML text as data, through the safe loader: every file greenwise-mc reads."""
+    return yaml.load(text, Loader=SAFE_LOADER)
+
+
 def _read_mapping(path: Path, expected: str) -> dict[str, Any]:
     """A YAML file whose top level is a mapping; anything else is one clear error."""
     try:
-        data = yaml.load(path.read_text(), Loader=SAFE_LOADER)
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as e:
         raise BadInput(f"{path}: not valid YAML ({_first_line(str(e))})") from e
     if not isinstance(data, dict):

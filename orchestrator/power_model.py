@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from orchestrator.config import describe_validation_error
+from orchestrator.config import describe_validation_error, parse_yaml
 from orchestrator.errors import BadInput
 from orchestrator.scenario import HostProfile
 
@@ -283,14 +283,6 @@ def write_models(fits: dict[str, HostFit], path: Path, source: Path, seed: int,
     path.write_text(header + body)
 
 
-def load_models(path: Path) -> dict[str, dict[str, Any]]:
-    """A power-models file as written by write_models (host -> entry)."""
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict):
-        raise BadInput(f"{path}: expected a mapping of host -> power model")
-    return data
-
-
 def _host_entries(doc: Any) -> list[dict[str, Any]]:
     """The host mappings of a scenario or continuum.yaml document (clusters[*].hosts[*])."""
     clusters = doc.get("clusters") if isinstance(doc, dict) else None
@@ -306,7 +298,7 @@ def read_target(path: Path, hosts: Iterable[str]) -> dict[str, Any]:
     if not path.is_file():
         raise BadInput(f"--apply: {path} does not exist (a scenario YAML or continuum.yaml)")
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = parse_yaml(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
         raise BadInput(f"--apply: {path}: not valid YAML ({type(e).__name__})") from e
     entries = _host_entries(doc)

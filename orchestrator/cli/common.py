@@ -17,7 +17,7 @@ import yaml
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from orchestrator.config import BUILTIN, load_scenario
+from orchestrator.config import BUILTIN, load_scenario, parse_yaml
 from orchestrator.errors import BadInput
 from orchestrator.output import Format, err_console
 from orchestrator.scenario import Scenario
@@ -180,7 +180,7 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise BadInput(f"--option expects KEY=VALUE (e.g. safe_cpu=0.5), got {p!r}")
         try:
-            options[key.strip()] = yaml.safe_load(value)
+            options[key.strip()] = parse_yaml(value)
         except yaml.YAMLError:
             options[key.strip()] = value
     if "model" in options:

@@ -14,7 +14,7 @@ import requests
 import tenacity
 import yaml
 
-from orchestrator.config import ClusterConfig, ContinuumConfig
+from orchestrator.config import ClusterConfig, ContinuumConfig, parse_yaml
 from orchestrator.errors import BadInput, OperationalError, Outage
 
 T = TypeVar("T")
@@ -67,7 +67,7 @@ def _read_kubeconfig(cluster: str, path: Path) -> pykube.KubeConfig:
     """The kubeconfig at `path`; anything that is not one (plain text, binary, a YAML list) is
     one line of bad input."""
     try:
-        doc = yaml.safe_load(path.read_bytes())
+        doc = parse_yaml(path.read_bytes())
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as e:
         raise BadInput(f"cluster {cluster}: kubeconfig {path} is malformed (not YAML: "
                        f"{type(e).__name__}); give a kubeconfig written by kubectl") from e
