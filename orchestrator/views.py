@@ -24,14 +24,26 @@ def _bar(fraction: float, width: int = 12) -> str:
     return "█" * n + "·" * (width - n)
 
 
+# Hosts the placement view and the summary list one by one; the rest are one row (a terminal
+# shows no more; `-o json` has every host's share)
+ROWS = 40
+
+
 def hosts_table(topology: Topology, snapshot: Snapshot, title: str) -> Table:
     t = Table(title=title, title_justify="left")
     for c in ("host", "cluster", "CPU", "", "host W", "services"):
         t.add_column(c, justify="right" if c == "host W" else "left")
-    for i, (h, s) in enumerate(zip(topology.hosts, snapshot.hosts, strict=True)):
-        here = [sv.name for sv in snapshot.services if sv.host == i]
-        t.add_row(Text(h.name, style="bold green" if here else ""), s.cluster, _bar(s.cpu),
-                  f"{100 * s.cpu:3.0f}%", f"{s.power_w:.1f}", ", ".join(here))
+    here: dict[int, list[str]] = {}
+    for sv in snapshot.services:
+        here.setdefault(sv.host, []).append(sv.name)
+    for i, (h, s) in enumerate(zip(topology.hosts[:ROWS], snapshot.hosts, strict=False)):
+        t.add_row(Text(h.name, style="bold green" if i in here else ""), s.cluster, _bar(s.cpu),
+                  f"{100 * s.cpu:3.0f}%", f"{s.power_w:.1f}", ", ".join(here.get(i, [])))
+    if rest := snapshot.hosts[ROWS:]:
+        cpu = sum(s.cpu for s in rest) / len(rest)
+        t.add_row(f"{len(rest)} more hosts", "", _bar(cpu), f"{100 * cpu:3.0f}%",
+                  f"{sum(s.power_w for s in rest):.1f}",
+                  f"{sum(len(v) for i, v in here.items() if i >= ROWS)} services")
     return t
 
 
@@ -86,7 +98,12 @@ def run_summary(scenario: str, topology: Topology, specs: Sequence[ServiceSpec],
         "host_time_share": {h: round(n / service_ticks, 4) for h, n in steps.items()},
     }
     rows = [[k, v] for k, v in summary.items() if k != "host_time_share"]
-    rows += [[f"time on {h}", f"{100 * v:.0f}%"] for h, v in summary["host_time_share"].items()]
+    shares = list(summary["host_time_share"].items())
+    if len(shares) > ROWS:  # the hosts services spent most time on
+        shares.sort(key=lambda hv: -hv[1])
+    rows += [[f"time on {h}", f"{100 * v:.1f}%"] for h, v in shares[:ROWS]]
+    if rest := shares[ROWS:]:
+        rows.append([f"time on {len(rest)} more hosts", f"{100 * sum(v for _, v in rest):.1f}%"])
     return summary, [table("summary", ["", ""], rows)]
 
 

@@ -115,6 +115,25 @@ def test_run_prints_a_summary(tmp_path):
     assert r.returncode == 0 and "summary" in r.stdout and "tick 5/5" in r.stderr
 
 
+def test_run_on_a_large_fleet_lists_forty_hosts_and_sums_up_the_rest(tmp_path):
+    from bench.sim_bench import repeated
+    from orchestrator.config import load_scenario
+
+    big = tmp_path / "big.yaml"  # continuum four times over: 44 hosts
+    big.write_text(yaml.safe_dump(repeated(load_scenario("continuum"), 4).model_dump(
+        mode="json", exclude_defaults=True)))
+    run = ("run", "--scenario", str(big), "--ticks", "4", "--interval", "0")
+    r, j = cli(*run), cli(*run, "-o", "json")
+    assert r.returncode == 0 and j.returncode == 0, r.stderr + j.stderr
+    shares = json.loads(j.stdout)["host_time_share"]
+    assert len(shares) == 44
+    listed = [line.split()[2] for line in r.stdout.splitlines() if line.startswith("time on ")]
+    assert listed[-1] == "4" and "time on 4 more hosts" in r.stdout
+    top = sorted(shares.values(), reverse=True)
+    assert sorted((shares[h] for h in listed[:-1]), reverse=True) == top[:40]
+    assert "4 more hosts" in r.stderr  # the placement view's last row
+
+
 def test_strategy_options_change_what_it_decides(tmp_path):
     def moves(*options: str) -> int:
         r = cli("run", "--strategy", "rules", "--no-gates", "--ticks", "48", "--interval", "0",
