@@ -222,11 +222,13 @@ class Backend:
         f_hi = short(hi)
         inside = (users > 0) & (f_hi > 0)  # else x = hi (none), or 0 (no users)
         x, where = hi.copy(), np.flatnonzero(inside)
-        # f is a difference of terms about `users` in size: within a few ulps of them of 0,
-        # x is as good a root as f can tell
+        # f is a difference of terms about `users` in size, each rounded: within 16 ulps of
+        # them of 0, x is as good a root as f can tell (measured on continuum's tables: the
+        # outcomes within 2e-14 of roots bracketed to the last ulps, 13 evaluations at most
+        # instead of 80)
         x[where] = increasing_root(lambda xs, at: short(xs, where[at]), np.zeros(len(where)),
                                    hi[where], -users[where], f_hi[where],
-                                   4 * np.finfo(float).eps * users[where])
+                                   16 * np.finfo(float).eps * users[where])
         idle = users <= 0
         with np.errstate(divide="ignore", invalid="ignore"):
             back = np.where(idle, flat.latency(np.zeros(len(users))), users / x - flat.think)
