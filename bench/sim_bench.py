@@ -29,6 +29,7 @@ Wall-clock figures depend on what else runs on the machine: each also says the C
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing
 import statistics
 import time
@@ -41,7 +42,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from orchestrator.config import ControllerConfig, load_scenario
 from orchestrator.control.gates import Gates
-from orchestrator.control.loop import Loop
+from orchestrator.control.loop import Loop, keep_long_lived
 from orchestrator.model import Move
 from orchestrator.performance import GRID, TABLES, TAKEN_BLOCK, USERS_BLOCK, OutcomeTables
 from orchestrator.scenario import PAPER, Scenario
@@ -90,11 +91,13 @@ def env_steps(scenario: Scenario, n: int) -> None:
 
 
 def tick_ms(strategy: str, model_path: Path | None = None, n: int = 500,
-            scenario: Scenario = PAPER, warm: int = 0, steps: int | None = None
-            ) -> tuple[float, float, float]:
-    """Median (wall, CPU) ms of n policy ticks after `warm` ones, as `run` ticks, in the test
-    episode of `steps` steps (seed 0; the draws differ with the length) or just long enough;
-    and the set-up in s of the strategy and the loop (before the first tick)."""
+            scenario: Scenario = PAPER, warm: int = 0, steps: int | None = None,
+            keep: bool = True) -> tuple[float, float, float]:
+    """Median (wall, CPU) ms of n policy ticks after `warm` ones, as `run` ticks (`keep`: what
+    lives after the first tick exempt from full garbage collections), in the test episode of
+    `steps` steps (seed 0; the draws differ with the length) or just long enough; and the
+    set-up in s of the strategy and the loop (before the first tick). Prints the slowest tick
+    and the full collections, if any, in the n ticks."""
     steps = steps or warm + n + 1
     assert warm + n < steps, "the ticks measured must be in the episode"
     sim = SimulatedContinuum(scenario.model_copy(update={"episode_steps": steps}),
@@ -107,14 +110,30 @@ def tick_ms(strategy: str, model_path: Path | None = None, n: int = 500,
     loop = Loop(sim, agent, Predictor(scenario, model=sim.model),
                 Gates(gates, clock=lambda: sim.t * 900.0))
     setup = time.perf_counter() - start
-    for _ in range(warm):
-        loop.tick()
+    full: list[float] = []  # ms of each full collection in the ticks measured
+
+    def collected(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] == 2 and measuring:
+            full.append(time.perf_counter() if phase == "start" else
+                        (time.perf_counter() - full.pop()) * 1000)
+
+    gc.callbacks.append(collected)
     wall, cpu = [], []
-    for _ in range(n):
+    for k in range(warm + n):
+        measuring = k >= warm
         w, c = time.perf_counter(), time.process_time()
         loop.tick()  # observe, decide, gate, plan, apply (the simulator advances)
         wall.append((time.perf_counter() - w) * 1000)
         cpu.append((time.process_time() - c) * 1000)
+        measuring = False
+        if k == 0 and keep:
+            keep_long_lived()
+    gc.callbacks.remove(collected)
+    gc.unfreeze()
+    wall, cpu = wall[warm:], cpu[warm:]
+    if full:
+        print(f"    {strategy}: slowest tick {max(wall):.1f} ms; {len(full)} full garbage "
+              f"collection(s) in the {n} ticks, {statistics.median(full):.1f} ms median")
     return statistics.median(wall), statistics.median(cpu), setup
 
 
@@ -239,6 +258,13 @@ def tick() -> None:
     start = time.perf_counter()
     tick_ms("stay", n=1, scenario=big, warm=DAY_STEPS, steps=day)
     print(f"  a simulated day of stay fills the tables: {time.perf_counter() - start:.0f} s")
+    # What `run` and the controller keep for their whole run (scenario, models, caches) is
+    # exempt from full garbage collections after their first tick: side by side, the default
+    # strategy's 50 ticks with and without
+    for keep in (False, True):
+        print(f"  greedy, {'with' if keep else 'without'} the exemption:")
+        wall, cpu, _ = tick_ms("greedy", n=50, scenario=big, steps=day, keep=keep)
+        print(f"    greedy: {wall:.1f} ms median of ticks 1-50 (CPU: {cpu:.1f})")
     for name in ("stay", "descheduler", "threshold", "maskppo", "greedy", "lookahead"):
         path = model("big") if name == "maskppo" else None
         before = TABLES.solved

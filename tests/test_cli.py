@@ -115,6 +115,22 @@ def test_run_prints_a_summary(tmp_path):
     assert r.returncode == 0 and "summary" in r.stdout and "tick 5/5" in r.stderr
 
 
+def test_run_exempts_what_it_keeps_from_full_garbage_collections_after_its_first_tick():
+    # `run` in a process of its own, then how many objects that process froze (gc.freeze)
+    script = ("import gc, sys\n"
+              "from orchestrator.cli import main\n"
+              "sys.argv = ['greenwise-mc', 'run', '--ticks', '2', '--interval', '0', '-o', "
+              "'json']\n"
+              "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+              "print('frozen', gc.get_freeze_count(), file=sys.stderr)\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["ticks"] == 2
+    frozen = int(r.stderr.split("frozen ")[1])
+    assert frozen > 10_000, frozen  # the scenario, models and modules: ~10^5 objects
+
+
 def test_run_on_a_large_fleet_lists_forty_hosts_and_sums_up_the_rest(tmp_path):
     from bench.sim_bench import repeated
     from orchestrator.config import load_scenario

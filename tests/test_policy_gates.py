@@ -4,9 +4,11 @@ Loop, Gates, strategies and Predictor."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -19,7 +21,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from orchestrator.config import ControllerConfig, ManagedService, load_scenario
-from orchestrator.control.controller import Controller, EventLog, Metrics
+from orchestrator.control.controller import Controller, EventLog, Metrics, serve
 from orchestrator.control.gates import Gates
 from orchestrator.control.loop import Loop
 from orchestrator.kube.continuum import KubePlan, KubernetesContinuum
@@ -288,6 +290,21 @@ def test_a_move_below_the_minimum_predicted_gain_is_held() -> None:
     assert d.action == "held" and "below the minimum 0.5" in d.reason
     assert d.predicted_gain is not None and d.predicted_gain < 0.5
     assert c.migrated == []
+
+
+def test_serving_exempts_what_it_keeps_from_full_garbage_collections_after_its_first_tick(
+        ) -> None:
+    c = FakeContinuum({"ml/a": 0})
+    loop, _, _ = make_loop(c)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    assert gc.get_freeze_count() == 0
+    try:
+        serve(loop, 0.0, 2, None)
+        assert loop.ticks == 2 and gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+        for s, h in handlers.items():
+            signal.signal(s, h)
 
 
 def test_staying_is_not_a_migration() -> None:

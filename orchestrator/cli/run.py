@@ -74,7 +74,7 @@ def run(
 
     Example: greenwise-mc run --strategy rules --ticks 96 --interval 0"""
     from orchestrator.control.controller import EventLog
-    from orchestrator.control.loop import step
+    from orchestrator.control.loop import keep_long_lived, step
     from orchestrator.views import live_view, run_summary
 
     if ticks is not None:
@@ -109,6 +109,8 @@ def run(
             for n in range(ticks):
                 doing(f"the simulated run at tick {n + 1} of {ticks} (no cluster is touched)")
                 history.append(step(loop))
+                if n == 0:
+                    keep_long_lived()
                 if output is Format.table:
                     live.update(live_view(sim.topology, sim.specs, history, strategy, ticks))
                 else:

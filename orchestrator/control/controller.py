@@ -27,7 +27,7 @@ from typing import IO, Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from orchestrator.control.lease import Lease
-from orchestrator.control.loop import Decision, Loop
+from orchestrator.control.loop import Decision, Loop, keep_long_lived
 from orchestrator.errors import BadInput, GreenwiseError, OperationalError
 from orchestrator.kube.continuum import KubernetesContinuum
 
@@ -221,6 +221,8 @@ def serve(loop: Controller, interval: float, ticks: int | None, lease: Lease | N
                     last_holder = state.holder
             if leader and now >= next_tick:
                 loop.tick()
+                if loop.ticks == 1:
+                    keep_long_lived()
                 if ticks is not None and loop.ticks >= ticks:
                     break
                 next_tick = max(next_tick + interval, time.monotonic())
