@@ -98,7 +98,9 @@ class LookaheadStrategy:
         made = np.array(self.made[:len(seen) - 1]).reshape(-1, *point.shape)
         for k in range(self.horizon if self.spread else 0):
             # the forecasts of step k made at ticks 0 .. len(seen) - k - 2, and what came
-            errors = (seen[k + 1:] + 1.0) / (made[:len(seen) - k - 1, :, k] + 1.0)
+            # (none before tick k + 1)
+            came = max(len(seen) - k - 1, 0)
+            errors = (seen[k + 1:] + 1.0) / (made[:came, :, k] + 1.0)
             if len(errors):
                 ratios[:, :, k] = np.quantile(errors, (np.arange(self.spread) + 0.5)
                                               / self.spread, axis=0, method="inverted_cdf")

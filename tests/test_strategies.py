@@ -287,6 +287,24 @@ def test_lookahead_spreads_its_forecast_over_the_errors_it_made():
     assert background == [[0.2, 0.2, 0.3, 0.3]]  # a host's co-tenants: each step's columns
 
 
+def test_lookahead_plans_over_a_horizon_longer_than_what_it_has_seen():
+    """Horizon 6 from the first tick: a step k ahead has no errors until tick k + 1 (its
+    columns are then the forecast), then the errors of the forecasts made k + 1 ticks before."""
+    sim = SimulatedContinuum(_two_services(), "test", seed=0)
+    sim.reset(seed=0)
+    look = create("lookahead", StrategyContext(sim.scenario), {"horizon": 6, "spread": 2})
+    look.reset(sim)
+    for _ in range(8):
+        actions = look.decide(sim.snapshot(), sim.masks(sim.snapshot()))
+        sim.apply([])
+    assert len(actions) == 2
+    # after 8 ticks: step 5 (six ahead) has errors of the forecasts made at ticks 0 and 1
+    users, _ = look.outlook([[10] * 6, [10] * 6], [])
+    seen, made = np.array(look.seen, dtype=float), np.array(look.made)
+    errors = (seen[6:, 1] + 1.0) / (made[:2, 1, 5] + 1.0)
+    assert users[1][10:] == [round(11 * e - 1) for e in sorted(errors)]
+
+
 def test_lookahead_keeps_the_last_history_of_ticks(monkeypatch):
     """A policy runs for days: lookahead keeps what it saw and forecast over the last HISTORY
     ticks only, tick by tick alike."""
