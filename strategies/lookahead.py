@@ -242,8 +242,8 @@ class Plan:
         self.spared = np.zeros(len(where))  # [service], see `_reward_now`
         valid = np.flatnonzero(self.where >= 0)
         self._settle(valid)
-        for h in np.flatnonzero(self.count):
-            self._sum(h)
+        # each host's services added one by one in service order, from 0: as `_sum` sums them
+        np.add.at(self.load, self.where[valid], self.alone[valid])
         self._reward_now(valid)
         self._index()
 

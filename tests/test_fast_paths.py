@@ -321,20 +321,24 @@ def test_lookahead_values_every_host_at_once_as_one_by_one(name):
     """Plan.values (of every valid service at once) and Plan.staying against
     LookaheadStrategy.value for every valid service and every other host, and its own, tick
     by tick over an episode the planner plays (services sharing hosts, hosts asleep where they
-    sleep), as the tick's first moves are chosen: equal within far less than ROUNDING; and
-    Plan.ceilings above what each service's best move gains."""
+    sleep), as the tick's first moves are chosen: equal within far less than ROUNDING, the
+    hosts' loads exactly; and Plan.ceilings above what each service's best move gains."""
     sc = load_scenario(name)
     sim = SimulatedContinuum(sc, "test", seed=2)
     look = create("lookahead", StrategyContext(sc))
     look.reset(sim)
     rng = np.random.default_rng(0)
-    worst, shared, asleep, margin = 0.0, 0, 0, np.inf
+    worst, shared, asleep, margin, exact = 0.0, 0, 0, np.inf, True
     for _ in range(sc.episode_steps):
         snap = sim.snapshot()
         look.seen.append([s.users for s in snap.services])
         plan = Plan(look.predictor, [s.host if s.valid else -1 for s in snap.services],
                     *look.outlook(look.forecast(), look.forecast_background(snap)),
                     look.columns)
+        # its hosts' loads summed all at once, bit for bit as one by one
+        exact = exact and plan.load.tolist() == [
+            [sum(step) for step in plan.alone[t].T.tolist()] if t else [0.0] * look.columns
+            for t in plan.tenants]
         mine = [(i, int(plan.where[i])) for i in np.flatnonzero(plan.where >= 0).tolist()]
         stays = [look.value(i, h, h, plan.tenants, plan.users, plan.background, snap)
                  for i, h in mine]
@@ -362,7 +366,7 @@ def test_lookahead_values_every_host_at_once_as_one_by_one(name):
         look.seen.pop()  # decide sees this tick
         sim.apply([sim.plan(Move(i, a - 1)) for i, a in enumerate(look.decide(snap,
                    sim.masks(snap))) if a != STAY][:1])
-    assert worst <= ROUNDING / 1000
+    assert worst <= ROUNDING / 1000 and exact
     assert 0 <= margin < np.inf
     assert shared
     assert asleep or not any(h.sleep_watts is not None for h in sc.hosts)
