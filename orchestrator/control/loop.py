@@ -289,8 +289,8 @@ def keep_long_lived() -> None:
     """Exempt every object alive now from the garbage collector's full passes (gc.freeze),
     garbage collected first so none of it is kept: called by a policy loop after its first
     tick, when the scenario, models, caches and tables it keeps for its whole run exist. At
-    1,000 services a full pass over them took 200-290 ms, one every 10 ticks or so; about
-    13 ms without them (bench/sim_bench.py, tick). What is exempt and later ends in a cycle
+    1,000 services a full pass over them took 270-290 ms, one every 10 ticks or so; 13-21
+    ms without them (bench/sim_bench.py, tick). What is exempt and later ends in a cycle
     is not freed: at most what existed at the first tick, once."""
     gc.collect()
     gc.freeze()
