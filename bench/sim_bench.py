@@ -114,6 +114,7 @@ def tick_ms(strategy: str, model_path: Path | None = None, n: int = 500,
                 Gates(gates, clock=lambda: sim.t * 900.0))
     setup = time.perf_counter() - start
     full: list[float] = []  # ms of each full collection in the ticks measured
+    measuring = False
 
     def collected(phase: str, info: dict[str, int]) -> None:
         if info["generation"] == 2 and measuring:
