@@ -70,6 +70,8 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
         raise BadInput(f"{path}: {describe_validation_error(e)}") from e
+    if problem := scenario.crowded():
+        raise BadInput(f"{path}: {problem}")
     return _resolve_traces(scenario, path.parent)
 
 

@@ -224,6 +224,26 @@ class Scenario(Strict):
                 raise ValueError(f"service {s.name!r}: region {s.region!r} is not one of the "
                                  f"scenario's regions ({', '.join(self.regions)})")
 
+    def crowded(self) -> str | None:
+        """Why the services cannot all be placed on the simulated continuum's hosts (None:
+        each fits some host alone and all fit the hosts' memory and cores together). Not
+        checked of clusters' scenarios: there they run where they already are."""
+        hosts, fleet = self.hosts, self.fleet
+        for s in fleet:
+            if not any(h.memory_gib >= s.memory_gib and h.cores >= s.cpu_request
+                       for h in hosts):
+                return (f"service {s.name!r} ({s.memory_gib:g} GiB, {s.cpu_request:g} CPU "
+                        "requested) fits no host: give a host that much memory_gib and cores")
+        for what, need, have in (
+                ("GiB of memory", sum(s.memory_gib for s in fleet),
+                 sum(h.memory_gib for h in hosts)),
+                ("CPU requested", sum(s.cpu_request for s in fleet),
+                 sum(h.cores for h in hosts))):
+            if need > have:
+                return (f"the services need {need:g} {what}, the hosts have {have:g}: add "
+                        "hosts, or give fewer services")
+        return None
+
     def network_ms(self, service: ServiceSpec) -> tuple[float, ...]:
         """Per host, the network latency from `service`'s users (its region's row)."""
         if not self.regions:

@@ -96,6 +96,9 @@ def work(tmp_path: Path) -> Path:
         scenario(power_curve=[[0.0, 0.0], [0.5, 1.5], [1.0, 1.0]]))
     (tmp_path / "peak.yaml").write_text(
         scenario() + "workload: {peak_users: 1000000000}\n")
+    (tmp_path / "crowded.yaml").write_text(
+        scenario() + "services: [{name: a, memory_gib: 5}, {name: b, memory_gib: 5}]\n")
+    (tmp_path / "huge.yaml").write_text(scenario() + "service: {memory_gib: 9}\n")
     (tmp_path / "m.csv").write_bytes(MEASUREMENTS.read_bytes())
     return tmp_path
 
@@ -141,6 +144,11 @@ CASES = [
     (["evaluate", "--scenario", "inf.yaml"], 2, "network_latency_ms: Input should be a finite"),
     (["plan", "--scenario", "curve.yaml"], 2, "power_curve fractions must be within [0, 1]"),
     (["run", "--scenario", "peak.yaml"], 2, "peak_users: Input should be less than or equal"),
+    # services the hosts cannot hold (edge0: 8 GiB)
+    (["run", "--scenario", "crowded.yaml"], 2, "the services need 10 GiB of memory, the hosts "
+                                               "have 8"),
+    (["train", "--scenario", "huge.yaml"], 2, "service 'resnet-18' (9 GiB, 1 CPU requested) "
+                                              "fits no host"),
     (["run", "--interval", "nan"], 2, "--interval must be a finite duration"),
     (["run", "--interval", "inf"], 2, "--interval must be a finite duration"),
     (["run", "--ticks", "0"], 2, "--ticks must be a number > 0"),

@@ -544,3 +544,38 @@ def test_a_fork_replays_the_same_episode_and_leaves_the_original_alone():
     assert twin.t == 0 and twin.snapshot() == first and sim.t == 1
     twin.apply([twin.plan(Move(0, (twin.placement[0] + 1) % len(sc.hosts)))])
     assert twin.snapshot() == sim.snapshot()
+
+
+def test_services_the_hosts_cannot_hold_are_bad_input_not_a_crash():
+    """Two hosts of 3 GiB. Services needing more than both together, or more than either
+    alone: refused before any episode. 1 + 1 + 2 + 2 GiB fit (one of each size per host),
+    but a start placement drawn at random can put both small ones on one host and leave a
+    large one nowhere: that episode is refused, saying so; the others start."""
+    hosts = tuple(PAPER.hosts[0].model_copy(update={"name": f"h{i}", "memory_gib": 3.0,
+                                                    "network_latency_ms": 5.0})
+                  for i in range(2))
+    base = PAPER.model_copy(update={"regions": {}, "clusters": (
+        ClusterSpec(name="c", tier="edge", hosts=hosts),)})
+
+    def fleet(*gib: float) -> Scenario:
+        return base.model_copy(update={"services": tuple(
+            PAPER.service.model_copy(update={"name": f"s{i}", "memory_gib": g})
+            for i, g in enumerate(gib))})
+
+    for gib, problem in (((2, 2, 2, 1), "the services need 7 GiB of memory, the hosts have 6"),
+                         ((4,), "service 's0' (4 GiB, 1 CPU requested) fits no host")):
+        assert problem in fleet(*gib).crowded()
+        with pytest.raises(GreenwiseError, match=re.escape(problem)):
+            SimulatedContinuum(fleet(*gib), "test", seed=0)
+    tight = fleet(1, 1, 2, 2)
+    assert tight.crowded() is None
+    refused = 0
+    for seed in range(40):
+        try:
+            sim = SimulatedContinuum(tight, "test", seed=seed)
+        except GreenwiseError as e:
+            assert "fits no host beside the services placed at random before it" in str(e)
+            refused += 1
+        else:
+            assert sorted(np.bincount(sim.placement, [1, 1, 2, 2])) == [3, 3]
+    assert 0 < refused < 40

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from orchestrator.errors import BadInput
 from orchestrator.migration.plan import INTER_STEPS, INTRA_STEPS
 from orchestrator.model import HostState, Move, ServiceState, Snapshot
 from orchestrator.move_cost import MoveCost, Timeline
@@ -92,6 +93,8 @@ class SimulatedContinuum:
         self.sharing = Sharing(scenario, self.models)
         self.requests = Requests(self.specs, self.hosts)
         self.rng = np.random.default_rng(seed)
+        if problem := scenario.crowded():
+            raise BadInput(f"scenario {scenario.name!r}: {problem}")
         self.reset()
 
     @property
@@ -114,8 +117,15 @@ class SimulatedContinuum:
             jitter.append(np.clip(j, 0.5, 1.5))
             start = None if start_hosts is None else start_hosts[s]
             if start is None:  # a host it fits beside those placed before it (as `fits`)
-                start = int(self.rng.choice(np.flatnonzero(
-                    (room_mem >= spec.memory_gib) & (room_req >= spec.cpu_request))))
+                fit = np.flatnonzero((room_mem >= spec.memory_gib)
+                                     & (room_req >= spec.cpu_request))
+                if not len(fit):
+                    raise BadInput(
+                        f"scenario {self.scenario.name!r}: service {spec.name!r} "
+                        f"({spec.memory_gib:g} GiB, {spec.cpu_request:g} CPU requested) fits no "
+                        "host beside the services placed at random before it: give the hosts "
+                        "more memory_gib or cores, or the services less")
+                start = int(self.rng.choice(fit))
             starts.append(start)
             room_mem[start] -= spec.memory_gib
             room_req[start] -= spec.cpu_request
