@@ -218,7 +218,8 @@ class Backend:
                 f = (x * (b.think + b.latency(x)) - users[at]) * free
             return np.where((free > 0) & np.isfinite(f), f, x * b._batch(x)[1] / room)
 
-        hi = np.minimum(users / flat.think, flat.capacity())
+        with np.errstate(divide="ignore", invalid="ignore"):  # no think time: capacity bounds
+            hi = np.minimum(users / flat.think, flat.capacity())
         f_hi = short(hi)
         inside = (users > 0) & (f_hi > 0)  # else x = hi (none), or 0 (no users)
         x, where = hi.copy(), np.flatnonzero(inside)

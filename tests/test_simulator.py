@@ -1,6 +1,7 @@
 """The simulated continuum's models: workload patterns, queueing latency, power sharing."""
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -579,3 +580,18 @@ def test_services_the_hosts_cannot_hold_are_bad_input_not_a_crash():
         else:
             assert sorted(np.bincount(sim.placement, [1, 1, 2, 2])) == [3, 3]
     assert 0 < refused < 40
+
+
+def test_clients_that_do_not_think_keep_every_worker_busy_without_a_warning():
+    """Think time 0 (clients that send their next request at once): the throughput is the
+    workers' capacity, each user always waiting (x * R = users), and nothing warns."""
+    sc = PAPER.model_copy(update={"service": PAPER.service.model_copy(update={
+        "think_time_s": (0.0, 0.0), "batch_size": 1, "max_batch_delay_ms": 0.0, "workers": 1})})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = PerformanceModel(sc)
+        idle, busy = model.outcome(HOST["edge0"], 0), model.outcome(HOST["edge0"], 5)
+    assert idle.throughput_rps == 0.0
+    network = sc.network_ms(sc.service)[HOST["edge0"]]
+    backend_s = (busy.latency_ms - network) / 1000
+    assert busy.throughput_rps * backend_s == pytest.approx(5.0, rel=1e-9)
