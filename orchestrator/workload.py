@@ -55,7 +55,10 @@ def read_trace(path: Path) -> list[float]:
             rows = list(csv.DictReader(f))
     except OSError as e:
         raise BadInput(f"cannot read trace {path}: {e.strerror}") from e
-    if not rows or not {"time", "users"} <= set(rows[0]):
+    if not rows:
+        raise BadInput(f"trace {path}: no rows; expected a header time,users and a row per "
+                       "step")
+    if not {"time", "users"} <= set(rows[0]):
         raise BadInput(f"trace {path}: needs a header with columns time,users")
     try:
         pairs = sorted((float(r["time"]), float(r["users"])) for r in rows)

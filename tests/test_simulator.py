@@ -52,8 +52,12 @@ def test_trace_replay(tmp_path):
     f.write_text("time,users\n60,5\n0,2\n120,7\n")
     assert read_trace(f) == [2.0, 5.0, 7.0]
     f.write_text("when,who\n1,2\n")
-    with pytest.raises(GreenwiseError, match="time,users"):
+    with pytest.raises(GreenwiseError, match="needs a header with columns time,users"):
         read_trace(f)
+    for text in ("time,users\n", ""):
+        f.write_text(text)
+        with pytest.raises(GreenwiseError, match="no rows; expected a header time,users"):
+            read_trace(f)
 
 
 def test_erlang_c_matches_mm1_and_known_value():
