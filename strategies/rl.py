@@ -183,9 +183,9 @@ def load(algorithm: str, path: Path, scenario: Scenario) -> BaseAlgorithm:
                        f"`greenwise-mc train --strategy {algorithm} --out {path}`")
     try:
         model = ALGORITHMS[algorithm].load(path, device="cpu")
-    except (zipfile.BadZipFile, ValueError, KeyError, RuntimeError, EOFError) as e:
-        raise BadInput(f"{path} is not a {algorithm} model saved by `greenwise-mc train` "
-                       f"({type(e).__name__})") from e
+    except (zipfile.BadZipFile, ValueError, KeyError, RuntimeError, EOFError, TypeError) as e:
+        raise BadInput(f"{path} is not a model saved by `greenwise-mc train --strategy "
+                       f"{algorithm}` ({type(e).__name__})") from e
     expected = Encoder(scenario).size
     if model.observation_space.shape != (expected,):
         raise BadInput(

@@ -81,10 +81,17 @@ def test_missing_or_corrupt_model_is_a_clear_error(tmp_path):
         create("maskppo", StrategyContext(PAPER), {"model": tmp_path / "none.zip"})
     bad = tmp_path / "bad.zip"
     bad.write_text("not a model")
-    with pytest.raises(GreenwiseError, match="not a maskppo model"):
+    with pytest.raises(GreenwiseError, match=r"not a model saved by `greenwise-mc train "
+                                              r"--strategy maskppo`"):
         create("maskppo", StrategyContext(PAPER), {"model": bad})
     with pytest.raises(GreenwiseError, match="needs a trained model"):
         create("a2c", StrategyContext(PAPER))
+    # one algorithm's model given to the other
+    for trained, other in (("maskppo", "a2c"), ("a2c", "maskppo")):
+        out = tmp_path / f"{trained}.zip"
+        rl.train(trained, PAPER, "power-latency", 16, seed=0, out=out)
+        with pytest.raises(GreenwiseError, match=f"--strategy {other}`"):
+            create(other, StrategyContext(PAPER), {"model": out})
 
 
 def test_a_model_trained_on_some_services_decides_for_more_within_their_masks(tmp_path):
