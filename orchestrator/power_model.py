@@ -133,6 +133,11 @@ def load_measurements(path: Path, percent: bool = False,
         raise BadInput(f"{path}: cannot read as CSV ({e})") from e
     if not rows:
         raise BadInput(f"{path}: no measurements (expected rows of {', '.join(COLUMNS)})")
+    highest = max(max(us) for us, _ in rows.values()) * top
+    if percent and highest <= 1.0:  # a fit over 0-1 % would extrapolate to 100 times the range
+        raise BadInput(f"{path}: with --percent every cpu_utilization is at most 1 (the "
+                       f"highest is {highest:g}): these look like fractions of the cores; "
+                       "drop --percent")
     out = {}
     for host, (us, ws) in rows.items():
         if len(us) < min_rows:

@@ -89,6 +89,13 @@ def test_percent_input_and_extra_columns(tmp_path):
     with pytest.raises(GreenwiseError, match=r"line 3, column cpu_utilization: 5 is outside "
                        r"\[0, 1\]; if the file is in percent, pass --percent"):
         pm.load_measurements(path)
+    # fractions read as percent: refused (a fit over 0-1 % would extrapolate 100 times over)
+    path.write_text("host,cpu_utilization,watts\n"
+                    + "".join(f"a,{i / 20},{10 + i}\n" for i in range(21)))
+    assert pm.load_measurements(path)["a"].utilization.max() == 1.0
+    with pytest.raises(GreenwiseError, match=r"with --percent every cpu_utilization is at most "
+                       r"1 \(the highest is 1\): these look like fractions"):
+        pm.load_measurements(path, percent=True)
 
 
 GOOD = [("a", i / 24, 10 + i) for i in range(25)]
