@@ -44,8 +44,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from orchestrator.config import ControllerConfig, load_scenario
-from orchestrator.control.gates import Gates
-from orchestrator.control.loop import Loop, keep_long_lived
+from orchestrator.control.loop import Loop, keep_long_lived, simulated
 from orchestrator.model import Move
 from orchestrator.performance import GRID, TABLES, TAKEN_BLOCK, USERS_BLOCK, OutcomeTables
 from orchestrator.scenario import PAPER, Scenario
@@ -93,6 +92,17 @@ def env_steps(scenario: Scenario, n: int) -> None:
             env.reset()
 
 
+def policy_loop(sim: SimulatedContinuum, strategy: str, scenario: Scenario,
+                model_path: Path | None = None) -> Loop:
+    """`strategy` ticking on `sim` as `run` ticks it: under the default gates, on the
+    simulated clock, the strategy knowing the gates it runs under."""
+    gates = ControllerConfig()
+    agent = create(strategy, StrategyContext(scenario, gates=gates),
+                   {"model": model_path} if model_path else None)
+    agent.reset(sim)
+    return simulated(sim, agent, Predictor(scenario, model=sim.model), gates)
+
+
 def tick_ms(strategy: str, model_path: Path | None = None, n: int = 500,
             scenario: Scenario = PAPER, warm: int = 0, steps: int | None = None,
             keep: bool = True) -> tuple[float, float, float]:
@@ -105,13 +115,8 @@ def tick_ms(strategy: str, model_path: Path | None = None, n: int = 500,
     assert warm + n < steps, "the ticks measured must be in the episode"
     sim = SimulatedContinuum(scenario.model_copy(update={"episode_steps": steps}),
                              "test", seed=0)
-    gates = ControllerConfig()  # as `run` decides: the strategy knows the gates it runs under
     start = time.perf_counter()
-    agent = create(strategy, StrategyContext(scenario, gates=gates),
-                   {"model": model_path} if model_path else None)
-    agent.reset(sim)
-    loop = Loop(sim, agent, Predictor(scenario, model=sim.model),
-                Gates(gates, clock=lambda: sim.t * 900.0))
+    loop = policy_loop(sim, strategy, scenario, model_path)
     setup = time.perf_counter() - start
     full: list[float] = []  # ms of each full collection in the ticks measured
     measuring = False
@@ -251,11 +256,7 @@ def days(strategy: str, ticks: int) -> list[tuple[float, int, int]]:
     big = repeated(load_scenario(CONTINUUM), 84)
     sim = SimulatedContinuum(big.model_copy(update={"episode_steps": ticks + 1}), "test",
                              seed=0)
-    gates = ControllerConfig()
-    agent = create(strategy, StrategyContext(big, gates=gates))
-    agent.reset(sim)
-    loop = Loop(sim, agent, Predictor(big, model=sim.model),
-                Gates(gates, clock=lambda: sim.t * 900.0))
+    loop = policy_loop(sim, strategy, big)
     wall, solved = [], []
     for k in range(ticks):
         before, start = TABLES.solved, time.perf_counter()
